@@ -1,0 +1,140 @@
+"""The validated agent configuration, as the engine and runtime consume it.
+
+``ikeagent.config.schema.load_config(path)`` / ``parse_config(mapping)`` turn the YAML file
+(swanctl vocabulary) into these frozen objects; every error names the field's path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ikeagent.crypto.suites import Proposal
+from ikeagent.dataplane.base import TrafficSelector
+
+
+class StartAction(Enum):
+    NONE = "none"
+    START = "start"
+    TRAP = "trap"
+
+
+class AuthMethod(Enum):
+    PSK = "psk"
+    PUBKEY = "pubkey"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An IKE identity as strongSwan writes it ("192.0.2.1", "@gw.example", "user@example",
+    "C=CH, O=x, CN=y"), with its ID type (IKEv2 ID Type numbers: 1 IPV4_ADDR, 2 FQDN,
+    3 RFC822_ADDR, 5 IPV6_ADDR, 9 DER_ASN1_DN, 11 KEY_ID) and the bytes of its ID data."""
+
+    text: str
+    id_type: int
+    data: bytes
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    auth: AuthMethod = AuthMethod.PSK
+    id: Identity | None = None  # None: the local/remote address (local) or any (remote)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    name: str
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+    esp_proposals: tuple[Proposal, ...]
+    start_action: StartAction = StartAction.NONE
+    mode: str = "tunnel"
+    rekey_time: float = 3600.0  # seconds; 0 disables
+    life_time: float = 0.0  # hard limit; 0 = rekey_time * 1.1
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+    rekey_packets: int = 0
+    life_packets: int = 0
+    rand_time: float = 0.0  # jitter subtracted from rekey_time; 0 = (life - rekey)
+    replay_window: int = 64
+    inactivity: float = 0.0
+    dpd_action: str = "clear"
+    close_action: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    name: str
+    version: int  # 1 or 2
+    local_addrs: tuple[str, ...]  # IPs or hostnames; empty = any
+    remote_addrs: tuple[str, ...]  # IPs or hostnames; empty = any (responder only)
+    proposals: tuple[Proposal, ...]
+    local: AuthConfig
+    remote: AuthConfig
+    children: dict[str, ChildConfig]
+    local_port: int = 500
+    remote_port: int = 500
+    dpd_delay: float = 0.0  # seconds; 0 disables liveness checks
+    dpd_timeout: float = 0.0  # IKEv1 only
+    rekey_time: float = 14400.0  # IKE SA rekey; 0 disables
+    over_time: float = 0.0  # hard limit after rekey_time; 0 = 10% of rekey_time
+    rand_time: float = 0.0
+    reauth_time: float = 0.0
+    encap: bool = False  # force UDP encapsulation (fake NAT-D)
+    mobike: bool = True
+    fragmentation: bool = True
+    aggressive: bool = False  # IKEv1
+    allow_aggressive_psk: bool = False  # IKEv1 Aggressive Mode with PSK needs this explicit opt-in
+    keyingtries: int = 1  # 0 = forever
+    unique: str = "no"
+
+    def __repr__(self) -> str:
+        return f"ConnectionConfig({self.name!r}, v{self.version}, {self.local_addrs}->{self.remote_addrs})"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSecret:
+    name: str
+    ids: tuple[Identity, ...]  # empty: matches any identity
+    secret: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"SharedSecret({self.name!r}, ids={[str(i) for i in self.ids]}, secret=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    connections: dict[str, ConnectionConfig]
+    secrets: tuple[SharedSecret, ...] = ()
+    # agent-wide settings (optional "agent:" section)
+    log_level: str = "info"
+    dataplane: str = "auto"  # userspace | xfrm | auto
+    cookie_threshold: int = 10  # half-open IKE SAs before COOKIEs are demanded
+    fragment_size: int = 1280  # bytes of an IKE message before it is fragmented (RFC 7383)
+    retransmit_timeout: float = 1.0
+    retransmit_tries: int = 5
+    retransmit_base: float = 1.8
+
+    def find_psk(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
+        """The best-matching PSK for a pair of identities, as swanctl matches secrets: a secret
+        listing both ids wins over one listing one of them, which wins over one with no ids."""
+        best: tuple[int, bytes] | None = None
+        wanted = [i for i in (local_id, remote_id) if i is not None]
+        for s in self.secrets:
+            if not s.ids:
+                score = 1
+            else:
+                matched = sum(1 for i in s.ids if any(_same_id(i, w) for w in wanted))
+                if matched == 0:
+                    continue
+                score = 1 + matched * 2
+            if best is None or score > best[0]:
+                best = (score, s.secret)
+        return None if best is None else best[1]
+
+
+def _same_id(a: Identity, b: Identity) -> bool:
+    return a.id_type == b.id_type and a.data == b.data
