@@ -1,0 +1,391 @@
+"""The agent's configuration file: YAML in strongSwan swanctl vocabulary.
+
+``load_config(path)`` / ``parse_config(mapping, base_dir=None)`` return an ``AgentConfig`` or
+raise ``ConfigError`` listing every problem as ``dotted.path: reason``. ``config_schema()``
+describes the same keys as a JSON-schema-like dict; both come from the field tables below.
+
+Example::
+
+    agent: {log_level: info, dataplane: auto}
+    connections:
+      site-b:
+        version: 2
+        local_addrs: [192.0.2.1]
+        remote_addrs: [192.0.2.2]
+        proposals: aes256gcm16-prfsha256-x25519, aes256-sha256-modp2048
+        local: {auth: psk, id: gw-a.example}      # or local-1 {...} as swanctl writes it
+        remote: {auth: psk, id: gw-b.example}
+        children:
+          net:
+            local_ts: [10.1.0.0/24]
+            remote_ts: 10.2.0.0/24[tcp/443]
+            esp_proposals: [aes256gcm16, aes256-sha256]
+            start_action: start
+    secrets:
+      ike-b: {id: [gw-a.example, gw-b.example], secret: "..."}   # or file: /path (mode 0600)
+
+Defaults follow swanctl.conf(5) of strongSwan 5.9:
+
+- agent: log_level info, dataplane auto, port 500, natt_port 4500 (strongSwan's charon.port and
+  charon.port_nat_t), cookie_threshold 10, fragment_size 1280, retransmit_timeout 1s,
+  retransmit_tries 5, retransmit_base 1.8 (charon.retransmit_*).
+- connection: version 2 (swanctl's 0 = "any" is not supported), local_addrs/remote_addrs %any,
+  local_port = agent port, remote_port 500, proposals "default", local/remote auth pubkey and
+  id = the IP address (local) / %any (remote), dpd_delay 0 (off), dpd_timeout 0, rekey_time 4h,
+  over_time 10% of rekey_time, rand_time = over_time, reauth_time 0 (off), encap no, mobike yes,
+  fragmentation yes, aggressive no, keyingtries 1, unique no.
+- child: esp_proposals "default", start_action none, mode tunnel (only), rekey_time 1h,
+  life_time = rekey_time + 10%, rand_time = life_time - rekey_time, rekey_bytes/rekey_packets 0,
+  life_bytes/life_packets = rekey_* + 10%, replay_window 32, inactivity 0, dpd_action clear,
+  close_action none. ``local_ts``/``remote_ts`` are required: swanctl's ``dynamic`` is not
+  supported.
+- secrets: only ``ike<suffix>`` sections (PSKs); ``id``, ``id-1``, ``id-2``... list the identities
+  (none: any); ``secret`` is a string, ``0x<hex>`` or ``0s<base64>``; ``file`` (our extension)
+  names a file holding the secret bytes (one trailing newline removed) that must not be
+  accessible by group or others.
+
+Derived values are filled in here, so the engine receives concrete numbers: a 0 that reaches
+the engine means "disabled" (rekey_time, life limits) or "no jitter" (rand_time).
+IKEv1 (version 1, aggressive) is accepted as configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from ikeagent.config.errors import INVALID, ConfigError, Context, Invalid, join
+from ikeagent.config.model import (
+    AgentConfig,
+    AuthConfig,
+    AuthMethod,
+    ChildConfig,
+    ConnectionConfig,
+    SharedSecret,
+    StartAction,
+)
+from ikeagent.config.sections import DERIVED, REQUIRED, Field, MapOf, Raw, Section
+from ikeagent.config.values import (
+    Address,
+    Bool,
+    Choice,
+    Count,
+    Duration,
+    IdentityValue,
+    Int,
+    ListOf,
+    Number,
+    Port,
+    Proposals,
+    SecretValue,
+    Str,
+    TrafficSelectorValue,
+    Version,
+)
+
+__all__ = ["ConfigError", "config_schema", "load_config", "parse_config"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DATAPLANES = ("auto", "userspace", "xfrm", "memory")
+
+AGENT_FIELDS = (
+    Field("log_level", Choice(*LOG_LEVELS), "info", "logging threshold"),
+    Field("dataplane", Choice(*DATAPLANES), "auto", "ESP data plane"),
+    Field("port", Port(), 500, "UDP port for IKE"),
+    Field("natt_port", Port(), 4500, "UDP port for NAT-T (IKE with non-ESP marker and ESP)"),
+    Field("cookie_threshold", Int(0), 10, "half-open IKE SAs before COOKIEs are demanded"),
+    Field("fragment_size", Int(576, 65535), 1280, "IKE message size before fragmenting"),
+    Field("retransmit_timeout", Duration(), 1.0, "first retransmission timeout"),
+    Field("retransmit_tries", Int(0), 5, "retransmissions before giving up"),
+    Field("retransmit_base", Number(1.0), 1.8, "exponential backoff base"),
+)
+
+AUTH_FIELDS = (
+    Field(
+        "auth",
+        Choice("psk", "pubkey", names={"psk": AuthMethod.PSK, "pubkey": AuthMethod.PUBKEY}),
+        AuthMethod.PUBKEY,
+        "authentication method",
+    ),
+    Field("id", IdentityValue(), None, "IKE identity (default: IP address / %any)"),
+)
+
+CHILD_FIELDS = (
+    Field(
+        "local_ts",
+        ListOf(TrafficSelectorValue(), min_items=1),
+        REQUIRED,
+        "local traffic selectors",
+        required_reason="required (swanctl's default 'dynamic' is not supported)",
+    ),
+    Field(
+        "remote_ts",
+        ListOf(TrafficSelectorValue(), min_items=1),
+        REQUIRED,
+        "remote traffic selectors",
+        required_reason="required (swanctl's default 'dynamic' is not supported)",
+    ),
+    Field("esp_proposals", Proposals("ESP"), Raw("default"), "ESP proposals"),
+    Field(
+        "start_action",
+        Choice("none", "start", "trap", names={a.value: a for a in StartAction}),
+        StartAction.NONE,
+        "what to do after loading",
+    ),
+    Field("mode", Choice("tunnel"), "tunnel", "IPsec mode (tunnel only)"),
+    Field("rekey_time", Duration(), 3600.0, "CHILD_SA rekey interval (0: off)"),
+    Field("life_time", Duration(), DERIVED, "hard lifetime (default rekey_time + 10%)"),
+    Field("rand_time", Duration(), DERIVED, "rekey jitter (default life_time - rekey_time)"),
+    Field("rekey_bytes", Count(), 0, "bytes before rekeying (0: off)"),
+    Field("life_bytes", Count(), DERIVED, "hard byte limit (default rekey_bytes + 10%)"),
+    Field("rekey_packets", Count(), 0, "packets before rekeying (0: off)"),
+    Field("life_packets", Count(), DERIVED, "hard packet limit (default rekey_packets + 10%)"),
+    Field("replay_window", Int(0, 2**32 - 1), 32, "replay window in packets"),
+    Field("inactivity", Duration(), 0.0, "close the CHILD_SA after this idle time (0: off)"),
+    Field("dpd_action", Choice("clear", "trap", "restart"), "clear", "action on DPD timeout"),
+    Field("close_action", Choice("none", "trap", "start"), "none", "action when peer closes"),
+)
+
+
+def _build_child(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
+    rekey = v["rekey_time"]
+    life = v.get("life_time", rekey + rekey / 10)
+    if "life_time" in v and rekey and life and life <= rekey:
+        return ctx.error(join(path, "life_time"), "must be greater than rekey_time")
+    rand = v.get("rand_time", max(life - rekey, 0.0) if rekey else 0.0)
+    for unit in ("bytes", "packets"):
+        soft = v[f"rekey_{unit}"]
+        hard = v.get(f"life_{unit}", soft + soft // 10)
+        if f"life_{unit}" in v and soft and hard and hard <= soft:
+            return ctx.error(join(path, f"life_{unit}"), f"must be greater than rekey_{unit}")
+        v[f"life_{unit}"] = hard
+    return ChildConfig(
+        name=name,
+        local_ts=v["local_ts"],
+        remote_ts=v["remote_ts"],
+        esp_proposals=v["esp_proposals"],
+        start_action=v["start_action"],
+        mode=v["mode"],
+        rekey_time=rekey,
+        life_time=life,
+        rand_time=rand,
+        rekey_bytes=v["rekey_bytes"],
+        life_bytes=v["life_bytes"],
+        rekey_packets=v["rekey_packets"],
+        life_packets=v["life_packets"],
+        replay_window=v["replay_window"],
+        inactivity=v["inactivity"],
+        dpd_action=v["dpd_action"],
+        close_action=v["close_action"],
+    )
+
+
+def _build_auth(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
+    return AuthConfig(auth=v["auth"], id=v["id"])
+
+
+AUTH = Section(AUTH_FIELDS, _build_auth, "one authentication round")
+CHILD = Section(CHILD_FIELDS, _build_child, "a CHILD_SA")
+
+CONNECTION_FIELDS = (
+    Field("version", Version(), 2, "IKE version: 1 or 2"),
+    Field("local_addrs", ListOf(Address()), (), "local addresses (default %any)"),
+    Field("remote_addrs", ListOf(Address()), (), "remote addresses (default %any)"),
+    Field("local_port", Port(), DERIVED, "local IKE port (default: agent port)"),
+    Field("remote_port", Port(), 500, "remote IKE port"),
+    Field("proposals", Proposals("IKE"), Raw("default"), "IKE proposals"),
+    Field("local", AUTH, Raw({}), "local authentication", aliases=("local-1",)),
+    Field("remote", AUTH, Raw({}), "remote authentication", aliases=("remote-1",)),
+    Field("dpd_delay", Duration(), 0.0, "liveness check interval (0: off)"),
+    Field("dpd_timeout", Duration(), 0.0, "IKEv1 DPD timeout"),
+    Field("rekey_time", Duration(), 14400.0, "IKE SA rekey interval (0: off)"),
+    Field("over_time", Duration(), DERIVED, "hard limit after rekey_time (default 10%)"),
+    Field("rand_time", Duration(), DERIVED, "rekey jitter (default over_time)"),
+    Field("reauth_time", Duration(), 0.0, "reauthentication interval (0: off)"),
+    Field("encap", Bool(), False, "force UDP encapsulation"),
+    Field("mobike", Bool(), True, "MOBIKE (RFC 4555)"),
+    Field("fragmentation", Bool(), True, "IKE fragmentation (RFC 7383)"),
+    Field("aggressive", Bool(), False, "IKEv1 Aggressive Mode"),
+    Field("allow_aggressive_psk", Bool(), False, "allow IKEv1 Aggressive Mode with PSK"),
+    Field("keyingtries", Int(0), 1, "initiation attempts (0: forever)"),
+    Field("unique", Choice("no", "never", "keep", "replace"), "no", "uniqueness policy"),
+    Field("children", MapOf(CHILD), {}, "CHILD_SAs"),
+)
+
+
+def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
+    bad = False
+    if v["aggressive"] and v["version"] != 1:
+        ctx.error(join(path, "aggressive"), "Aggressive Mode needs version: 1")
+        bad = True
+    starting = [c.name for c in v["children"].values() if c.start_action is StartAction.START]
+    if starting and not v["remote_addrs"]:
+        ctx.error(
+            join(path, "remote_addrs"),
+            f"required when a child has start_action start ({', '.join(starting)})",
+        )
+        bad = True
+    if bad:
+        return INVALID
+    rekey = v["rekey_time"]
+    over = v.get("over_time", rekey / 10)
+    rand = v.get("rand_time", over)
+    return ConnectionConfig(
+        name=name,
+        version=v["version"],
+        local_addrs=v["local_addrs"],
+        remote_addrs=v["remote_addrs"],
+        proposals=v["proposals"],
+        local=v["local"],
+        remote=v["remote"],
+        children=v["children"],
+        local_port=v.get("local_port", ctx.settings.get("port", 500)),
+        remote_port=v["remote_port"],
+        dpd_delay=v["dpd_delay"],
+        dpd_timeout=v["dpd_timeout"],
+        rekey_time=rekey,
+        over_time=over,
+        rand_time=rand,
+        reauth_time=v["reauth_time"],
+        encap=v["encap"],
+        mobike=v["mobike"],
+        fragmentation=v["fragmentation"],
+        aggressive=v["aggressive"],
+        allow_aggressive_psk=v["allow_aggressive_psk"],
+        keyingtries=v["keyingtries"],
+        unique=v["unique"],
+    )
+
+
+SECRET_FIELDS = (
+    Field("id", ListOf(IdentityValue()), (), "identities (id, id-1, id-2...)", pattern=r"id(-.+)?"),
+    Field("secret", SecretValue(), DERIVED, "the PSK: string, 0x<hex> or 0s<base64>"),
+    Field("file", Str(), DERIVED, "file holding the PSK (mode 0600 or stricter)"),
+)
+
+
+def _read_secret_file(name: str, base_dir: str | None) -> bytes:
+    path = name if os.path.isabs(name) or base_dir is None else os.path.join(base_dir, name)
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise Invalid(
+                    f"{path} is accessible by group or others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it"
+                )
+            data = f.read()
+    except OSError as e:
+        raise Invalid(f"cannot read {path}: {e.strerror}")
+    data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
+    if not data:
+        raise Invalid(f"{path} is empty")
+    return data
+
+
+def _build_secret(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
+    if ("secret" in v) == ("file" in v):
+        return ctx.error(path, "give exactly one of secret or file")
+    if "file" in v:
+        try:
+            secret = _read_secret_file(v["file"], ctx.base_dir)
+        except Invalid as e:
+            return ctx.error(join(path, "file"), str(e))
+    else:
+        secret = v["secret"]
+    return SharedSecret(name=name, ids=tuple(v["id"]), secret=secret)
+
+
+CONNECTION = Section(CONNECTION_FIELDS, _build_connection, "an IKE connection")
+SECRET = Section(SECRET_FIELDS, _build_secret, "an IKE pre-shared key")
+AGENT = Section(AGENT_FIELDS, lambda name, v, path, ctx: v, "agent-wide settings")
+
+TOP_FIELDS = (
+    Field("agent", AGENT, Raw({}), "agent-wide settings"),
+    Field("connections", MapOf(CONNECTION), {}, "IKE connections"),
+    Field(
+        "secrets",
+        MapOf(SECRET, r"ike[^.\s\[\]]*", "only ike<suffix> (PSK) secrets are supported"),
+        {},
+        "secrets",
+    ),
+)
+TOP = Section(TOP_FIELDS, lambda name, v, path, ctx: v, "ikeagent configuration")
+_BODY = Section(TOP_FIELDS[1:], lambda name, v, path, ctx: v)  # parsed after the agent section
+
+
+def parse_config(
+    mapping: Mapping[str, Any] | None,
+    base_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """Validate a parsed YAML document. ``base_dir`` resolves relative secret files;
+    ``overrides`` replace keys of the ``agent:`` section (command-line options)."""
+    ctx = Context(base_dir=base_dir)
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(
+            [("", f"expected a mapping at the top level, got {type(mapping).__name__}")]
+        )
+    agent_raw = mapping.get("agent")
+    if overrides:
+        agent_raw = dict(agent_raw if isinstance(agent_raw, Mapping) else {}) | dict(overrides)
+    # the agent section first: connection defaults (local_port) depend on it
+    agent = AGENT.parse(agent_raw, "agent", ctx)
+    ctx.settings = {} if agent is INVALID else dict(agent)
+    rest = {k: v for k, v in mapping.items() if k != "agent"}
+    top = _BODY.values(rest, "", ctx)
+    ctx.raise_if_any()
+    return AgentConfig(
+        connections=top["connections"],
+        secrets=tuple(top["secrets"].values()),
+        **agent,
+    )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except OSError as e:
+        raise ConfigError([("", f"cannot read {path}: {e.strerror}")])
+    except yaml.YAMLError as e:
+        raise ConfigError([("", f"{path}: invalid YAML: {e}")])
+
+
+def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Read and validate a YAML configuration file."""
+    data = load_yaml(path)
+    return parse_config(data, os.path.dirname(os.path.abspath(path)), overrides)
+
+
+def config_schema() -> dict[str, Any]:
+    """A JSON-schema-like description of the configuration (from the same field tables)."""
+    out = TOP.schema() | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    out["title"] = "ikeagent configuration"
+    return out

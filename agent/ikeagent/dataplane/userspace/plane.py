@@ -1,0 +1,436 @@
+"""The userspace ESP data plane: a TUN device plus UDP-encapsulated ESP (RFC 4303, RFC 3948).
+
+Two data-plane threads (not asyncio) move packets, each blocking in ``poll`` only when its
+source is drained:
+
+- outbound: read a packet from the TUN device, find the policy (reqid) whose selectors cover
+  it, seal it with the newest outbound SA of that reqid and send it to the peer's encap port;
+- inbound: read datagrams from the encap socket(s). Four zero bytes (the non-ESP marker) mean
+  IKE: the marker is stripped and the rest handed to ``ike_sink`` *from the inbound thread*
+  (the runtime's sink is thread-safe, e.g. it uses ``loop.call_soon_threadsafe``); a single
+  0xFF byte is a NAT-keepalive and is dropped; anything else is ESP: SA by SPI, anti-replay
+  check, ICV, decryption, selector check of the inner packet, write to the TUN device.
+
+Packets are read into and sealed or opened in preallocated buffers (``os.readv``,
+``socket.recvfrom_into``, in-place AEAD), so the per-packet path allocates little. The two
+threads run in parallel while either waits in a system call; the ciphers hold the GIL.
+
+Every method of the ``Dataplane`` protocol is called from the runtime's thread; changes to the
+SA database replace whole dicts and tuples (see ``sad``), and events are queued under a lock
+and announced through the wakeup callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+from ikeagent.crypto.esp import EspAuthError, EspError, EspPadError, EspTruncated
+
+from ..base import ChildSa, DataplaneEvent, Endpoint, ExpireKind, IkeSink, SaCounters, SaExpired
+from .routes import Routes
+from .sad import Sad, _Metered
+from .tun import configure_link, open_tun
+
+log = logging.getLogger(__name__)
+
+BUFFER_SIZE = 65536 + 1024
+PAYLOAD_POS = 64  # where a TUN packet is read, leaving room for the largest ESP prefix
+NON_ESP_MARKER = b"\0\0\0\0"
+SEND_WAIT_MS = 50
+_HEADER = struct.Struct(">II")
+_POLLIN = select.POLLIN
+
+DROP_REASONS = (
+    "unknown_spi",
+    "replay",
+    "auth",
+    "pad",
+    "truncated",
+    "selector",
+    "next_header",
+    "expired",
+    "tun_write",
+    "no_sa",
+    "seq_overflow",
+    "no_socket",
+    "send_failed",
+    "not_ip",
+    "error",
+)
+
+
+class UserspaceDataplane:
+    """ESP in userspace over a TUN device; see the module docstring."""
+
+    name = "userspace"
+
+    def __init__(
+        self,
+        ifname: str = "ipsec0",
+        mtu: int = 1400,
+        route_table: int = 220,
+        rule_priority: int = 220,
+        manage_routes: bool = True,
+    ) -> None:
+        self.ifname = ifname
+        self.mtu = mtu
+        self.route_table = route_table
+        self.rule_priority = rule_priority
+        self.manage_routes = manage_routes
+        self.ifindex = 0
+        self._sad = Sad()
+        self._ipr = None
+        self._routes: Routes | None = None
+        self._route_keys: dict[int, list[str]] = {}
+        self._tun_fd = -1
+        self._running = False
+        self._threads: list[threading.Thread] = []
+        self._wake_in = self._wake_out = (-1, -1)
+        # (socket, local endpoint, sink) per attached encap socket; socks by address family
+        self._encap: tuple[tuple[socket.socket, Endpoint, IkeSink], ...] = ()
+        self._socks: dict[int, socket.socket] = {}
+        self._events: list[DataplaneEvent] = []
+        self._events_lock = threading.Lock()
+        self._wakeup: Callable[[], None] | None = None
+        self._in_stats = dict.fromkeys(DROP_REASONS, 0)
+        self._out_stats = dict.fromkeys(DROP_REASONS, 0)
+        self._in_stats.update(esp_in=0, ike_in=0, keepalive_in=0, dummy_in=0)
+        self._out_stats.update(esp_out=0)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from pyroute2 import IPRoute
+
+        if self._running:
+            return
+        self._tun_fd, self.ifname = open_tun(self.ifname)
+        try:
+            self._ipr = IPRoute()
+            self.ifindex = configure_link(self._ipr, self.ifname, self.mtu)
+            if self.manage_routes:
+                self._routes = Routes(self._ipr, self.ifindex, self.route_table, self.rule_priority)
+                self._routes.setup()
+        except BaseException:
+            self._release()
+            raise
+        self._wake_in = _pipe()
+        self._wake_out = _pipe()
+        self._running = True
+        for target, name in ((self._inbound_loop, "in"), (self._outbound_loop, "out")):
+            thread = threading.Thread(target=target, name=f"esp-{name}-{self.ifname}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("userspace data plane on %s (mtu %d)", self.ifname, self.mtu)
+
+    def close(self) -> None:
+        self._running = False
+        for _, w in (self._wake_in, self._wake_out):
+            if w >= 0:
+                _poke(w)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        for reqid in list(self._sad.policies):
+            self.remove_policy(reqid)
+        self._release()
+
+    def _release(self) -> None:
+        if self._routes is not None:
+            self._routes.teardown()
+            self._routes = None
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+        if self._tun_fd >= 0:
+            os.close(self._tun_fd)
+            self._tun_fd = -1
+        for pair in (self._wake_in, self._wake_out):
+            for fd in pair:
+                if fd >= 0:
+                    os.close(fd)
+        self._wake_in = self._wake_out = (-1, -1)
+
+    def attach_encap_socket(self, sock: object, local: Endpoint, ike_sink: IkeSink) -> bool:
+        """Take over reading ``sock`` (made non-blocking); IKE goes to ``ike_sink`` from the
+        inbound thread, marker stripped. One socket per address family is used for sending."""
+        assert isinstance(sock, socket.socket)  # local API misuse, not peer input
+        sock.setblocking(False)
+        self._encap = (*self._encap, (sock, local, ike_sink))
+        self._socks = {**self._socks, sock.family: sock}
+        if self._wake_in[1] >= 0:
+            _poke(self._wake_in[1])
+        return True
+
+    # -- SAs and policies -------------------------------------------------------------------
+
+    def install_child(self, sa: ChildSa) -> None:
+        policy, new = self._sad.install(sa)
+        if new and self._routes is not None:
+            self._route_keys[sa.reqid] = self._routes.add_child(policy.first)
+        log.info("installed %r", sa)
+
+    def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
+        if self._sad.delete(reqid, spi_in, spi_out) is None:
+            log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
+
+    def remove_policy(self, reqid: int) -> None:
+        self._sad.remove(reqid)
+        keys = self._route_keys.pop(reqid, None)
+        if keys and self._routes is not None:
+            self._routes.remove(keys)
+
+    def counters(self, reqid: int, spi_in: int, spi_out: int) -> SaCounters:
+        return self._sad.pair(reqid, spi_in, spi_out).counters()
+
+    def poll_events(self) -> list[DataplaneEvent]:
+        with self._events_lock:
+            events, self._events = self._events, []
+        return events
+
+    def set_event_callback(self, wakeup: Callable[[], None]) -> None:
+        self._wakeup = wakeup
+
+    def stats(self) -> dict[str, int]:
+        merged = dict(self._in_stats)
+        for key, value in self._out_stats.items():
+            merged[key] = merged.get(key, 0) + value
+        return merged
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _lifetime(self, sa: _Metered) -> None:
+        for kind in sa.expired_kinds():
+            self._raise(SaExpired(sa.reqid, sa.spi, kind))
+
+    def _raise(self, event: DataplaneEvent) -> None:
+        with self._events_lock:
+            self._events.append(event)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            try:
+                wakeup()
+            except Exception:
+                log.exception("event wakeup failed")
+
+    # -- outbound: TUN -> ESP ---------------------------------------------------------------
+
+    def _outbound_loop(self) -> None:
+        tun = self._tun_fd
+        buf = bytearray(BUFFER_SIZE)
+        mv = memoryview(buf)
+        pos = PAYLOAD_POS
+        target = [mv[pos : pos + 65535]]
+        readv = os.readv
+        monotonic = time.monotonic
+        stats = self._out_stats
+        sad = self._sad
+        poller = select.poll()
+        poller.register(tun, _POLLIN)
+        poller.register(self._wake_out[0], _POLLIN)
+        while self._running:
+            try:
+                n = readv(tun, target)
+            except BlockingIOError:
+                poller.poll()
+                continue
+            except OSError as exc:
+                if self._running:
+                    log.warning("TUN read failed: %s", exc)
+                    stats["error"] += 1
+                continue
+            try:
+                pkt = mv[pos : pos + n]
+                policy = sad.lookup_outbound(pkt)
+                if policy is None:
+                    stats["no_sa" if n and buf[pos] >> 4 in (4, 6) else "not_ip"] += 1
+                    continue
+                sa = policy.out
+                if sa is None or sa.hard_done:
+                    stats["expired" if sa is not None else "no_sa"] += 1
+                    continue
+                seq = sa.seq + 1
+                if seq > sa.seq_max:
+                    stats["seq_overflow"] += 1
+                    if not sa.hard_done:
+                        sa.hard_done = True
+                        self._raise(SaExpired(sa.reqid, sa.spi, ExpireKind.HARD))
+                    continue
+                sa.seq = seq
+                cipher = sa.cipher
+                end = cipher.seal_inplace(
+                    buf, pos, sa.spi, seq, n, 41 if buf[pos] >> 4 == 6 else 4
+                )
+                sock = self._socks.get(sa.family)
+                if sock is None:
+                    stats["no_socket"] += 1
+                    continue
+                packet = mv[pos - cipher.prefix_len : end]
+                try:
+                    sock.sendto(packet, sa.remote)
+                except BlockingIOError:
+                    if not self._send_later(sock, packet, sa.remote):
+                        stats["send_failed"] += 1
+                        continue
+                except OSError:
+                    stats["send_failed"] += 1
+                    continue
+                stats["esp_out"] += 1
+                sa.packets += 1
+                sa.bytes += n
+                sa.last_used = monotonic()
+                if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
+                    self._lifetime(sa)
+            except Exception:
+                stats["error"] += 1
+                log.exception("outbound packet failed")
+
+    @staticmethod
+    def _send_later(sock: socket.socket, packet: memoryview, remote: tuple) -> bool:
+        """The socket buffer is full: wait briefly for room, then try once more."""
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        if not poller.poll(SEND_WAIT_MS):
+            return False
+        try:
+            sock.sendto(packet, remote)
+        except OSError:
+            return False
+        return True
+
+    # -- inbound: UDP -> TUN ----------------------------------------------------------------
+
+    def _inbound_loop(self) -> None:
+        wake = self._wake_in[0]
+        rbuf = bytearray(BUFFER_SIZE)
+        obuf = bytearray(BUFFER_SIZE)
+        attached: tuple = ()
+        poller = select.poll()
+        while self._running:
+            if self._encap is not attached:
+                attached = self._encap
+                poller = select.poll()
+                poller.register(wake, _POLLIN)
+                for sock, _, _ in attached:
+                    poller.register(sock, _POLLIN)
+            for sock, local, sink in attached:
+                self._drain(sock, local, sink, rbuf, obuf)
+            if poller.poll() and self._running:
+                try:
+                    os.read(wake, 64)
+                except BlockingIOError:
+                    pass
+
+    def _drain(
+        self,
+        sock: socket.socket,
+        local: Endpoint,
+        sink: IkeSink,
+        rbuf: bytearray,
+        obuf: bytearray,
+    ) -> None:
+        """Process datagrams from ``sock`` until it has none left."""
+        rmv = memoryview(rbuf)
+        omv = memoryview(obuf)
+        recv = sock.recvfrom_into
+        tun = self._tun_fd
+        write = os.write
+        unpack = _HEADER.unpack_from
+        monotonic = time.monotonic
+        stats = self._in_stats
+        while self._running:
+            try:
+                n, addr = recv(rbuf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.warning("encap socket read failed: %s", exc)
+                stats["error"] += 1
+                return
+            try:
+                if n < 8:
+                    if n == 1 and rbuf[0] == 0xFF:
+                        stats["keepalive_in"] += 1
+                    elif n > 4 and rbuf[0:4] == NON_ESP_MARKER:
+                        stats["ike_in"] += 1
+                        sink(bytes(rmv[4:n]), local, addr)
+                    else:
+                        stats["truncated"] += 1
+                    continue
+                spi, seq = unpack(rbuf, 0)
+                if spi == 0:
+                    stats["ike_in"] += 1
+                    sink(bytes(rmv[4:n]), local, addr)
+                    continue
+                sa = self._sad.inbound.get(spi)
+                if sa is None:
+                    stats["unknown_spi"] += 1
+                    continue
+                if sa.hard_done:
+                    stats["expired"] += 1
+                    continue
+                window = sa.window
+                if sa.esn:
+                    seq = window.infer(seq)
+                if not window.check(seq):
+                    stats["replay"] += 1
+                    sa.replay_drops += 1
+                    continue
+                try:
+                    nh, length = sa.cipher.open_into(rmv[:n], omv, seq >> 32)
+                except EspAuthError:
+                    stats["auth"] += 1
+                    sa.auth_failures += 1
+                    continue
+                except EspPadError:
+                    stats["pad"] += 1
+                    continue
+                except EspTruncated:
+                    stats["truncated"] += 1
+                    continue
+                window.update(seq)
+                inner = omv[:length]
+                if nh != 4 and nh != 41:
+                    stats["dummy_in" if nh == 59 else "next_header"] += 1
+                    continue
+                if not length or (obuf[0] >> 4 == 6) != (nh == 41):
+                    stats["next_header"] += 1
+                    continue
+                if not sa.policy.allows_inbound(inner):
+                    stats["selector"] += 1
+                    continue
+                try:
+                    write(tun, inner)
+                except OSError:
+                    stats["tun_write"] += 1
+                    continue
+                stats["esp_in"] += 1
+                sa.packets += 1
+                sa.bytes += length
+                sa.last_used = monotonic()
+                if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
+                    self._lifetime(sa)
+            except EspError:
+                stats["truncated"] += 1
+            except Exception:
+                stats["error"] += 1
+                log.exception("inbound datagram failed")
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    return r, w
+
+
+def _poke(fd: int) -> None:
+    try:
+        os.write(fd, b"x")
+    except OSError:
+        pass

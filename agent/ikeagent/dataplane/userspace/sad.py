@@ -1,0 +1,263 @@
+"""SA and policy database of the userspace data plane (no I/O; testable without root).
+
+The data-plane threads read these structures while the runtime thread changes them, so every
+change replaces a whole dict or tuple (a single attribute store, atomic under the GIL) instead
+of mutating one the threads may be iterating; the per-SA counters are plain attributes, each
+written by one thread only (inbound counters by the inbound thread, outbound by the outbound).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from ikeagent.crypto.esp import EspCipher
+
+from ..base import ChildSa, ExpireKind, Lifetime, SaCounters, SaKeys
+from ..replay import ReplayWindow
+from ..selector import PacketInfo, SelectorPair, address_key, packet_info
+
+_INF = float("inf")
+CACHE_LIMIT = 65536
+
+
+class _Metered:
+    """Byte/packet counters with soft and hard lifetime limits (0 = none)."""
+
+    __slots__ = (
+        "spi",
+        "reqid",
+        "cipher",
+        "bytes",
+        "packets",
+        "last_used",
+        "lifetime",
+        "soft_done",
+        "hard_done",
+        "check_bytes",
+        "check_packets",
+    )
+
+    def __init__(self, reqid: int, keys: SaKeys, lifetime: Lifetime) -> None:
+        self.spi = keys.spi
+        self.reqid = reqid
+        self.cipher = EspCipher(keys.encr_id, keys.encr_key, keys.integ_id, keys.integ_key, keys.esn)
+        self.bytes = 0
+        self.packets = 0
+        self.last_used: float | None = None
+        self.lifetime = lifetime
+        self.soft_done = not (lifetime.soft_bytes or lifetime.soft_packets)
+        self.hard_done = False
+        self._rearm()
+
+    def _rearm(self) -> None:
+        lt = self.lifetime
+        limits_b = []
+        limits_p = []
+        if not self.soft_done:
+            limits_b.append(lt.soft_bytes)
+            limits_p.append(lt.soft_packets)
+        if not self.hard_done:
+            limits_b.append(lt.hard_bytes)
+            limits_p.append(lt.hard_packets)
+        self.check_bytes = min((x for x in limits_b if x), default=_INF)
+        self.check_packets = min((x for x in limits_p if x), default=_INF)
+
+    def expired_kinds(self) -> list[ExpireKind]:
+        """Called when a check threshold was reached: the kinds that just ran out (once each)."""
+        lt = self.lifetime
+        kinds = []
+        if not self.soft_done and (
+            (lt.soft_bytes and self.bytes >= lt.soft_bytes)
+            or (lt.soft_packets and self.packets >= lt.soft_packets)
+        ):
+            self.soft_done = True
+            kinds.append(ExpireKind.SOFT)
+        if not self.hard_done and (
+            (lt.hard_bytes and self.bytes >= lt.hard_bytes)
+            or (lt.hard_packets and self.packets >= lt.hard_packets)
+        ):
+            self.hard_done = True
+            self.soft_done = True
+            kinds.append(ExpireKind.HARD)
+        self._rearm()
+        return kinds
+
+
+class InboundSa(_Metered):
+    __slots__ = ("window", "esn", "policy", "replay_drops", "auth_failures")
+
+    def __init__(self, reqid: int, keys: SaKeys, lifetime: Lifetime, window: int) -> None:
+        super().__init__(reqid, keys, lifetime)
+        self.esn = keys.esn
+        self.window = ReplayWindow(window, keys.esn)
+        self.policy: Policy | None = None
+        self.replay_drops = 0
+        self.auth_failures = 0
+
+
+class OutboundSa(_Metered):
+    __slots__ = ("seq", "seq_max", "remote", "family")
+
+    def __init__(self, reqid: int, keys: SaKeys, lifetime: Lifetime, remote: tuple) -> None:
+        super().__init__(reqid, keys, lifetime)
+        self.seq = 0
+        # the counter must never cycle (RFC 4303 3.3.3): the last usable number
+        self.seq_max = (1 << 64) - 1 if keys.esn else (1 << 32) - 1
+        self.remote = remote
+        self.family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+
+
+@dataclass(slots=True)
+class SaPair:
+    child: ChildSa
+    inbound: InboundSa
+    outbound: OutboundSa
+
+    def counters(self) -> SaCounters:
+        used = [t for t in (self.inbound.last_used, self.outbound.last_used) if t is not None]
+        return SaCounters(
+            bytes_in=self.inbound.bytes,
+            packets_in=self.inbound.packets,
+            bytes_out=self.outbound.bytes,
+            packets_out=self.outbound.packets,
+            last_used=max(used) if used else None,
+            replay_drops=self.inbound.replay_drops,
+            auth_failures=self.inbound.auth_failures,
+        )
+
+
+class Policy:
+    """The selectors of one reqid and its SA pairs (oldest first); ``out`` is the newest
+    outbound SA, the one outbound traffic uses."""
+
+    __slots__ = ("reqid", "name", "selectors", "pairs", "out", "in_cache", "first")
+
+    def __init__(self, child: ChildSa) -> None:
+        self.reqid = child.reqid
+        self.name = child.name
+        self.first = child
+        self.selectors = SelectorPair(child.local_ts, child.remote_ts)
+        self.pairs: tuple[SaPair, ...] = ()
+        self.out: OutboundSa | None = None
+        self.in_cache: dict[bytes, bool] = {}
+
+    def allows_inbound(self, pkt: memoryview | bytes) -> bool:
+        """Whether a decrypted inner packet fits the child's selectors (RFC 4301 5.2)."""
+        sel = self.selectors
+        if sel.narrow:
+            info = packet_info(pkt)
+            return info is not None and sel.inbound(info)
+        key = address_key(pkt)
+        if key is None:
+            return False
+        ok = self.in_cache.get(key)
+        if ok is None:
+            info = packet_info(pkt)
+            ok = info is not None and sel.inbound(info)
+            if len(self.in_cache) >= CACHE_LIMIT:
+                self.in_cache = {}
+            self.in_cache[key] = ok
+        return ok
+
+
+class Sad:
+    """Policies by reqid, inbound SAs by SPI and the outbound lookup."""
+
+    def __init__(self) -> None:
+        self.policies: dict[int, Policy] = {}
+        self.inbound: dict[int, InboundSa] = {}
+        self.order: tuple[Policy, ...] = ()  # outbound match order: install order
+        self.narrow: tuple[Policy, ...] = ()
+        self.out_cache: dict[bytes, Policy | None] = {}
+
+    def install(self, child: ChildSa) -> tuple[Policy, bool]:
+        """Add an SA pair; returns its policy and whether the policy is new."""
+        if child.inbound.spi in self.inbound:
+            raise ValueError(f"inbound SPI 0x{child.inbound.spi:08x} already installed")
+        remote_port = child.encap[1] if child.encap else 4500
+        remote = (str(ipaddress.ip_address(child.remote_addr)), remote_port)
+        inbound = InboundSa(child.reqid, child.inbound, child.lifetime, child.replay_window)
+        outbound = OutboundSa(child.reqid, child.outbound, child.lifetime, remote)
+        policy = self.policies.get(child.reqid)
+        new = policy is None
+        if policy is None:
+            policy = Policy(child)
+        inbound.policy = policy
+        policy.pairs = (*policy.pairs, SaPair(child, inbound, outbound))
+        policy.out = outbound
+        if new:
+            self.policies = {**self.policies, child.reqid: policy}
+            self._reindex()
+        self.inbound = {**self.inbound, inbound.spi: inbound}
+        return policy, new
+
+    def delete(self, reqid: int, spi_in: int, spi_out: int) -> SaPair | None:
+        policy = self.policies.get(reqid)
+        if policy is None:
+            return None
+        found = None
+        for pair in policy.pairs:
+            if (pair.inbound.spi, pair.outbound.spi) == (spi_in, spi_out):
+                found = pair
+        if found is None:
+            return None
+        policy.pairs = tuple(p for p in policy.pairs if p is not found)
+        policy.out = policy.pairs[-1].outbound if policy.pairs else None
+        self.inbound = {k: v for k, v in self.inbound.items() if v is not found.inbound}
+        return found
+
+    def remove(self, reqid: int) -> Policy | None:
+        policy = self.policies.get(reqid)
+        if policy is None:
+            return None
+        spis = {p.inbound.spi for p in policy.pairs}
+        policy.out = None
+        self.inbound = {k: v for k, v in self.inbound.items() if k not in spis}
+        self.policies = {k: v for k, v in self.policies.items() if k != reqid}
+        policy.pairs = ()
+        self._reindex()
+        return policy
+
+    def pair(self, reqid: int, spi_in: int, spi_out: int) -> SaPair:
+        policy = self.policies[reqid]
+        for pair in policy.pairs:
+            if (pair.inbound.spi, pair.outbound.spi) == (spi_in, spi_out):
+                return pair
+        raise KeyError((reqid, spi_in, spi_out))
+
+    def _reindex(self) -> None:
+        self.order = tuple(self.policies.values())
+        self.narrow = tuple(p for p in self.order if p.selectors.narrow)
+        self.out_cache = {}
+
+    def match_outbound(self, info: PacketInfo) -> Policy | None:
+        for policy in self.order:
+            if policy.selectors.outbound(info):
+                return policy
+        return None
+
+    def lookup_outbound(self, pkt: memoryview | bytes) -> Policy | None:
+        """The policy protecting a packet read from the TUN device, None when none does.
+
+        Address-only policies are cached by the packet's address bytes; a policy narrowed to
+        protocols or ports is matched packet by packet (and, being installed earlier or later,
+        keeps its place in the install order)."""
+        if self.narrow:
+            info = packet_info(pkt)
+            return self.match_outbound(info) if info is not None else None
+        key = address_key(pkt)
+        if key is None:
+            return None
+        cache = self.out_cache
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        info = packet_info(pkt)
+        policy = self.match_outbound(info) if info is not None else None
+        if len(cache) >= CACHE_LIMIT:
+            cache = self.out_cache = {}
+        cache[key] = policy
+        return policy

@@ -1,0 +1,465 @@
+"""The sans-I/O engine: every IKE SA of the agent, behind the API documented in events.py."""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+
+from ikeagent.config.model import AgentConfig, ConnectionConfig, StartAction
+from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
+from ikeagent.engine.entropy import RandomSource
+from ikeagent.engine.events import Datagram, Event
+from ikeagent.engine.ikev2 import ike_init
+from ikeagent.engine.ikev2.child_create import CreateChildTask
+from ikeagent.engine.ikev2.ike_init import IkeInitTask
+from ikeagent.engine.ikev2.ike_rekey import IkeRekeyTask
+from ikeagent.engine.ikev2.informational import DpdTask
+from ikeagent.engine.ikev2.lifecycle import HALF_OPEN_TIMEOUT, Lifecycle
+from ikeagent.engine.ikev2.manager import TaskManager
+from ikeagent.engine.ikev2.protect import expire_fragments
+from ikeagent.engine.ikev2.sa import IkeSa
+from ikeagent.engine.ikev2.state import ChildState, IkeState
+from ikeagent.engine.status import snapshot
+from ikeagent.wire import v2 as w
+from ikeagent.wire.errors import DecodeError
+
+MAX_DATAGRAM = 65535
+
+
+class UnknownConnection(KeyError):
+    pass
+
+
+class Engine(TaskManager, Lifecycle):
+    def __init__(
+        self,
+        config: AgentConfig,
+        rng: RandomSource,
+        now: float = 0.0,
+        *,
+        force_encap: bool = False,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        self.rng = rng
+        self.now = now
+        self.force_encap = force_encap
+        self.log = logger or logging.getLogger("ikeagent.engine")
+        self.sas: dict[int, IkeSa] = {}  # our SPI -> IKE SA
+        self.half_open: dict[tuple[int, str, int], IkeSa] = {}
+        self.cookie_secret = rng.randbytes(32)
+        self._out: list[Datagram] = []
+        self._events: deque[Event] = deque()
+        self._stats: Counter[str] = Counter()
+        self._uid = 0
+        self._reqid = 0
+        self._spis_in: set[int] = set()
+        self._ike_spis: set[int] = set()
+        self._heap: list[tuple[float, int, int]] = []
+        self._by_uid: dict[int, IkeSa] = {}
+        self._after: list[Callable[[], None]] = []
+
+    # ---- identifiers -------------------------------------------------------------------------
+
+    def new_uid(self) -> int:
+        self._uid += 1
+        return self._uid
+
+    def new_reqid(self) -> int:
+        self._reqid += 1
+        return self._reqid
+
+    def new_spi_in(self) -> int:
+        while True:
+            spi = int.from_bytes(self.rng.randbytes(4), "big")
+            if spi >= 0x100 and spi not in self._spis_in:
+                self._spis_in.add(spi)
+                return spi
+
+    def release_spi_in(self, spi: int) -> None:
+        self._spis_in.discard(spi)
+
+    def new_ike_spi(self) -> int:
+        while True:
+            spi = int.from_bytes(self.rng.randbytes(8), "big")
+            if spi and spi not in self._ike_spis:
+                self._ike_spis.add(spi)
+                return spi
+
+    def forget_ike_spi(self, spi: int) -> None:
+        if spi not in self.sas:
+            self._ike_spis.discard(spi)
+
+    def register(self, sa: IkeSa) -> None:
+        self.sas[sa.our_spi] = sa
+        self._by_uid[sa.uid] = sa
+
+    def unregister(self, sa: IkeSa) -> None:
+        if self.sas.get(sa.our_spi) is sa:
+            del self.sas[sa.our_spi]
+        self._ike_spis.discard(sa.our_spi)
+        self._by_uid.pop(sa.uid, None)
+        self.half_open.pop((sa.spi_i, sa.remote[0], sa.remote[1]), None)
+
+    def set_spi_r(self, sa: IkeSa, spi_r: int) -> None:
+        sa.spi_r = spi_r
+
+    # ---- outputs -----------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def send_plain(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
+        self._out.append(Datagram(data, local, remote))
+
+    def count(self, what: str, n: int = 1) -> None:
+        self._stats[what] += n
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    def list_sas(self) -> list:
+        return [snapshot(sa) for sa in sorted(self.sas.values(), key=lambda s: s.uid)]
+
+    # ---- configuration and commands ----------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Bring up every connection with a child whose start_action is ``start``."""
+        self.now = now
+        for conn in self.config.connections.values():
+            starting = [c.name for c in conn.children.values() if c.start_action is StartAction.START]
+            if starting and conn.remote_addrs:
+                self.initiate(conn.name, now, starting)
+
+    def load_config(self, config: AgentConfig, now: float) -> None:
+        """Apply a new configuration: removed or changed connections are torn down, new or
+        changed ones with start_action=start are brought up; unchanged ones are left alone."""
+        self.now = now
+        old = self.config
+        self.config = config
+        for name, conn in old.connections.items():
+            new = config.connections.get(name)
+            if new is None or new != conn:
+                self.terminate(name, now, reason="configuration changed" if new else "connection removed")
+        for name, conn in config.connections.items():
+            if old.connections.get(name) == conn:
+                # keep the running SAs, but let them use the new config object
+                for sa in self.sas.values():
+                    if sa.conn is not None and sa.conn.name == name:
+                        sa.conn = conn
+                continue
+            starting = [c.name for c in conn.children.values() if c.start_action is StartAction.START]
+            if starting and conn.remote_addrs:
+                self.initiate(name, now, starting)
+
+    def _conn(self, name: str) -> ConnectionConfig:
+        conn = self.config.connections.get(name)
+        if conn is None:
+            raise UnknownConnection(name)
+        return conn
+
+    def sas_of(self, name: str) -> list[IkeSa]:
+        return [s for s in self.sas.values() if s.conn is not None and s.conn.name == name]
+
+    def initiate(self, name: str, now: float, children: list[str] | None = None) -> None:
+        self.now = now
+        conn = self._conn(name)
+        if conn.version != 2:
+            raise UnknownConnection(f"{name}: IKEv{conn.version} is not supported by this engine")
+        if not conn.remote_addrs:
+            raise UnknownConnection(f"{name}: no remote_addrs to initiate to")
+        cfgs = [conn.children[c] for c in children] if children else list(conn.children.values())
+        active = [s for s in self.sas_of(name) if s.state in (IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.REKEYING)]
+        if active:
+            sa = max(active, key=lambda s: s.uid)
+            if sa.state is IkeState.CONNECTING:
+                sa.pending_children.extend(c for c in cfgs if c not in sa.pending_children)
+                return
+            live = {c.config.name for c in sa.children if c.state is not ChildState.DESTROYED}
+            for cfg in cfgs:
+                if cfg.name not in live:
+                    self.queue_task(sa, CreateChildTask(cfg), now)
+            return
+        remote_ip = conn.remote_addrs[0]
+        local_ip = conn.local_addrs[0] if conn.local_addrs else ""
+        sa = IkeSa(
+            uid=self.new_uid(),
+            conn=conn,
+            initiator=True,
+            spi_i=self.new_ike_spi(),
+            spi_r=0,
+            local=(local_ip, conn.local_port),
+            remote=(remote_ip, conn.remote_port),
+            created_at=now,
+            last_recv=now,
+        )
+        sa.force_encap = self.force_encap or conn.encap
+        sa.pending_children = cfgs
+        self.register(sa)
+        self.log.info("%s: initiating IKE_SA to %s:%d", sa.peer_label(), remote_ip, conn.remote_port)
+        self.queue_task(sa, IkeInitTask(), now)
+
+    def terminate(self, name: str, now: float, reason: str = "terminated by command") -> None:
+        self.now = now
+        for sa in self.sas_of(name):
+            self.delete_ike(sa, reason, now)
+
+    def rekey(self, name: str, now: float, *, ike: bool = True, children: bool = True) -> None:
+        self.now = now
+        for sa in self.sas_of(name):
+            if sa.state is not IkeState.ESTABLISHED:
+                continue
+            if children:
+                for c in list(sa.children):
+                    if c.state is ChildState.INSTALLED:
+                        self.queue_task(sa, CreateChildTask(c.config, rekey_of=c), now)
+            if ike:
+                self.queue_task(sa, IkeRekeyTask(), now)
+
+    def shutdown(self, now: float) -> None:
+        for sa in list(self.sas.values()):
+            self.delete_ike(sa, "agent shutting down", now)
+
+    # ---- input -------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, local: Endpoint, remote: Endpoint, now: float) -> None:
+        self.now = now
+        if len(data) < w.HEADER_LEN or len(data) > MAX_DATAGRAM:
+            self.count("truncated" if len(data) < w.HEADER_LEN else "oversized")
+            return
+        try:
+            header = w.Header.from_bytes(data)
+        except DecodeError:
+            self.count("malformed")
+            return
+        if header.major != 2:
+            self.count("unsupported_version")
+            return
+        try:
+            msg = w.Message.from_bytes(data)
+        except DecodeError as exc:
+            self.count("malformed")
+            self.log.debug("%s:%d: malformed datagram dropped: %s", remote[0], remote[1], exc)
+            return
+        outer = list(msg.payloads)
+        if header.exchange == w.ExchangeType.IKE_SA_INIT:
+            self._on_init(data, header, outer, local, remote, now)
+            return
+        theirs_initiator = bool(header.flags & w.FLAG_INITIATOR)
+        our_spi = header.spi_r if theirs_initiator else header.spi_i
+        sa = self.sas.get(our_spi)
+        if sa is None or sa.state is IkeState.DESTROYED or (sa.initiator == theirs_initiator):
+            self.count("unknown_spi")
+            return
+        if not outer or not isinstance(outer[-1], w.EncryptedAndAuthenticated | w.EncryptedFragment):
+            self.count("unprotected")
+            return
+        self._update_path(sa, local, remote)
+        if header.is_response:
+            self._on_response(sa, data, header, outer, now)
+        else:
+            self._on_request(sa, data, header, outer, now)
+        self._refresh(sa)
+
+    def _update_path(self, sa: IkeSa, local: Endpoint, remote: Endpoint) -> None:
+        if not sa.local[0] and local[0]:
+            sa.local = (local[0], sa.local[1])
+        if sa.remote != remote and sa.nat_remote and sa.remote[0] == remote[0]:
+            # NAT mapping changed port (RFC 7296 2.23): follow it
+            sa.remote = remote
+
+    def _on_init(self, data: bytes, header: w.Header, outer: list[w.Payload], local: Endpoint, remote: Endpoint, now: float) -> None:
+        if header.is_response:
+            sa = self.sas.get(header.spi_i)
+            if sa is None or not sa.initiator or sa.state is not IkeState.CONNECTING:
+                self.count("unexpected_response")
+                return
+            self._update_path(sa, local, remote)
+            self._on_response(sa, data, header, outer, now)
+            self._refresh(sa)
+            return
+        if header.spi_r != 0 or header.message_id != 0 or not header.flags & w.FLAG_INITIATOR:
+            self.count("malformed")
+            return
+        existing = self.half_open.get((header.spi_i, remote[0], remote[1]))
+        if existing is not None:
+            if existing.init_request == data and existing.last_response is not None:
+                self.count("retransmitted_requests")
+                for d in existing.last_response[1]:
+                    self.send_plain(d, local, remote)
+            return
+        ike_init.respond(self, data, header, outer, local, remote, now)
+
+    def new_responder_sa(
+        self, conn: ConnectionConfig, candidates: list[ConnectionConfig], spi_i: int, local: Endpoint, remote: Endpoint, now: float
+    ) -> IkeSa:
+        sa = IkeSa(
+            uid=self.new_uid(),
+            conn=conn,
+            initiator=False,
+            spi_i=spi_i,
+            spi_r=self.new_ike_spi(),
+            local=local,
+            remote=remote,
+            created_at=now,
+            last_recv=now,
+        )
+        sa.candidates = tuple(candidates)
+        sa.force_encap = self.force_encap or conn.encap
+        sa.half_open_until = now + HALF_OPEN_TIMEOUT
+        self.register(sa)
+        self.half_open[(spi_i, remote[0], remote[1])] = sa
+        self._refresh(sa)
+        return sa
+
+    def candidates_for(self, local: Endpoint, remote: Endpoint) -> list[ConnectionConfig]:
+        return [
+            c for c in self.config.connections.values()
+            if c.version == 2 and _addr_ok(c.local_addrs, local[0]) and _addr_ok(c.remote_addrs, remote[0])
+        ]
+
+    def cookies_required(self) -> bool:
+        return len(self.half_open) >= self.config.cookie_threshold
+
+    def handle_dataplane_event(self, event: DataplaneEvent, now: float) -> None:
+        self.now = now
+        if isinstance(event, SaExpired):
+            for sa in list(self.sas.values()):
+                child = sa.child_by_spi_in(event.spi) or sa.child_by_spi_out(event.spi)
+                if child is None:
+                    continue
+                if event.kind is ExpireKind.SOFT and child.state is ChildState.INSTALLED and sa.state is IkeState.ESTABLISHED:
+                    self.log.info("%s: CHILD_SA %s{%d} reached its soft volume limit, rekeying", sa.peer_label(), child.name, child.reqid)
+                    self.queue_task(sa, CreateChildTask(child.config, rekey_of=child), now)
+                elif event.kind is ExpireKind.HARD:
+                    self.log.warning("%s: CHILD_SA %s{%d} reached its hard limit, deleting", sa.peer_label(), child.name, child.reqid)
+                    self.delete_children(sa, [child], "hard lifetime reached", now)
+                self._refresh(sa)
+        elif isinstance(event, Acquire):
+            self.count("acquires")
+
+    # ---- timers ------------------------------------------------------------------------------
+
+    def _sa_deadline(self, sa: IkeSa) -> float | None:
+        times: list[float] = []
+        if sa.outstanding is not None:
+            times.append(sa.outstanding.deadline)
+        if sa.state is IkeState.ESTABLISHED:
+            if sa.rekey_at is not None:
+                times.append(sa.rekey_at)
+            if sa.dpd_at is not None:
+                times.append(sa.dpd_at)
+        if sa.half_open_until is not None and sa.state in (IkeState.CONNECTING, IkeState.CREATED):
+            times.append(sa.half_open_until)
+        if sa.delete_at is not None:
+            times.append(sa.delete_at)
+        for c in sa.children:
+            for t in (c.rekey_at if c.state is ChildState.INSTALLED else None, c.expire_at, c.delete_at):
+                if t is not None:
+                    times.append(t)
+        times.extend(at for at, _ in sa.child_retries)
+        times.extend(b.deadline for b in sa.fragments.values())
+        return min(times) if times else None
+
+    def _refresh(self, sa: IkeSa) -> None:
+        if sa.state is IkeState.DESTROYED:
+            sa.deadline = None
+            return
+        d = self._sa_deadline(sa)
+        if d is not None and d != sa.deadline:
+            heapq.heappush(self._heap, (d, sa.uid, sa.uid))
+        sa.deadline = d
+
+    def get_timer(self) -> float | None:
+        while self._heap:
+            d, _, uid = self._heap[0]
+            sa = self._by_uid.get(uid)
+            if sa is None or sa.deadline != d:
+                heapq.heappop(self._heap)
+                continue
+            return d
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        due: list[IkeSa] = []
+        while self._heap and self._heap[0][0] <= now:
+            d, _, uid = heapq.heappop(self._heap)
+            sa = self._by_uid.get(uid)
+            if sa is not None and sa.deadline == d and sa not in due:
+                due.append(sa)
+        for sa in due:
+            sa.deadline = None
+            self._sa_timer(sa, now)
+            self._refresh(sa)
+
+    def _sa_timer(self, sa: IkeSa, now: float) -> None:
+        if sa.state is IkeState.DESTROYED:
+            return
+        if sa.half_open_until is not None and sa.half_open_until <= now and sa.state in (IkeState.CONNECTING, IkeState.CREATED) and not sa.initiator:
+            self.count("half_open_timeout")
+            self.destroy_ike(sa, "half-open IKE_SA timed out", now)
+            return
+        if sa.delete_at is not None and sa.delete_at <= now:
+            sa.delete_at = None
+            self.delete_ike(sa, "replaced SA was not deleted by the peer", now)
+            return
+        if sa.outstanding is not None and sa.outstanding.deadline <= now:
+            self._retransmit(sa, now)
+            if sa.state is IkeState.DESTROYED:
+                return
+        expire_fragments(sa, now)
+        conn = sa.conn
+        if sa.state is IkeState.ESTABLISHED and conn is not None:
+            if sa.rekey_at is not None and sa.rekey_at <= now:
+                sa.rekey_at = None
+                self.queue_task(sa, IkeRekeyTask(), now)
+            if sa.dpd_at is not None and sa.dpd_at <= now:
+                idle = now - sa.last_recv
+                if idle >= conn.dpd_delay and sa.outstanding is None and not sa.queue:
+                    self.queue_task(sa, DpdTask(), now)
+                    sa.dpd_at = now + conn.dpd_delay
+                else:
+                    sa.dpd_at = sa.last_recv + conn.dpd_delay if idle < conn.dpd_delay else now + conn.dpd_delay
+        for c in list(sa.children):
+            if c.expire_at is not None and c.expire_at <= now and c.state is not ChildState.DELETING:
+                c.expire_at = None
+                self.log.warning("%s: CHILD_SA %s{%d} hard lifetime reached", sa.peer_label(), c.name, c.reqid)
+                self.delete_children(sa, [c], "hard lifetime reached", now)
+            elif c.delete_at is not None and c.delete_at <= now:
+                c.delete_at = None
+                if c.state is ChildState.REKEYED:
+                    self.delete_children(sa, [c], "rekeyed (the peer did not delete it)", now)
+            elif c.rekey_at is not None and c.rekey_at <= now and c.state is ChildState.INSTALLED:
+                c.rekey_at = None
+                if sa.state is IkeState.ESTABLISHED:
+                    self.queue_task(sa, CreateChildTask(c.config, rekey_of=c), now)
+        if sa.child_retries:
+            due = [cfg for at, cfg in sa.child_retries if at <= now]
+            sa.child_retries = [(at, cfg) for at, cfg in sa.child_retries if at > now]
+            for cfg in due:
+                self.queue_task(sa, CreateChildTask(cfg), now)
+
+
+def _addr_ok(allowed: tuple[str, ...], addr: str) -> bool:
+    if not allowed:
+        return True
+    for a in allowed:
+        if a in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0") or a == addr:
+            return True
+        try:
+            if ipaddress.ip_address(addr) in ipaddress.ip_network(a, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False

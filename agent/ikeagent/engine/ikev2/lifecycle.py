@@ -1,0 +1,222 @@
+"""Mixed into the Engine: how IKE and Child SAs come up, get replaced and go away."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ikeagent.config.model import ChildConfig
+from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp, RemovePolicy
+from ikeagent.engine.ikev2.child_create import CreateChildTask, notify
+from ikeagent.engine.ikev2.ike_auth import IkeAuthTask
+from ikeagent.engine.ikev2.ike_init import IkeInitTask
+from ikeagent.engine.ikev2.informational import DeleteChildTask, DeleteIkeTask
+from ikeagent.engine.ikev2.sa import ChildEntry, IkeSa
+from ikeagent.engine.ikev2.state import ChildState, IkeState
+from ikeagent.wire import v2 as w
+
+if TYPE_CHECKING:
+    from ikeagent.engine.core import Engine
+
+REKEYED_GRACE = 30.0  # seconds we wait for the peer to delete an SA it replaced
+HALF_OPEN_TIMEOUT = 30.0
+
+
+class Lifecycle:
+    # ---- IKE SA --------------------------------------------------------------------------
+
+    def start_auth(self: Engine, sa: IkeSa, now: float) -> None:
+        first = sa.pending_children.pop(0) if sa.pending_children else None
+        self.queue_task(sa, IkeAuthTask(first), now, front=True)
+
+    def restart_init(self: Engine, sa: IkeSa, now: float) -> None:
+        sa.outstanding = None
+        self.queue_task(sa, IkeInitTask(), now, front=True)
+
+    def ike_established(self: Engine, sa: IkeSa, now: float) -> None:
+        conn = sa.conn
+        assert conn is not None
+        sa.set_state(IkeState.ESTABLISHED)
+        sa.established_at = now
+        sa.half_open_until = None
+        self.half_open.pop((sa.spi_i, sa.remote[0], sa.remote[1]), None)
+        sa.rekey_at = self._ike_rekey_deadline(sa, now)
+        sa.dpd_at = now + conn.dpd_delay if conn.dpd_delay > 0 else None
+        self.emit(IkeSaUp(sa.name, sa.uid))
+        assert sa.chosen is not None
+        self.log.info(
+            "%s: IKE_SA established between %s[%s]...%s[%s] (%s, %s)",
+            sa.peer_label(),
+            sa.local[0], sa.local_id,
+            sa.remote[0], sa.remote_id,
+            sa.chosen.describe(),
+            "initiator" if sa.initiator else "responder",
+        )
+
+    def _ike_rekey_deadline(self: Engine, sa: IkeSa, now: float) -> float | None:
+        conn = sa.conn
+        if conn is None or conn.rekey_time <= 0:
+            return None
+        rand = conn.rand_time if conn.rand_time > 0 else conn.rekey_time * 0.1
+        return now + conn.rekey_time - self.rng.random() * min(rand, conn.rekey_time * 0.5)
+
+    def start_pending_children(self: Engine, sa: IkeSa, now: float) -> None:
+        while sa.pending_children:
+            self.queue_task(sa, CreateChildTask(sa.pending_children.pop(0)), now)
+
+    def schedule_retry(self: Engine, sa: IkeSa, cfg: ChildConfig, at: float) -> None:
+        sa.child_retries.append((at, cfg))
+        self._refresh(sa)
+
+    def is_first_contact(self: Engine, sa: IkeSa) -> bool:
+        return not any(
+            o is not sa and o.conn is sa.conn and o.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+            for o in self.sas.values()
+        )
+
+    def initial_contact(self: Engine, sa: IkeSa, now: float) -> None:
+        """The peer says it has no other SAs with us: forget the ones we still hold."""
+        for o in list(self.sas.values()):
+            if o is sa or o.conn is not sa.conn or o.remote[0] != sa.remote[0]:
+                continue
+            if o.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
+                self.log.info("%s: INITIAL_CONTACT: dropping stale IKE_SA %s[%d]", sa.peer_label(), o.name, o.uid)
+                self.destroy_ike(o, "replaced after the peer restarted (INITIAL_CONTACT)", now)
+
+    def fail_ike(
+        self: Engine, sa: IkeSa, reason: str, now: float, *, notify_peer: bool = True, after_response: bool = False
+    ) -> None:
+        sa.fail_reason = reason
+        self.count("ike_failures")
+        self.log.error("%s: %s", sa.peer_label(), reason)
+        if notify_peer and sa.sk_out is not None and "AUTHENTICATION_FAILED" in reason:
+            self.send_oneshot(sa, w.ExchangeType.INFORMATIONAL, [notify(w.NotifyType.AUTHENTICATION_FAILED)])
+        if after_response:
+            self.after_response(sa, lambda: self.destroy_ike(sa, reason, now))
+        else:
+            self.destroy_ike(sa, reason, now)
+
+    def delete_ike(self: Engine, sa: IkeSa, reason: str, now: float) -> None:
+        """Graceful: send a Delete for the IKE SA (and with it all its children)."""
+        if sa.state in (IkeState.DESTROYED,):
+            return
+        if sa.state is IkeState.CONNECTING or sa.sk_out is None or sa.state is IkeState.CREATED:
+            self.destroy_ike(sa, reason, now)
+            return
+        sa.queue.clear()
+        if sa.outstanding is not None:
+            sa.outstanding = None  # abandon it: the delete supersedes whatever was in flight
+        self.queue_task(sa, DeleteIkeTask(reason), now)
+
+    def destroy_ike(self: Engine, sa: IkeSa, reason: str, now: float) -> None:
+        if sa.state is IkeState.DESTROYED:
+            return
+        for c in list(sa.children):
+            self.remove_child(sa, c, reason, now)
+        sa.set_state(IkeState.DESTROYED)
+        sa.queue.clear()
+        sa.outstanding = None
+        self.unregister(sa)
+        if sa.replaced_by is None:
+            self.emit(IkeSaDown(sa.name, sa.uid, reason))
+        self.log.info("%s: IKE_SA deleted: %s", sa.peer_label(), reason)
+
+    # ---- Child SAs -------------------------------------------------------------------------
+
+    def remove_child(self: Engine, sa: IkeSa, child: ChildEntry, reason: str, now: float) -> None:
+        if child.state is ChildState.DESTROYED:
+            return
+        child.set_state(ChildState.DESTROYED)
+        if child in sa.children:
+            sa.children.remove(child)
+        self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
+        self.release_spi_in(child.spi_in)
+        still = any(c.reqid == child.reqid for s in self.sas.values() for c in s.children)
+        if not still:
+            self.emit(RemovePolicy(child.reqid))
+            self.emit(ChildDown(child.name, sa.name, child.reqid, reason))
+        self.log.info("%s: CHILD_SA %s{%d} SPIs %08x_i %08x_o deleted: %s", sa.peer_label(), child.name, child.reqid, child.spi_in, child.spi_out, reason)
+
+    def delete_children(self: Engine, sa: IkeSa, children: list[ChildEntry], reason: str, now: float) -> None:
+        self.queue_task(sa, DeleteChildTask(children, reason), now)
+
+    def finish_child_rekey(self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float) -> None:
+        theirs = old.peer_replacement
+        if theirs is not None and theirs.state is not ChildState.DESTROYED:
+            if min(new.nonces) < min(theirs.nonces):
+                self.log.info("%s: CHILD_SA %s rekey collision lost: deleting our redundant SA", sa.peer_label(), old.name)
+                if old.state is not ChildState.REKEYED:
+                    old.set_state(ChildState.REKEYED)
+                old.delete_at = now + REKEYED_GRACE
+                self.delete_children(sa, [new], "redundant after a rekey collision", now)
+                return
+            self.log.info("%s: CHILD_SA %s rekey collision won", sa.peer_label(), old.name)
+        if old.state is not ChildState.DESTROYED:
+            if old.state is not ChildState.REKEYED:
+                old.set_state(ChildState.REKEYED)
+            self.delete_children(sa, [old], "rekeyed", now)
+
+    def peer_rekeyed_child(self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float) -> None:
+        if old.state is ChildState.REKEYING:
+            old.peer_replacement = new
+            return
+        old.set_state(ChildState.REKEYED)
+        old.delete_at = now + REKEYED_GRACE
+
+    # ---- IKE SA rekeying -------------------------------------------------------------------
+
+    def _move_children(self: Engine, old: IkeSa, new: IkeSa) -> None:
+        new.children.extend(old.children)
+        old.children = []
+        # queued child work follows the children to the new SA
+        keep = []
+        for t in old.queue:
+            (new.queue if isinstance(t, CreateChildTask | DeleteChildTask) else keep).append(t)
+        old.queue.clear()
+        old.queue.extend(keep)
+        new.child_retries.extend(old.child_retries)
+        old.child_retries = []
+
+    def _adopt(self: Engine, old: IkeSa, new: IkeSa, now: float) -> None:
+        self.register(new)
+        new.set_state(IkeState.ESTABLISHED)
+        new.established_at = now
+        new.last_recv = now
+        new.rekey_at = self._ike_rekey_deadline(new, now)
+        conn = new.conn
+        new.dpd_at = now + conn.dpd_delay if conn is not None and conn.dpd_delay > 0 else None
+        old.replaced_by = new
+        self.emit(IkeSaUp(new.name, new.uid))
+
+    def finish_ike_rekey(self: Engine, old: IkeSa, new: IkeSa, now: float) -> None:
+        self._adopt(old, new, now)
+        theirs = old.rekeyed_by_peer
+        if theirs is not None and theirs.state is not IkeState.DESTROYED:
+            if min(new.ni, new.nr) < min(theirs.ni, theirs.nr):
+                self.log.info("%s: IKE_SA rekey collision lost: deleting our redundant IKE_SA", old.peer_label())
+                if old.state is not IkeState.REKEYED:
+                    old.set_state(IkeState.REKEYED)
+                old.delete_at = now + REKEYED_GRACE
+                old.replaced_by = theirs
+                new.replaced_by = theirs
+                self.queue_task(new, DeleteIkeTask("redundant after an IKE rekey collision"), now)
+                return
+            self.log.info("%s: IKE_SA rekey collision won", old.peer_label())
+            self._move_children(theirs, new)
+            theirs.replaced_by = new
+        self._move_children(old, new)
+        if old.state is not IkeState.REKEYED:
+            old.set_state(IkeState.REKEYED)
+        self.log.info("%s: IKE_SA rekeyed to %s[%d] (SPIs %016x_i %016x_r)", old.peer_label(), new.name, new.uid, new.spi_i, new.spi_r)
+        self.queue_task(old, DeleteIkeTask("rekeyed"), now)
+        self._kick(new, now)
+
+    def peer_rekeyed_ike(self: Engine, old: IkeSa, new: IkeSa, now: float) -> None:
+        self._adopt(old, new, now)
+        self._move_children(old, new)
+        if old.state is IkeState.REKEYING:
+            old.rekeyed_by_peer = new
+        else:
+            old.set_state(IkeState.REKEYED)
+            old.delete_at = now + REKEYED_GRACE
+        self.log.info("%s: IKE_SA rekeyed by peer to %s[%d]", old.peer_label(), new.name, new.uid)
+        self._kick(new, now)
