@@ -61,6 +61,7 @@ class Engine(TaskManager, Lifecycle):
         self._heap: list[tuple[float, int, int]] = []
         self._by_uid: dict[int, IkeSa] = {}
         self._after: list[Callable[[], None]] = []
+        self._path: tuple[Endpoint, Endpoint] | None = None
 
     # ---- identifiers -------------------------------------------------------------------------
 
@@ -264,7 +265,7 @@ class Engine(TaskManager, Lifecycle):
         if not outer or not isinstance(outer[-1], w.EncryptedAndAuthenticated | w.EncryptedFragment):
             self.count("unprotected")
             return
-        self._update_path(sa, local, remote)
+        self._path = (local, remote)
         if header.is_response:
             self._on_response(sa, data, header, outer, now)
         else:
@@ -272,11 +273,19 @@ class Engine(TaskManager, Lifecycle):
         self._refresh(sa)
 
     def _update_path(self, sa: IkeSa, local: Endpoint, remote: Endpoint) -> None:
-        if not sa.local[0] and local[0]:
-            sa.local = (local[0], sa.local[1])
-        if sa.remote != remote and sa.nat_remote and sa.remote[0] == remote[0]:
-            # NAT mapping changed port (RFC 7296 2.23): follow it
+        """Follow the addresses of an authenticated message (RFC 7296 2.23)."""
+        lip = sa.local[0] or local[0]
+        if local[1] == ike_init.NATT_PORT and sa.local[1] != ike_init.NATT_PORT:
+            sa.local = (lip, local[1])
+        elif lip != sa.local[0]:
+            sa.local = (lip, sa.local[1])
+        if sa.remote != remote and sa.encap and sa.remote[0] == remote[0]:
+            # floated to 4500, or the NAT mapping changed its port: follow it
             sa.remote = remote
+
+    def authenticated_path(self, sa: IkeSa) -> None:
+        if self._path is not None:
+            self._update_path(sa, *self._path)
 
     def _on_init(self, data: bytes, header: w.Header, outer: list[w.Payload], local: Endpoint, remote: Endpoint, now: float) -> None:
         if header.is_response:
@@ -284,7 +293,7 @@ class Engine(TaskManager, Lifecycle):
             if sa is None or not sa.initiator or sa.state is not IkeState.CONNECTING:
                 self.count("unexpected_response")
                 return
-            self._update_path(sa, local, remote)
+            self._path = (local, remote)
             self._on_response(sa, data, header, outer, now)
             self._refresh(sa)
             return

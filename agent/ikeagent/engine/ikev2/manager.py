@@ -134,6 +134,7 @@ class TaskManager:
             return
         if payloads is None:
             return  # more fragments to come
+        self.authenticated_path(sa)
         sa.outstanding = None
         sa.last_recv = now
         task.on_response(self, sa, payloads, now)
@@ -172,6 +173,7 @@ class TaskManager:
             return
         if payloads is None:
             return
+        self.authenticated_path(sa)
         sa.last_recv = now
         self._after = []
         reply = handler(self, sa, payloads, now)

@@ -6,13 +6,14 @@ import struct
 from dataclasses import dataclass
 
 from ikeagent.wire.errors import InvalidLength, Truncated
+from ikeagent.wire.iana import lookup_table
 from ikeagent.wire.v2.enums import FLAG_INITIATOR, FLAG_RESPONSE, ExchangeType
 
 HEADER_LEN = 28
 
 # SPIi, SPIr, Next Payload, MjVer|MnVer, Exchange Type, Flags, Message ID, Length
 _HEADER = struct.Struct(">QQBBBBII")
-_exchange = ExchangeType
+_EXCHANGES = lookup_table(ExchangeType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Header:
             spi_i,
             spi_r,
             nxt,
-            _exchange(exchange),
+            _EXCHANGES[exchange],
             flags,
             msgid,
             length,

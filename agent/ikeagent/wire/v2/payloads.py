@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from ikeagent.wire.errors import InvalidLength, InvalidSyntax
+from ikeagent.wire.iana import lookup_table
 from ikeagent.wire.v2.base import CRITICAL, GENERIC, GENERIC_LEN, MAX_PAYLOAD_LEN, Payload, need
 from ikeagent.wire.v2.enums import (
     AuthMethod,
@@ -31,6 +32,13 @@ _BBH = struct.Struct(">BBH")
 _B3 = struct.Struct(">Bxxx")  # one type octet and three RESERVED octets
 _SKF = struct.Struct(">BBHHH")  # generic header + Fragment Number, Total Fragments
 _ID_ADDR_LEN = {IdType.ID_IPV4_ADDR: 4, IdType.ID_IPV6_ADDR: 16}
+_AUTH_METHODS = lookup_table(AuthMethod)
+_CERT_ENCODINGS = lookup_table(CertEncoding)
+_CFG_TYPES = lookup_table(CfgType)
+_CFG_ATTRS = lookup_table(ConfigAttributeType)
+_ID_TYPES = lookup_table(IdType)
+_NOTIFY_TYPES = lookup_table(NotifyType)
+_PROTOCOLS = lookup_table(ProtocolId)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +93,7 @@ class Identification(Payload):
     @classmethod
     def from_body(cls, body: bytes) -> Self:
         need(body, 4, cls.__name__)
-        id_type = IdType(body[0])
+        id_type = _ID_TYPES[body[0]]
         size = _ID_ADDR_LEN.get(id_type)
         if size is not None and len(body) - 4 != size:
             raise InvalidLength(f"{id_type.name} with {len(body) - 4} bytes of data")
@@ -117,7 +125,7 @@ class Certificate(Payload):
     @classmethod
     def from_body(cls, body: bytes) -> Self:
         need(body, 1, cls.__name__)
-        return cls(CertEncoding(body[0]), body[1:])
+        return cls(_CERT_ENCODINGS[body[0]], body[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +143,7 @@ class CertificateRequest(Payload):
     @classmethod
     def from_body(cls, body: bytes) -> Self:
         need(body, 1, cls.__name__)
-        return cls(CertEncoding(body[0]), body[1:])
+        return cls(_CERT_ENCODINGS[body[0]], body[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +161,7 @@ class Authentication(Payload):
     @classmethod
     def from_body(cls, body: bytes) -> Self:
         need(body, 4, "AUTH")
-        return cls(AuthMethod(body[0]), body[4:])
+        return cls(_AUTH_METHODS[body[0]], body[4:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +180,14 @@ class Notify(Payload):
 
     @classmethod
     def from_body(cls, body: bytes) -> Self:
-        need(body, 4, "Notify")
+        if len(body) < 4:
+            raise InvalidLength(f"Notify body of {len(body)} bytes")
         protocol, spi_size, ntype = _BBH.unpack_from(body)
+        if spi_size == 0:
+            return cls(_NOTIFY_TYPES[ntype], protocol, b"", body[4:])
         if 4 + spi_size > len(body):
             raise InvalidLength(f"Notify SPI size {spi_size} overruns the payload")
-        return cls(NotifyType(ntype), protocol, body[4 : 4 + spi_size], body[4 + spi_size :])
+        return cls(_NOTIFY_TYPES[ntype], protocol, body[4 : 4 + spi_size], body[4 + spi_size :])
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +224,7 @@ class Delete(Payload):
             spis = tuple(
                 int.from_bytes(body[i : i + size], "big") for i in range(4, len(body), size)
             )
-        return cls(ProtocolId(protocol), size, spis)
+        return cls(_PROTOCOLS[protocol], size, spis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +273,9 @@ class Configuration(Payload):
             off += 4
             if off + alen > end:
                 raise InvalidLength(f"configuration attribute length {alen} overruns CP")
-            attrs.append((ConfigAttributeType(atype & 0x7FFF), body[off : off + alen]))
+            attrs.append((_CFG_ATTRS[atype & 0x7FFF], body[off : off + alen]))
             off += alen
-        return cls(CfgType(body[0]), tuple(attrs))
+        return cls(_CFG_TYPES[body[0]], tuple(attrs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from ikeagent.wire.errors import InvalidLength, InvalidSyntax
+from ikeagent.wire.iana import lookup_table
 from ikeagent.wire.v2.base import Payload
 from ikeagent.wire.v2.enums import PayloadType, ProtocolId, TransformType
 
@@ -31,7 +32,7 @@ _MORE_TRANSFORMS = 3
 # Unknown transform types stay plain ints: ``TransformType`` belongs to the crypto table and
 # does not take unnamed values.
 _TRANSFORM_TYPES = {int(t): t for t in TransformType}
-_protocol = ProtocolId
+_PROTOCOLS = lookup_table(ProtocolId)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ class SecurityAssociation(Payload):
             spi_off = off + _PROPOSAL.size
             transforms = _decode_transforms(body, spi_off + spi_size, off + plen, ntrans)
             proposals.append(
-                Proposal(num, _protocol(proto), body[spi_off : spi_off + spi_size], transforms)
+                Proposal(num, _PROTOCOLS[proto], body[spi_off : spi_off + spi_size], transforms)
             )
             off += plen
             if last == _LAST:

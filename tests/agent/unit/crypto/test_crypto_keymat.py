@@ -5,10 +5,11 @@ embedded in OpenSSL's FIPS KAT fips/kdf/fips_kdf_ikev2.c (openssl/openssl, commi
 4d6101570872ed3f1d83d4888985450ee538d4ef, test_ikev2_kdf): SKEYSEED, DKM, DKM(Child SA),
 DKM(Child SA D-H), SKEYSEED(Rekey).
 
-Vector B: the CAVP SHA-1 IKEv2 vector (g^ir 256 bits) from libreswan's
-lib/libswan/ike_alg_test_prf.c ("CAVP: IKEv2 key derivation with HMAC-SHA1": SKEYSEED, DKM,
-SKEYSEED(Rekey)); its DKM(Child SA) and DKM(Child SA D-H) are those printed for the same input
-in libreswan's CAVS tool source (programs/ikev2kdf/cavs ... "libreswan-ikev2-cavs" comment).
+Vector B: the CAVP SHA-1 IKEv2 vector (g^ir 256 bits) from libreswan's PRF self-test table
+(libreswan/libreswan, ike_alg_test_prf.c, hmac_sha1_kdf_tests "CAVP: IKEv2 key derivation with
+HMAC-SHA1": SKEYSEED, DKM, SKEYSEED(Rekey)). Its DKM(Child SA) and DKM(Child SA D-H) are the
+values libreswan's IKEv2 CAVS helper prints for the same input (quoted in that helper's
+source comment), i.e. a second implementation's answer rather than the NIST response file.
 """
 
 from __future__ import annotations
@@ -141,7 +142,15 @@ def test_skeyseed(v: dict) -> None:
 def test_dkm_is_the_seven_ike_keys(v: dict) -> None:
     # 3 x 20 (SK_d, SK_pi, SK_pr) + 2 x 20 (HMAC-SHA1-96) + 2 x 16 (AES-128-CBC) = 132 octets
     keys = derive_ike_keys(
-        PRF_SHA1, ENCR_AES_CBC, 128, AUTH_SHA1_96, v["ni"], v["nr"], v["gir"], v["spi_i"], v["spi_r"]
+        PRF_SHA1,
+        ENCR_AES_CBC,
+        128,
+        AUTH_SHA1_96,
+        v["ni"],
+        v["nr"],
+        v["gir"],
+        v["spi_i"],
+        v["spi_r"],
     )
     assert concat(keys) == v["dkm"]
     assert keys.sk_d == v["dkm"][:20]
@@ -220,7 +229,9 @@ def test_rekey_uses_the_old_sas_prf_for_skeyseed_and_the_new_prf_for_prf_plus() 
 
 
 def test_aead_key_sizes_include_salt_and_no_integrity_keys() -> None:
-    keys = derive_ike_keys(PRF_SHA256, ENCR_AES_GCM_16, 256, None, b"n" * 32, b"m" * 32, b"g" * 32, 1, 2)
+    keys = derive_ike_keys(
+        PRF_SHA256, ENCR_AES_GCM_16, 256, None, b"n" * 32, b"m" * 32, b"g" * 32, 1, 2
+    )
     assert (len(keys.sk_d), len(keys.sk_pi), len(keys.sk_pr)) == (32, 32, 32)
     assert (len(keys.sk_ei), len(keys.sk_er)) == (36, 36)  # RFC 5282: 32 key + 4 salt
     assert keys.sk_ai == keys.sk_ar == b""
@@ -231,8 +242,12 @@ def test_aead_key_sizes_include_salt_and_no_integrity_keys() -> None:
 
 
 def test_reprs_hide_key_material() -> None:
-    keys = derive_ike_keys(PRF_SHA256, ENCR_AES_CBC, 128, AUTH_SHA256_128, b"n" * 16, b"m" * 16, b"g" * 32, 1, 2)
+    keys = derive_ike_keys(
+        PRF_SHA256, ENCR_AES_CBC, 128, AUTH_SHA256_128, b"n" * 16, b"m" * 16, b"g" * 32, 1, 2
+    )
     text = repr(keys)
     assert keys.sk_d.hex() not in text and "sk_d=<32 octets>" in text
-    child = derive_child_keys(PRF_SHA256, keys.sk_d, b"n" * 16, b"m" * 16, ENCR_AES_CBC, 128, AUTH_SHA256_128)
+    child = derive_child_keys(
+        PRF_SHA256, keys.sk_d, b"n" * 16, b"m" * 16, ENCR_AES_CBC, 128, AUTH_SHA256_128
+    )
     assert child.encr_i.hex() not in repr(child) and "encr_i=<16 octets>" in repr(child)

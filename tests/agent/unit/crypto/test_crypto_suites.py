@@ -23,7 +23,7 @@ from ikeagent.crypto.suites import (
     prf_info,
 )
 
-E, I, P, D, S = (
+E, INTEG, P, D, S = (
     TransformType.ENCR,
     TransformType.INTEG,
     TransformType.PRF,
@@ -299,8 +299,8 @@ def test_encr_key_len_includes_salt() -> None:
         ((E, 20, 256), "AES_GCM_16_256"),
         ((E, 12, 128), "AES_CBC_128"),
         ((E, 28, None), "CHACHA20_POLY1305"),
-        ((I, 12, None), "HMAC_SHA2_256_128"),
-        ((I, 2, None), "HMAC_SHA1_96"),
+        ((INTEG, 12, None), "HMAC_SHA2_256_128"),
+        ((INTEG, 2, None), "HMAC_SHA1_96"),
         ((P, 5, None), "PRF_HMAC_SHA2_256"),
         ((D, 31, None), "CURVE_25519"),
         ((D, 14, None), "MODP_2048"),

@@ -24,7 +24,9 @@ ROUNDS = 3000
 
 
 def _message(payloads) -> bytes:
-    return Message(Header(0x1122, 0x3344, 0, ExchangeType.IKE_AUTH, FLAG_INITIATOR, 1, 0), payloads).to_bytes()
+    return Message(
+        Header(0x1122, 0x3344, 0, ExchangeType.IKE_AUTH, FLAG_INITIATOR, 1, 0), payloads
+    ).to_bytes()
 
 
 BASES = {

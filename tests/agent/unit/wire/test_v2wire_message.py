@@ -241,7 +241,9 @@ def test_unknown_critical_payload_rejected_with_type(ptype):
 
 
 def test_unknown_critical_payload_encodes_c_bit():
-    assert UnknownPayload(200, True, b"x").to_bytes() == bytes.fromhex("0080000578")  # C bit in octet 2
+    assert UnknownPayload(200, True, b"x").to_bytes() == bytes.fromhex(
+        "0080000578"
+    )  # C bit in octet 2
 
 
 def test_known_payload_with_critical_bit_accepted():

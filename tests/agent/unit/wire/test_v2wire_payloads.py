@@ -61,7 +61,7 @@ def test_every_payload_type_has_a_vector():
 def test_round_trip(name, ptype, enc, obj, strict):
     assert decode_payloads(ptype, enc) == [obj]
     assert type(decode_payloads(ptype, enc)[0]) is type(obj)
-    assert obj.TYPE == ptype
+    assert ptype == obj.TYPE
     assert obj.to_bytes() == enc
     assert encode_payloads([obj]) == (ptype, enc)
     assert obj.body_bytes() == enc[4:]
@@ -195,11 +195,12 @@ def test_idi_and_idr_differ():
     b = IdentificationResponder(IdType.ID_FQDN, b"x")
     assert a != b
     assert isinstance(a, Identification) and isinstance(b, Identification)
-    assert (a.TYPE, b.TYPE) == (PayloadType.IDi, PayloadType.IDr)
+    assert (PayloadType.IDi, PayloadType.IDr) == (a.TYPE, b.TYPE)
 
 
 @pytest.mark.parametrize(
-    ("id_type", "size"), [(IdType.ID_IPV4_ADDR, 5), (IdType.ID_IPV4_ADDR, 3), (IdType.ID_IPV6_ADDR, 4)]
+    ("id_type", "size"),
+    [(IdType.ID_IPV4_ADDR, 5), (IdType.ID_IPV4_ADDR, 3), (IdType.ID_IPV6_ADDR, 4)],
 )
 def test_id_address_length_checked(id_type, size):
     with pytest.raises(InvalidLength):
@@ -288,10 +289,10 @@ def test_ts_encode_family_mismatch():
 
 
 def test_cp_reserved_bit_ignored_and_attribute_overrun():
-    cp = Configuration.from_body(bytes.fromhex("01000000" "80010000"))
+    cp = Configuration.from_body(bytes.fromhex("0100000080010000"))
     assert cp.attributes == ((1, b""),)
     with pytest.raises(InvalidLength):
-        Configuration.from_body(bytes.fromhex("02000000" "00010005" "0a010005"))
+        Configuration.from_body(bytes.fromhex("02000000000100050a010005"))
 
 
 @pytest.mark.parametrize(("number", "total"), [(0, 3), (4, 3), (0, 0), (1, 0)])

@@ -47,7 +47,9 @@ from ikeagent.wire.v2 import (
 
 def h(text: str) -> bytes:
     """Hex with '#' comments and any whitespace removed."""
-    return bytes.fromhex("".join(line.split("#", 1)[0] for line in text.splitlines()).replace(" ", ""))
+    return bytes.fromhex(
+        "".join(line.split("#", 1)[0] for line in text.splitlines()).replace(" ", "")
+    )
 
 
 # (name, payload type, encoding with generic header and Next Payload 0, expected object,
@@ -315,7 +317,10 @@ vector(
     """,
     Configuration(
         CfgType.CFG_REQUEST,
-        ((ConfigAttributeType.INTERNAL_IP4_ADDRESS, b""), (ConfigAttributeType.INTERNAL_IP4_DNS, b"")),
+        (
+            (ConfigAttributeType.INTERNAL_IP4_ADDRESS, b""),
+            (ConfigAttributeType.INTERNAL_IP4_DNS, b""),
+        ),
     ),
 )
 vector(

@@ -1,0 +1,95 @@
+"""``bench/run``: measure each row and print a table; JSON goes to bench/results/.
+
+Rows are (key, label, factory for gwA, factory for gwB).  To add the agent, append e.g.
+``("agent", "ikeagent <-> ikeagent (userspace)", agent_peer, agent_peer)`` to ``ROWS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from throughput import ThroughputResult, measure, plain_peer, responder_only
+
+from ikelab_testing.peers import PeerFactory, charon_peer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+ROWS: list[tuple[str, str, PeerFactory, PeerFactory]] = [
+    ("plain", "plain routing (no IPsec)", plain_peer, responder_only),
+    ("charon", "charon <-> charon (kernel-libipsec)", charon_peer, charon_peer),
+]
+
+
+def table(results: list[ThroughputResult]) -> str:
+    head = ("row", "Mbit/s", "retransmits", "setup ms", "seconds", "note")
+    lines = [head]
+    for r in results:
+        setup = "-" if r.setup_ms is None else f"{r.setup_ms:.0f}"
+        lines.append(
+            (
+                r.label,
+                f"{r.mbit_s:.0f}" if not r.error else "-",
+                str(r.retransmits),
+                setup,
+                f"{r.seconds:g}",
+                r.error,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="ikelab.ipsec benchmarks")
+    keys = [key for key, *_ in ROWS]
+    parser.add_argument("--rows", default=",".join(keys), help=f"comma list of {keys}")
+    parser.add_argument("--seconds", type=float, default=8.0, help="iperf3 duration per row")
+    args = parser.parse_args(argv)
+    wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
+    unknown = set(wanted) - set(keys)
+    if unknown:
+        parser.error(f"unknown rows: {sorted(unknown)}")
+
+    results = []
+    for key, label, factory_a, factory_b in ROWS:
+        if key not in wanted:
+            continue
+        print(f"measuring: {label} ...", file=sys.stderr, flush=True)
+        results.append(measure(label, factory_a, factory_b, seconds=args.seconds))
+
+    print(
+        "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP aes256gcm16"
+    )
+    print(table(results))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"throughput-{stamp}.json"
+    doc = {
+        "kind": "throughput",
+        "time": stamp,
+        "machine": {"kernel": platform.release(), "cpus": _cpus()},
+        "results": [r.as_dict() for r in results],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nresults: {path.relative_to(RESULTS.parent.parent)}")
+    return 1 if any(r.error for r in results) else 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

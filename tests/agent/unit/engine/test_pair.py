@@ -1,0 +1,339 @@
+"""Two IKEv2 engines in memory: establishment, rekeys, collisions, deletes, liveness, loss."""
+
+from __future__ import annotations
+
+import pytest
+from harness import Pair, assert_matching_children, site_config
+
+from ikeagent.engine.events import IkeSaDown
+from ikeagent.engine.ikev2.state import IkeState
+from ikeagent.wire import v2 as w
+
+
+def established(p: Pair) -> None:
+    p.start()
+    assert len(p.a.up()) == 1 and len(p.b.up()) == 1
+    assert assert_matching_children(p.a, p.b) == 1
+
+
+def ike_states(side) -> list[str]:
+    return [s.state for s in side.engine.list_sas()]
+
+
+@pytest.mark.parametrize(
+    "ike,esp",
+    [
+        ("aes256gcm16-prfsha256-x25519", "aes256gcm16"),
+        ("aes256-sha256-modp2048", "aes256-sha256"),
+        ("aes128-sha256-ecp256", "aes256gcm16"),
+        ("chacha20poly1305-prfsha256-x25519", "aes256-sha256"),
+        ("aes128gcm16-prfsha384-ecp384", "chacha20poly1305"),
+        ("aes192-sha512-modp3072", "aes128-sha1"),
+    ],
+)
+def test_establish_each_suite(ike: str, esp: str) -> None:
+    p = Pair(site_config("a", proposals=[ike], esp=[esp]), site_config("b", proposals=[ike], esp=[esp], start=False))
+    established(p)
+    sa = p.a.engine.list_sas()[0]
+    assert sa.state == "ESTABLISHED" and sa.children[0].state == "INSTALLED"
+    assert sa.local_id == "gw-a.example" and sa.remote_id == "gw-b.example"
+
+
+def test_responder_prefers_its_own_order() -> None:
+    a = site_config("a", proposals=["aes128-sha256-modp2048", "aes256gcm16-prfsha256-x25519"])
+    b = site_config("b", proposals=["aes256gcm16-prfsha256-x25519", "aes128-sha256-modp2048"], start=False)
+    p = Pair(a, b)
+    established(p)
+    assert p.b.engine.list_sas()[0].encryption == "AES_GCM_16_256"
+
+
+def test_invalid_ke_payload_retry() -> None:
+    # the initiator guesses x25519 first; the responder only takes ecp256
+    a = site_config("a", proposals=["aes256gcm16-prfsha256-x25519-ecp256"])
+    b = site_config("b", proposals=["aes256gcm16-prfsha256-ecp256"], start=False)
+    p = Pair(a, b)
+    established(p)
+    assert p.a.engine.list_sas()[0].dh == "ECP_256"
+    assert p.b.engine.stats().get("invalid_ke") == 1
+
+
+def test_no_proposal_chosen(caplog: pytest.LogCaptureFixture) -> None:
+    a = site_config("a", proposals=["aes128-sha256-modp2048"])
+    b = site_config("b", proposals=["aes256gcm16-prfsha384-x25519"], start=False)
+    p = Pair(a, b)
+    with caplog.at_level("INFO"):
+        p.start()
+    assert not p.a.up() and not p.b.up()
+    assert p.a.downs() and "NO_PROPOSAL_CHOSEN" in p.a.downs()[0].reason
+    assert p.b.engine.stats().get("no_proposal_chosen") == 1
+    text = caplog.text
+    # both offers are logged by the responder
+    assert "AES_CBC_128" in text and "aes256gcm16-prfsha384-x25519" in text
+    assert not p.a.pairs() and not p.b.pairs()
+
+
+def test_wrong_psk_gives_authentication_failed_and_no_sa(caplog: pytest.LogCaptureFixture) -> None:
+    a = site_config("a")
+    b = site_config("b", start=False, psk="another-psk-entirely-0123456789abcdef")
+    p = Pair(a, b)
+    with caplog.at_level("INFO"):
+        p.start()
+    assert not p.a.up() and not p.b.up()
+    assert not p.a.pairs() and not p.b.pairs()
+    assert "AUTHENTICATION_FAILED" in p.a.downs()[0].reason
+    assert p.a.engine.list_sas() == [] and p.b.engine.list_sas() == []
+    # the responder names the peer; no key material in any log line
+    assert "gw-a.example" in caplog.text
+    assert "another-psk" not in caplog.text and "lab-psk" not in caplog.text
+
+
+def test_initiator_retransmits_lost_messages() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    dropped = {"n": 0}
+
+    def lose_first_two(src: str, d) -> bool:
+        if src == "a" and dropped["n"] < 2:
+            dropped["n"] += 1
+            return False
+        return True
+
+    p.filter = lose_first_two
+    p.start()
+    assert not p.a.up()
+    p.advance(10)
+    assert len(p.a.up()) == 1 and len(p.b.up()) == 1
+    assert assert_matching_children(p.a, p.b) == 1
+    assert p.a.engine.stats()["retransmits"] >= 2
+
+
+def test_lost_response_is_answered_from_cache() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    seen = {"auth": 0}
+
+    def lose_first_auth_response(src: str, d) -> bool:
+        hdr = w.Header.from_bytes(d.data)
+        if src == "b" and hdr.exchange == w.ExchangeType.IKE_AUTH and seen["auth"] == 0:
+            seen["auth"] += 1
+            return False
+        return True
+
+    p.filter = lose_first_auth_response
+    p.start()
+    p.advance(5)
+    assert len(p.a.up()) == 1 and len(p.b.up()) == 1
+    # the responder answered the retransmitted request from its cache: still one child each
+    assert assert_matching_children(p.a, p.b) == 1
+    assert p.b.engine.stats()["retransmitted_requests"] >= 1
+
+
+def test_peer_gone_gives_up_after_retries() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    p.filter = lambda src, d: False
+    p.start()
+    p.advance(120)
+    assert p.a.downs() and "did not answer" in p.a.downs()[0].reason
+    assert p.a.engine.list_sas() == []
+
+
+@pytest.mark.parametrize("who", ["a", "b"])
+def test_child_rekey_each_side(who: str) -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    before = {sa.inbound.spi for sa in p.a.pairs()}
+    p.side(who).engine.rekey(f"to-{'b' if who == 'a' else 'a'}", p.now, ike=False)
+    p.run()
+    assert assert_matching_children(p.a, p.b) == 1
+    after = {sa.inbound.spi for sa in p.a.pairs()}
+    assert before.isdisjoint(after)
+    # the reqid (policy) survived
+    assert list(p.a.dp.pairs) == [1] and list(p.b.dp.pairs) == [1]
+
+
+@pytest.mark.parametrize("who", ["a", "b"])
+def test_ike_rekey_each_side_keeps_children(who: str) -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    old_spis = {(s.spi_i, s.spi_r) for s in p.a.engine.list_sas()}
+    pairs_before = {sa.inbound.spi for sa in p.a.pairs()}
+    p.side(who).engine.rekey(f"to-{'b' if who == 'a' else 'a'}", p.now, children=False)
+    p.run()
+    sas_a, sas_b = p.a.engine.list_sas(), p.b.engine.list_sas()
+    assert len(sas_a) == 1 and len(sas_b) == 1
+    assert {(s.spi_i, s.spi_r) for s in sas_a}.isdisjoint(old_spis)
+    assert sas_a[0].state == "ESTABLISHED" and len(sas_a[0].children) == 1
+    assert {sa.inbound.spi for sa in p.a.pairs()} == pairs_before
+    # the new IKE SA works: a child rekey over it succeeds
+    p.a.engine.rekey("to-b", p.now, ike=False)
+    p.run()
+    assert assert_matching_children(p.a, p.b) == 1
+    assert not p.a.downs() and not p.b.downs()
+
+
+def test_simultaneous_child_rekey_leaves_one_pair() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    p.a.engine.rekey("to-b", p.now, ike=False)
+    p.b.engine.rekey("to-a", p.now, ike=False)
+    p.run()
+    p.advance(40)
+    assert assert_matching_children(p.a, p.b) == 1
+    assert [c.state for c in p.a.engine.list_sas()[0].children] == ["INSTALLED"]
+
+
+def test_simultaneous_ike_rekey_leaves_one_ike_sa() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    p.a.engine.rekey("to-b", p.now, children=False)
+    p.b.engine.rekey("to-a", p.now, children=False)
+    p.run()
+    p.advance(40)
+    sas_a, sas_b = p.a.engine.list_sas(), p.b.engine.list_sas()
+    assert [s.state for s in sas_a] == ["ESTABLISHED"] and [s.state for s in sas_b] == ["ESTABLISHED"]
+    assert (sas_a[0].spi_i, sas_a[0].spi_r) == (sas_b[0].spi_i, sas_b[0].spi_r)
+    assert len(sas_a[0].children) == 1 and len(sas_b[0].children) == 1
+    assert assert_matching_children(p.a, p.b) == 1
+    assert not [e for e in p.a.events + p.b.events if isinstance(e, IkeSaDown)]
+
+
+@pytest.mark.parametrize("who", ["a", "b"])
+def test_delete_from_each_side_leaves_nothing(who: str) -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    p.side(who).engine.terminate(f"to-{'b' if who == 'a' else 'a'}", p.now)
+    p.run()
+    assert p.a.engine.list_sas() == [] and p.b.engine.list_sas() == []
+    assert p.a.pairs() == [] and p.b.pairs() == []
+    assert p.a.dp.policies == {} and p.b.dp.policies == {}
+
+
+def test_child_delete_keeps_ike_sa() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    sa = next(iter(p.a.engine.sas.values()))
+    p.a.engine.delete_children(sa, list(sa.children), "test", p.now)
+    p.run()
+    assert p.a.pairs() == [] and p.b.pairs() == []
+    assert ike_states(p.a) == ["ESTABLISHED"] and ike_states(p.b) == ["ESTABLISHED"]
+    # and it comes back with a CREATE_CHILD_SA only
+    p.a.engine.initiate("to-b", p.now)
+    p.run()
+    assert assert_matching_children(p.a, p.b) == 1
+    assert len(p.a.up()) == 1
+
+
+def test_dpd_detects_dead_peer() -> None:
+    p = Pair(site_config("a", conn={"dpd_delay": "10s"}), site_config("b", start=False))
+    established(p)
+    p.advance(30)
+    assert ike_states(p.a) == ["ESTABLISHED"]  # liveness checks answered
+    p.filter = lambda src, d: False
+    p.advance(200)
+    assert p.a.engine.list_sas() == []
+    assert "dead peer" in p.a.downs()[0].reason
+    assert p.a.pairs() == []
+
+
+def test_scheduled_rekeys_under_time() -> None:
+    a = site_config("a", conn={"rekey_time": "60s"}, child={"rekey_time": "20s"})
+    b = site_config("b", start=False, conn={"rekey_time": "60s"}, child={"rekey_time": "20s"})
+    p = Pair(a, b)
+    established(p)
+    installs_before = len(p.a.dp.log)
+    p.advance(200)
+    assert ike_states(p.a) == ["ESTABLISHED"] and ike_states(p.b) == ["ESTABLISHED"]
+    assert assert_matching_children(p.a, p.b) == 1
+    assert len(p.a.dp.log) > installs_before + 10
+    assert not p.a.downs() and not p.b.downs()
+
+
+def test_fragmentation_of_large_messages() -> None:
+    many = [f"10.1.{i}.0/24" for i in range(120)]
+    a = site_config("a", agent={"fragment_size": 576}, child={"local_ts": many})
+    b = site_config("b", start=False, agent={"fragment_size": 576}, child={"remote_ts": many})
+    p = Pair(a, b)
+    established(p)
+    sizes = [len(d.data) for _, d in p.wire]
+    assert max(sizes) <= 576
+    frags = [d for _, d in p.wire if w.Message.from_bytes(d.data).payloads[-1].TYPE == w.PayloadType.SKF]
+    assert len(frags) >= 4
+    sa = p.b.engine.list_sas()[0]
+    assert len(sa.children[0].remote_ts) >= 1
+
+
+def test_ts_narrowing_by_responder() -> None:
+    a = site_config("a", child={"local_ts": ["10.1.0.0/16"], "remote_ts": ["10.2.0.0/16"]})
+    b = site_config("b", start=False)  # 10.2.0.0/24 === 10.1.0.0/24
+    p = Pair(a, b)
+    established(p)
+    c = p.a.engine.list_sas()[0].children[0]
+    assert c.local_ts == ["10.1.0.0/24"] and c.remote_ts == ["10.2.0.0/24"]
+
+
+def test_ts_unacceptable_keeps_ike_sa() -> None:
+    a = site_config("a", child={"remote_ts": ["10.9.0.0/24"]})
+    b = site_config("b", start=False)
+    p = Pair(a, b)
+    p.start()
+    assert len(p.a.up()) == 1 and p.a.pairs() == [] and p.b.pairs() == []
+    assert ike_states(p.a) == ["ESTABLISHED"]
+
+
+def test_pfs_child_rekey() -> None:
+    a = site_config("a", esp=["aes256gcm16-x25519"])
+    b = site_config("b", start=False, esp=["aes256gcm16-x25519"])
+    p = Pair(a, b)
+    established(p)
+    p.b.engine.rekey("to-a", p.now, ike=False)
+    p.run()
+    assert assert_matching_children(p.a, p.b) == 1
+    assert p.a.engine.list_sas()[0].children[0].dh == "CURVE_25519"
+
+
+def test_forced_encapsulation_floats_to_4500() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False), force_encap=True)
+    established(p)
+    sa = p.a.engine.list_sas()[0]
+    assert sa.local_port == 4500 and sa.remote_port == 4500
+    assert all(pair.encap == (4500, 4500) for pair in p.a.pairs() + p.b.pairs())
+
+
+def test_cookie_under_half_open_flood() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False, agent={"cookie_threshold": 0}))
+    established(p)
+    assert p.b.engine.stats().get("cookie_sent") == 1
+
+
+def test_garbage_is_dropped_and_counted() -> None:
+    import random
+
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    rng = random.Random(7)
+    eng = p.b.engine
+    samples = [b"", b"\x00" * 10, b"\xff" * 70000]
+    good = [d.data for _, d in p.wire]
+    for _ in range(300):
+        d = bytearray(rng.choice(good))
+        for _ in range(rng.randint(1, 4)):
+            d[rng.randrange(len(d))] = rng.randrange(256)
+        samples.append(bytes(d))
+        samples.append(bytes(d[: rng.randrange(len(d))]))
+    for s in samples:
+        eng.receive_datagram(s, ("192.0.2.2", 500), ("192.0.2.1", 500), p.now)
+    stats = eng.stats()
+    assert stats.get("truncated", 0) + stats.get("malformed", 0) + stats.get("oversized", 0) > 0
+    # still serving: a rekey after the noise works; mutated but well-formed IKE_SA_INIT
+    # requests only left half-open SAs, which time out
+    p.run()
+    p.a.engine.rekey("to-b", p.now)
+    p.run()
+    p.advance(40)
+    assert ike_states(p.b) == ["ESTABLISHED"]
+    assert assert_matching_children(p.a, p.b) == 1
+
+
+def test_state_table_rejects_illegal_transition() -> None:
+    from ikeagent.engine.ikev2.state import IllegalTransition, check_ike
+
+    with pytest.raises(IllegalTransition):
+        check_ike(IkeState.DESTROYED, IkeState.ESTABLISHED)
