@@ -171,8 +171,8 @@ class _Modp:
 
     Measured (2 cores, OpenSSL 3.0): OpenSSL's constant-time modexp is 7-10x faster than
     Python's ``pow`` (MODP_2048: 0.4 ms vs 3.1 ms per operation; MODP_8192: 9 ms vs 87 ms).
-    Our public value g^x is computed as the DH "shared secret" of x with the peer value g;
-    Python's ``pow`` remains as a fallback.
+    Our public value g^x is computed as the DH "shared secret" of x with the peer value g
+    (Python's ``pow`` if OpenSSL refuses that); peer values refused by OpenSSL are invalid.
     """
 
     __slots__ = ("p", "exponent_bits", "size", "_numbers", "_generator")
@@ -200,7 +200,7 @@ class _Modp:
             y = int.from_bytes(self._key(x, 2).exchange(self._generator.public_key()), "big")
         except ValueError:
             y = pow(2, x, self.p)
-        return (x, self._key(x, y)), y.to_bytes(self.size, "big")
+        return self._key(x, y), y.to_bytes(self.size, "big")
 
     def shared(self, state: object, peer: bytes) -> bytes:
         if len(peer) != self.size:

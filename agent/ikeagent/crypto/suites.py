@@ -300,30 +300,11 @@ _PRF_ALG: dict[int, Algorithm] = {
 }
 
 # Keywords strongSwan knows that we refuse, and why.
-_WEAK: dict[str, str] = {
-    k: "weak algorithm, not supported"
-    for k in (
-        "des",
-        "3des",
-        "null",
-        "md5",
-        "md5_128",
-        "prfmd5",
-        "sha1_160",
-        "modp768",
-        "modp1024",
-        "modp1536",
-        "modp1024s160",
-        "modp2048s224",
-        "modp2048s256",
-        "blowfish",
-        "blowfish128",
-        "blowfish192",
-        "blowfish256",
-        "cast128",
-        "ecp192",
-    )
-}
+_WEAK_KEYWORDS = (
+    "des 3des null md5 md5_128 prfmd5 sha1_160 modp768 modp1024 modp1536 modp1024s160"
+    " modp2048s224 modp2048s256 blowfish blowfish128 blowfish192 blowfish256 cast128 ecp192"
+)
+_WEAK: dict[str, str] = {k: "weak algorithm, not supported" for k in _WEAK_KEYWORDS.split()}
 _UNSUPPORTED = re.compile(
     r"^(aes\d*(ccm|ctr|gmac)\d*|camellia\w*|aesxcbc|aescmac|prfaesxcbc|prfaescmac|prfcamelliaxcbc"
     r"|sha256_96|sha\d+_\d+|ecp224|ecp\d+bp|x448|curve448|ntru\w*|newhope\w*|mlkem\w*|ke\d_\w+"
@@ -368,7 +349,6 @@ def parse_proposal(text: str, kind: Kind) -> Proposal:
     if not isinstance(text, str) or not text.strip():
         raise ProposalError("empty proposal")
     by_type: dict[TransformType, list[Algorithm]] = {t: [] for t in TransformType}
-    first_token: dict[TransformType, str] = {}
     for raw in text.strip().split("-"):
         token = raw.strip().lower()
         if not token:
@@ -379,7 +359,6 @@ def parse_proposal(text: str, kind: Kind) -> Proposal:
         if kind is Kind.ESP and alg.type is TransformType.PRF:
             raise ProposalError(f"{token}: a PRF is not negotiated for ESP")
         by_type[alg.type].append(alg)
-        first_token.setdefault(alg.type, token)
 
     encr = _dedup(by_type[TransformType.ENCR])
     integ = _dedup(by_type[TransformType.INTEG])

@@ -126,11 +126,12 @@ class Agent:
 
     @property
     def port(self) -> int:
-        return self.config.port
+        """The IKE port in use (the bound one once started: port 0 picks a free port)."""
+        return next((s.port for s in self.sockets if not s.natt), self.config.port)
 
     @property
     def natt_port(self) -> int:
-        return self.config.natt_port
+        return next((s.port for s in self.sockets if s.natt), self.config.natt_port)
 
     async def start(self) -> None:
         from ikeagent.runtime.commands import COMMANDS  # noqa: F401  (fail early if broken)
@@ -169,10 +170,13 @@ class Agent:
         self.process()
 
     def _open_sockets(self) -> None:
+        ports = {False: self.config.port, True: self.config.natt_port}
         for addr in self.listen:
-            for port, natt in ((self.port, False), (self.natt_port, True)):
+            for natt, port in list(ports.items()):
                 try:
-                    self.sockets.append(UdpSocket.open(addr, port, natt))
+                    s = UdpSocket.open(addr, port, natt)
+                    self.sockets.append(s)
+                    ports[natt] = s.port  # port 0: every address gets the port first chosen
                 except OSError as e:
                     if (
                         ipaddress.ip_address(addr).version == 6

@@ -311,7 +311,7 @@ class UserspaceDataplane:
         wake = self._wake_in[0]
         rbuf = bytearray(BUFFER_SIZE)
         obuf = bytearray(BUFFER_SIZE)
-        attached: tuple = ()
+        attached: tuple | None = None
         poller = select.poll()
         while self._running:
             if self._encap is not attached:

@@ -234,3 +234,21 @@ def test_repr_hides_the_private_value() -> None:
     a = KeyExchange.from_private(31, ALICE)
     assert repr(a) == "KeyExchange(group=CURVE25519)"
     assert ALICE.hex() not in repr(a)
+
+
+def test_modp_keygen_falls_back_to_pow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ikeagent.crypto import dh
+
+    expect = KeyExchange.generate(15, random.Random(11))
+    real_key = dh._Modp._key
+
+    def refuse_generator_trick(self, x: int, y: int):
+        if y == 2:
+            raise ValueError("refused")
+        return real_key(self, x, y)
+
+    monkeypatch.setattr(dh._Modp, "_key", refuse_generator_trick)
+    got = KeyExchange.generate(15, random.Random(11))
+    assert got.public == expect.public
+    peer = KeyExchange.generate(15, random.Random(12))
+    assert got.compute(peer.public) == peer.compute(got.public)

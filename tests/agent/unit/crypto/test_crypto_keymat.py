@@ -1,9 +1,9 @@
 """IKEv2 key derivation against the NIST SP 800-135 (CAVS) IKEv2 KDF test vectors.
 
-Vector A: CAVS IKEv2 KDF vector with SHA-1 (Ni/Nr 64 bits, g^ir 1024 bits, DKM 1056 bits), as
-embedded in OpenSSL's FIPS KAT fips/kdf/fips_kdf_ikev2.c (openssl/openssl, commit
-4d6101570872ed3f1d83d4888985450ee538d4ef, test_ikev2_kdf): SKEYSEED, DKM, DKM(Child SA),
-DKM(Child SA D-H), SKEYSEED(Rekey).
+Vector A: a FIPS self-test vector in the CAVS IKEv2 KDF layout, SHA-1 (Ni/Nr 64 bits, g^ir
+1024 bits, DKM 1056 bits), as embedded in the FIPS KAT fips/kdf/fips_kdf_ikev2.c
+(openssl/openssl, commit 4d6101570872ed3f1d83d4888985450ee538d4ef, test_ikev2_kdf):
+SKEYSEED, DKM, DKM(Child SA), DKM(Child SA D-H), SKEYSEED(Rekey).
 
 Vector B: the CAVP SHA-1 IKEv2 vector (g^ir 256 bits) from libreswan's PRF self-test table
 (libreswan/libreswan, ike_alg_test_prf.c, hmac_sha1_kdf_tests "CAVP: IKEv2 key derivation with
