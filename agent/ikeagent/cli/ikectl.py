@@ -88,15 +88,15 @@ def run(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
     params: dict[str, Any] = {}
     if getattr(args, "name", None):
         params["name"] = args.name
-    timeout = 10.0
+    wait = 10.0
     if getattr(args, "timeout", None) is not None:
         if args.timeout <= 0:
             print("ikectl: --timeout must be positive", file=err)
             return EXIT_USAGE
         params["timeout"] = args.timeout
-        timeout = args.timeout + 5.0
+        wait = args.timeout + 5.0
     try:
-        response = request(args.socket, args.cmd, timeout=timeout, **params)
+        response = request(args.socket, args.cmd, params, wait=wait)
     except Unreachable as e:
         print(f"ikectl: agent not reachable: {e}", file=err)
         return EXIT_UNREACHABLE

@@ -208,13 +208,11 @@ class _Modp:
         y = int.from_bytes(peer, "big")
         if not 2 <= y <= self.p - 2:
             raise InvalidPublicKey("MODP public value outside [2, p-2]")
-        x, key = state  # type: ignore[misc]
         try:
-            z = int.from_bytes(
-                key.exchange(dh.DHPublicNumbers(y, self._numbers).public_key()), "big"
-            )
-        except ValueError:
-            z = pow(y, x, self.p)
+            peer_key = dh.DHPublicNumbers(y, self._numbers).public_key()
+            z = int.from_bytes(state.exchange(peer_key), "big")  # type: ignore[attr-defined]
+        except ValueError as exc:  # OpenSSL's own public value checks
+            raise InvalidPublicKey("MODP public value refused") from exc
         if z <= 1:
             raise InvalidPublicKey("MODP shared secret is degenerate")
         return z.to_bytes(self.size, "big")

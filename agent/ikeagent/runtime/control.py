@@ -129,8 +129,12 @@ class Unreachable(Exception):
     """The agent's control socket cannot be reached."""
 
 
-def request(path: str, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
-    """Send one request and return the decoded response (blocking; for ikectl)."""
+def request(
+    path: str, cmd: str, args: dict[str, Any] | None = None, *, wait: float = 10.0
+) -> dict[str, Any]:
+    """Send one request (``cmd`` plus ``args``) and return the decoded response, waiting at
+    most ``wait`` seconds (blocking; for ikectl)."""
+    timeout = wait
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -138,7 +142,7 @@ def request(path: str, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str
             sock.connect(path)
         except OSError as e:
             raise Unreachable(f"cannot connect to {path}: {e.strerror or e}")
-        sock.sendall(_encode({"cmd": cmd, **args}))
+        sock.sendall(_encode({**(args or {}), "cmd": cmd}))
         buf = bytearray()
         while not buf.endswith(b"\n"):
             chunk = sock.recv(65536)

@@ -143,13 +143,13 @@ def child_config(local: Site, remote: Site, suite: str, spi_in: int, spi_out: in
 
 
 @contextlib.contextmanager
-def tunnel(suite: str) -> Iterator[tuple[Site, Site, Driver, Driver]]:
+def tunnel(suite: str, options: dict | None = None) -> Iterator[tuple[Site, Site, Driver, Driver]]:
     with two_sites() as (a, b):
         drivers = []
         try:
-            da = Driver(a, {"bind": a.outer})
+            da = Driver(a, {"bind": a.outer, "options": options or {}})
             drivers.append(da)
-            db = Driver(b, {"bind": b.outer})
+            db = Driver(b, {"bind": b.outer, "options": options or {}})
             drivers.append(db)
             yield a, b, da, db
         finally:
@@ -294,7 +294,7 @@ def driver() -> None:  # pragma: no cover - runs in a subprocess
         op = request["op"]
         try:
             if op == "start":
-                plane = UserspaceDataplane()
+                plane = UserspaceDataplane(**request.get("options", {}))
                 plane.start()
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -117,7 +117,7 @@ class Agent:
 
     def ikectl(self, *args: str, json_output: bool = True, timeout: float = 30.0) -> Any:
         """Run ikectl; with ``json_output`` append ``--json`` and return the parsed document."""
-        argv = [*args, "--json"] if json_output else list(args)
+        argv = ["--json", *args] if json_output else list(args)
         proc = self.ikectl_raw(*argv, timeout=timeout)
         if proc.returncode != 0:
             raise AgentError(

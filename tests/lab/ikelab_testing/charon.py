@@ -40,10 +40,32 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 # fraction of the speed.  Debian 12 ships no curve25519/chapoly/gmac plugins: openssl provides
 # X25519, ChaCha20-Poly1305 and GMAC.
 DEFAULT_PLUGINS = tuple(
-    (
-        "random nonce openssl aesni aes sha1 sha2 md5 hmac gcm xcbc kdf drbg pem pkcs1 pkcs8 "
-        "x509 pubkey socket-default vici updown kernel-libipsec kernel-netlink resolve"
-    ).split()
+    [
+        "random",
+        "nonce",
+        "openssl",
+        "aesni",
+        "aes",
+        "sha1",
+        "sha2",
+        "md5",
+        "hmac",
+        "gcm",
+        "xcbc",
+        "kdf",
+        "drbg",
+        "pem",
+        "pkcs1",
+        "pkcs8",
+        "x509",
+        "pubkey",
+        "socket-default",
+        "vici",
+        "updown",
+        "kernel-libipsec",
+        "kernel-netlink",
+        "resolve",
+    ]
 )
 
 # charon.filelog levels per subsystem (-1 silent .. 4 private; 4 logs keys)

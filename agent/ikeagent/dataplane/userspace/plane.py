@@ -44,6 +44,7 @@ BUFFER_SIZE = 65536 + 1024
 PAYLOAD_POS = 64  # where a TUN packet is read, leaving room for the largest ESP prefix
 NON_ESP_MARKER = b"\0\0\0\0"
 SEND_WAIT_MS = 50
+BATCH_FOREVER = -1  # a pump limit that never reaches zero
 _HEADER = struct.Struct(">II")
 _POLLIN = select.POLLIN
 
@@ -78,7 +79,13 @@ class UserspaceDataplane:
         route_table: int = 220,
         rule_priority: int = 220,
         manage_routes: bool = True,
+        threads: int = 2,
+        batch: int = 32,
     ) -> None:
+        if threads not in (1, 2):
+            raise ValueError("threads must be 1 or 2")
+        self.threads = threads
+        self.batch = batch
         self.ifname = ifname
         self.mtu = mtu
         self.route_table = route_table
@@ -124,7 +131,11 @@ class UserspaceDataplane:
         self._wake_in = _pipe()
         self._wake_out = _pipe()
         self._running = True
-        for target, name in ((self._inbound_loop, "in"), (self._outbound_loop, "out")):
+        if self.threads == 1:
+            loops = ((self._single_loop, "io"),)
+        else:
+            loops = ((self._split_loop_in, "in"), (self._split_loop_out, "out"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"esp-{name}-{self.ifname}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -220,35 +231,85 @@ class UserspaceDataplane:
             except Exception:
                 log.exception("event wakeup failed")
 
+    # -- threads --------------------------------------------------------------------------
+
+    def _split_loop_out(self) -> None:
+        """Outbound thread (two-thread mode): TUN -> ESP."""
+        buffers = _Buffers()
+        poller = select.poll()
+        poller.register(self._tun_fd, _POLLIN)
+        poller.register(self._wake_out[0], _POLLIN)
+        while self._running:
+            if self._pump_tun(buffers, BATCH_FOREVER):
+                poller.poll()
+
+    def _split_loop_in(self) -> None:
+        """Inbound thread (two-thread mode): encap sockets -> TUN, IKE -> sink."""
+        buffers = _Buffers()
+        attached: tuple | None = None
+        poller = select.poll()
+        wake = self._wake_in[0]
+        while self._running:
+            if self._encap is not attached:
+                attached = self._encap
+                poller = select.poll()
+                poller.register(wake, _POLLIN)
+                for sock, _, _ in attached:
+                    poller.register(sock, _POLLIN)
+            drained = True
+            for sock, local, sink in attached:
+                drained &= self._pump_sock(sock, local, sink, buffers, BATCH_FOREVER)
+            if drained and poller.poll() and self._running:
+                _drain_pipe(wake)
+
+    def _single_loop(self) -> None:
+        """One thread for both directions, alternating batches (no GIL hand-offs)."""
+        buffers = _Buffers()
+        attached: tuple | None = None
+        poller = select.poll()
+        wake = self._wake_in[0]
+        while self._running:
+            if self._encap is not attached:
+                attached = self._encap
+                poller = select.poll()
+                poller.register(wake, _POLLIN)
+                poller.register(self._wake_out[0], _POLLIN)
+                poller.register(self._tun_fd, _POLLIN)
+                for sock, _, _ in attached:
+                    poller.register(sock, _POLLIN)
+            drained = self._pump_tun(buffers, self.batch)
+            for sock, local, sink in attached:
+                drained &= self._pump_sock(sock, local, sink, buffers, self.batch)
+            if drained and poller.poll() and self._running:
+                _drain_pipe(wake)
+
     # -- outbound: TUN -> ESP ---------------------------------------------------------------
 
-    def _outbound_loop(self) -> None:
+    def _pump_tun(self, buffers: _Buffers, limit: int) -> bool:
+        """Move up to ``limit`` packets from the TUN device; True when it ran dry."""
         tun = self._tun_fd
-        buf = bytearray(BUFFER_SIZE)
-        mv = memoryview(buf)
+        buf = buffers.out
+        mv = buffers.out_mv
         pos = PAYLOAD_POS
-        target = [mv[pos : pos + 65535]]
+        target = buffers.out_target
         readv = os.readv
         monotonic = time.monotonic
         stats = self._out_stats
-        sad = self._sad
-        poller = select.poll()
-        poller.register(tun, _POLLIN)
-        poller.register(self._wake_out[0], _POLLIN)
-        while self._running:
+        lookup = self._sad.lookup_outbound
+        socks = self._socks
+        while limit and self._running:
+            limit -= 1
             try:
                 n = readv(tun, target)
             except BlockingIOError:
-                poller.poll()
-                continue
+                return True
             except OSError as exc:
                 if self._running:
                     log.warning("TUN read failed: %s", exc)
                     stats["error"] += 1
-                continue
+                return True
             try:
-                pkt = mv[pos : pos + n]
-                policy = sad.lookup_outbound(pkt)
+                policy = lookup(mv[pos : pos + n])
                 if policy is None:
                     stats["no_sa" if n and buf[pos] >> 4 in (4, 6) else "not_ip"] += 1
                     continue
@@ -259,24 +320,24 @@ class UserspaceDataplane:
                 seq = sa.seq + 1
                 if seq > sa.seq_max:
                     stats["seq_overflow"] += 1
-                    if not sa.hard_done:
-                        sa.hard_done = True
-                        self._raise(SaExpired(sa.reqid, sa.spi, ExpireKind.HARD))
+                    sa.hard_done = True
+                    self._raise(SaExpired(sa.reqid, sa.spi, ExpireKind.HARD))
                     continue
                 sa.seq = seq
                 cipher = sa.cipher
-                end = cipher.seal_inplace(
-                    buf, pos, sa.spi, seq, n, 41 if buf[pos] >> 4 == 6 else 4
-                )
-                sock = self._socks.get(sa.family)
+                end = cipher.seal_inplace(buf, pos, sa.spi, seq, n, 41 if buf[pos] >> 4 == 6 else 4)
+                sock = socks.get(sa.family)
                 if sock is None:
-                    stats["no_socket"] += 1
-                    continue
+                    socks = self._socks
+                    sock = socks.get(sa.family)
+                    if sock is None:
+                        stats["no_socket"] += 1
+                        continue
                 packet = mv[pos - cipher.prefix_len : end]
                 try:
                     sock.sendto(packet, sa.remote)
                 except BlockingIOError:
-                    if not self._send_later(sock, packet, sa.remote):
+                    if not _send_later(sock, packet, sa.remote):
                         stats["send_failed"] += 1
                         continue
                 except OSError:
@@ -291,69 +352,39 @@ class UserspaceDataplane:
             except Exception:
                 stats["error"] += 1
                 log.exception("outbound packet failed")
-
-    @staticmethod
-    def _send_later(sock: socket.socket, packet: memoryview, remote: tuple) -> bool:
-        """The socket buffer is full: wait briefly for room, then try once more."""
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT)
-        if not poller.poll(SEND_WAIT_MS):
-            return False
-        try:
-            sock.sendto(packet, remote)
-        except OSError:
-            return False
-        return True
+        return False
 
     # -- inbound: UDP -> TUN ----------------------------------------------------------------
 
-    def _inbound_loop(self) -> None:
-        wake = self._wake_in[0]
-        rbuf = bytearray(BUFFER_SIZE)
-        obuf = bytearray(BUFFER_SIZE)
-        attached: tuple | None = None
-        poller = select.poll()
-        while self._running:
-            if self._encap is not attached:
-                attached = self._encap
-                poller = select.poll()
-                poller.register(wake, _POLLIN)
-                for sock, _, _ in attached:
-                    poller.register(sock, _POLLIN)
-            for sock, local, sink in attached:
-                self._drain(sock, local, sink, rbuf, obuf)
-            if poller.poll() and self._running:
-                try:
-                    os.read(wake, 64)
-                except BlockingIOError:
-                    pass
-
-    def _drain(
+    def _pump_sock(
         self,
         sock: socket.socket,
         local: Endpoint,
         sink: IkeSink,
-        rbuf: bytearray,
-        obuf: bytearray,
-    ) -> None:
-        """Process datagrams from ``sock`` until it has none left."""
-        rmv = memoryview(rbuf)
-        omv = memoryview(obuf)
+        buffers: _Buffers,
+        limit: int,
+    ) -> bool:
+        """Process up to ``limit`` datagrams from ``sock``; True when it ran dry."""
+        rbuf = buffers.rx
+        rmv = buffers.rx_mv
+        obuf = buffers.plain
+        omv = buffers.plain_mv
         recv = sock.recvfrom_into
         tun = self._tun_fd
         write = os.write
         unpack = _HEADER.unpack_from
         monotonic = time.monotonic
         stats = self._in_stats
-        while self._running:
+        while limit and self._running:
+            limit -= 1
             try:
                 n, addr = recv(rbuf)
             except BlockingIOError:
-                return
+                return True
             except OSError as exc:
                 log.warning("encap socket read failed: %s", exc)
                 stats["error"] += 1
-                return
+                return True
             try:
                 if n < 8:
                     if n == 1 and rbuf[0] == 0xFF:
@@ -396,13 +427,13 @@ class UserspaceDataplane:
                     stats["truncated"] += 1
                     continue
                 window.update(seq)
-                inner = omv[:length]
                 if nh != 4 and nh != 41:
                     stats["dummy_in" if nh == 59 else "next_header"] += 1
                     continue
                 if not length or (obuf[0] >> 4 == 6) != (nh == 41):
                     stats["next_header"] += 1
                     continue
+                inner = omv[:length]
                 if not sa.policy.allows_inbound(inner):
                     stats["selector"] += 1
                     continue
@@ -422,6 +453,42 @@ class UserspaceDataplane:
             except Exception:
                 stats["error"] += 1
                 log.exception("inbound datagram failed")
+        return False
+
+
+class _Buffers:
+    """Per-thread packet buffers, allocated once."""
+
+    __slots__ = ("out", "out_mv", "out_target", "rx", "rx_mv", "plain", "plain_mv")
+
+    def __init__(self) -> None:
+        self.out = bytearray(BUFFER_SIZE)
+        self.out_mv = memoryview(self.out)
+        self.out_target = [self.out_mv[PAYLOAD_POS : PAYLOAD_POS + 65535]]
+        self.rx = bytearray(BUFFER_SIZE)
+        self.rx_mv = memoryview(self.rx)
+        self.plain = bytearray(BUFFER_SIZE)
+        self.plain_mv = memoryview(self.plain)
+
+
+def _send_later(sock: socket.socket, packet: memoryview, remote: tuple) -> bool:
+    """The socket buffer is full: wait briefly for room, then try once more."""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    if not poller.poll(SEND_WAIT_MS):
+        return False
+    try:
+        sock.sendto(packet, remote)
+    except OSError:
+        return False
+    return True
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        os.read(fd, 64)
+    except BlockingIOError:
+        pass
 
 
 def _pipe() -> tuple[int, int]:

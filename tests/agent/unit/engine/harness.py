@@ -11,7 +11,15 @@ from typing import Any
 from ikeagent.config.schema import parse_config
 from ikeagent.dataplane.memory import MemoryDataplane
 from ikeagent.engine.core import Engine
-from ikeagent.engine.events import ChildDown, ChildUp, DeleteChild, IkeSaDown, IkeSaUp, InstallChild, RemovePolicy
+from ikeagent.engine.events import (
+    ChildDown,
+    ChildUp,
+    DeleteChild,
+    IkeSaDown,
+    IkeSaUp,
+    InstallChild,
+    RemovePolicy,
+)
 
 ADDR = {"a": "192.0.2.1", "b": "192.0.2.2"}
 NETS = {"a": "10.1.0.0/24", "b": "10.2.0.0/24"}

@@ -20,7 +20,7 @@ from ikeagent.runtime.control import ControlServer, request
 
 
 def _call(agent, cmd, **args):
-    return asyncio.to_thread(request, agent.socket_path, cmd, 5.0, **args)
+    return asyncio.to_thread(request, agent.socket_path, cmd, args, wait=5.0)
 
 
 def _child_sa(reqid=1, spi_in=0xC0000001, spi_out=0xD0000001) -> ChildSa:
@@ -149,15 +149,34 @@ def test_install_child_and_list_sas_merge_counters():
             engine.sas.append(_status(now))
             agent.process()
             assert dp.log[-1] == ("install", 1, 0xC0000001, 0xD0000001)
-            dp.bump(1, 0xC0000001, 0xD0000001, bytes_in=840, packets_in=10, bytes_out=1680, packets_out=20, now=now - 3)
+            dp.bump(
+                1,
+                0xC0000001,
+                0xD0000001,
+                bytes_in=840,
+                packets_in=10,
+                bytes_out=1680,
+                packets_out=20,
+                now=now - 3,
+            )
             response = await _call(agent, "list-sas")
             (sa,) = response["result"]
-            assert (sa["name"], sa["uid"], sa["state"], sa["role"]) == ("site-b", 7, "ESTABLISHED", "initiator")
+            assert (sa["name"], sa["uid"], sa["state"], sa["role"]) == (
+                "site-b",
+                7,
+                "ESTABLISHED",
+                "initiator",
+            )
             assert (sa["spi_i"], sa["spi_r"]) == ("0102030405060708", "1112131415161718")
             assert sa["established"] in (12, 13) and sa["rekey_in"] in (13999, 14000)
             (child,) = sa["children"]
             assert (child["spi_in"], child["spi_out"]) == ("c0000001", "d0000001")
-            assert (child["bytes_in"], child["packets_in"], child["bytes_out"], child["packets_out"]) == (840, 10, 1680, 20)
+            assert (
+                child["bytes_in"],
+                child["packets_in"],
+                child["bytes_out"],
+                child["packets_out"],
+            ) == (840, 10, 1680, 20)
             assert child["last_used"] in (3, 4)
             assert child["expire_in"] in (3499, 3500)
             # a child the data plane does not know (e.g. just deleted) lists zero counters
@@ -196,7 +215,10 @@ def test_up_waits_for_ike_and_children():
     ("script", "words"),
     [
         ([ev.IkeSaDown("site-b", 7, "AUTHENTICATION_FAILED")], "AUTHENTICATION_FAILED"),
-        ([ev.IkeSaUp("site-b", 7), ev.ChildDown("net", "site-b", 1, "TS_UNACCEPTABLE")], "TS_UNACCEPTABLE"),
+        (
+            [ev.IkeSaUp("site-b", 7), ev.ChildDown("net", "site-b", 1, "TS_UNACCEPTABLE")],
+            "TS_UNACCEPTABLE",
+        ),
         ([ev.IkeSaUp("site-b", 7)], "not up after"),
     ],
 )

@@ -1,0 +1,88 @@
+"""Helpers for tests that run the agent against a peer in the standard topology."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ikelab_testing.netns import Namespace
+from ikelab_testing.peers import AgentPeer, CharonPeer, End, Tunnel
+
+IKE_NAMES = {
+    "aes256gcm16": ("AES_GCM_16_256", "AES_GCM_16", "256"),
+    "aes128gcm16": ("AES_GCM_16_128", "AES_GCM_16", "128"),
+    "aes256": ("AES_CBC_256", "AES_CBC", "256"),
+    "aes128": ("AES_CBC_128", "AES_CBC", "128"),
+    "chacha20poly1305": ("CHACHA20_POLY1305", "CHACHA20_POLY1305", None),
+}
+DH_NAMES = {"x25519": "CURVE_25519", "modp2048": "MODP_2048", "ecp256": "ECP_256", "ecp384": "ECP_384"}
+
+
+def agent_of(tunnel: Tunnel) -> AgentPeer:
+    return next(p for p in (tunnel.peer_a, tunnel.peer_b) if isinstance(p, AgentPeer))
+
+
+def charon_of(tunnel: Tunnel) -> CharonPeer:
+    return next(p for p in (tunnel.peer_a, tunnel.peer_b) if isinstance(p, CharonPeer))
+
+
+def with_spec(factory: Callable[[End], Any], **changes: Any) -> Callable[[End], Any]:
+    """A peer factory whose end uses a changed TunnelSpec (another PSK, other proposals)."""
+
+    def make(end: End) -> Any:
+        return factory(dataclasses.replace(end, spec=dataclasses.replace(end.spec, **changes)))
+
+    return make
+
+
+def agent_children(agent: AgentPeer) -> list[dict[str, Any]]:
+    return [c for sa in agent.agent.list_sas() for c in sa["children"]]
+
+
+def installed_pairs_agent(agent: AgentPeer) -> set[tuple[str, str]]:
+    return {(c["spi_in"], c["spi_out"]) for c in agent_children(agent) if c["state"] == "INSTALLED"}
+
+
+def installed_pairs_charon(charon: CharonPeer) -> set[tuple[str, str]]:
+    return {
+        (f"{int(c['spi-out'], 16):08x}", f"{int(c['spi-in'], 16):08x}")
+        for c in charon.charon.children()
+        if c.get("state") == "INSTALLED"
+    }
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class BackgroundPing:
+    """A ping that runs while the test does other things; ``stop()`` returns (sent, received)."""
+
+    def __init__(self, ns: Namespace, dst: str, interval: float = 0.05) -> None:
+        self.proc = subprocess.Popen(
+            ns.argv(["ping", "-n", "-i", str(interval), "-W", "1", dst]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def stop(self) -> tuple[int, int, str]:
+        import signal
+
+        time.sleep(1.2)  # let the last echo come back before we stop
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=10)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert m, out
+        return int(m.group(1)), int(m.group(2)), out
