@@ -1,7 +1,8 @@
 """``bench/run``: measure each row and print a table; JSON goes to bench/results/.
 
-Rows are (key, label, factory for gwA, factory for gwB).  To add the agent, append e.g.
-``("agent", "ikeagent <-> ikeagent (userspace)", agent_peer, agent_peer)`` to ``ROWS``.
+Rows are (key, label, factory for gwA, factory for gwB); any ``PeerFactory`` pair can be a row
+(e.g. ``charon_peer`` on one side and ``agent_peer`` on the other).  ``DEFAULT_ROWS`` are the ones
+measured without ``--rows``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from pathlib import Path
 
 from throughput import ThroughputResult, measure, plain_peer, responder_only
 
-from ikelab_testing.peers import PeerFactory, charon_peer
+from ikelab_testing.peers import PeerFactory, agent_peer, charon_peer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 ROWS: list[tuple[str, str, PeerFactory, PeerFactory]] = [
     ("plain", "plain routing (no IPsec)", plain_peer, responder_only),
     ("charon", "charon <-> charon (kernel-libipsec)", charon_peer, charon_peer),
+    ("agent", "ikeagent <-> ikeagent (userspace)", agent_peer, agent_peer),
 ]
+DEFAULT_ROWS = ("plain", "charon")
 
 
 def table(results: list[ThroughputResult]) -> str:
@@ -52,10 +55,14 @@ def table(results: list[ThroughputResult]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ikelab.ipsec benchmarks")
     keys = [key for key, *_ in ROWS]
-    parser.add_argument("--rows", default=",".join(keys), help=f"comma list of {keys}")
+    parser.add_argument(
+        "--rows", default=",".join(DEFAULT_ROWS), help=f"comma list of {keys} or 'all'"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="iperf3 duration per row")
     args = parser.parse_args(argv)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
+    if wanted == ["all"]:
+        wanted = keys
     unknown = set(wanted) - set(keys)
     if unknown:
         parser.error(f"unknown rows: {sorted(unknown)}")

@@ -59,7 +59,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _create_dataplane(config: AgentConfig) -> tuple[Any, str]:
-    from ikeagent.dataplane.select import choose_dataplane, create_dataplane
+    from ikeagent.dataplane.factory import choose_dataplane, create_dataplane
 
     name, reason = choose_dataplane(config.dataplane)
     return create_dataplane(name), reason

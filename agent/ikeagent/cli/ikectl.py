@@ -5,7 +5,7 @@
     ikectl [--socket PATH] list-conns [--json]
     ikectl [--socket PATH] up NAME [--timeout S]
     ikectl [--socket PATH] down NAME [--timeout S]
-    ikectl [--socket PATH] rekey NAME
+    ikectl [--socket PATH] rekey [--ike | --child] NAME
     ikectl [--socket PATH] reload
 
 ``list-sas --json`` prints a list of IKE SAs, each with name, uid, version, state, role,
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         )
     sp = sub.add_parser("rekey", parents=[listing], help="rekey a connection's IKE SA and children")
     sp.add_argument("name")
+    what = sp.add_mutually_exclusive_group()
+    what.add_argument("--ike", action="store_true", help="rekey only the IKE SA")
+    what.add_argument("--child", action="store_true", help="rekey only the CHILD_SAs")
     sub.add_parser("reload", parents=[listing], help="re-read the configuration file")
     return p
 
@@ -71,7 +74,7 @@ TEXT: dict[str, Callable[[Any], str]] = {
     "list-conns": format_conns,
     "up": _text_up,
     "down": _text_down,
-    "rekey": lambda r: f"rekeying {r['rekeying']}",
+    "rekey": lambda r: f"rekeying {r['rekeying']} ({', '.join(r.get('what', []))})",
     "reload": lambda r: (
         "configuration reloaded: " + (", ".join(r["connections"]) or "no connections")
     ),
@@ -88,6 +91,8 @@ def run(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
     params: dict[str, Any] = {}
     if getattr(args, "name", None):
         params["name"] = args.name
+    if args.cmd == "rekey" and (args.ike or args.child):
+        params["ike"], params["children"] = args.ike, args.child
     wait = 10.0
     if getattr(args, "timeout", None) is not None:
         if args.timeout <= 0:

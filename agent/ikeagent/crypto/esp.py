@@ -27,6 +27,7 @@ while another opens; two threads must not seal (or open) with the same object at
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import struct
@@ -85,6 +86,10 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _AAD_ESN = struct.Struct(">III")
 _MASK32 = 0xFFFFFFFF
+# trailers (padding, pad length, next header) of tunnel-mode packets, prebuilt
+_TRAILERS: dict[tuple[int, int], bytes] = {
+    (n, nh): _PADS[n] + bytes((n, nh)) for n in range(16) for nh in (4, 41)
+}
 
 
 class EspError(Exception):
@@ -105,6 +110,17 @@ class EspPadError(EspError):
 
 class EspUnsupported(ValueError):
     """An algorithm or key length this implementation does not offer (local configuration)."""
+
+
+def _hmac_states(hash_name: str, key: bytes) -> tuple[object, object]:
+    """The hash states after absorbing key xor ipad and key xor opad (RFC 2104)."""
+    block = hashlib.new(hash_name).block_size
+    if len(key) > block:
+        key = hashlib.new(hash_name, key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.new(hash_name, bytes(b ^ 0x36 for b in key))
+    outer = hashlib.new(hash_name, bytes(b ^ 0x5C for b in key))
+    return inner, outer
 
 
 def parse_header(packet: bytes | bytearray | memoryview) -> tuple[int, int]:
@@ -132,16 +148,13 @@ class EspCipher:
         "align",
         "prefix_len",
         "_aead",
-        "_seal_nonce",
-        "_open_nonce",
-        "_seal_aad",
-        "_open_aad",
+        "_salt",
         "_hash",
-        "_integ_key",
+        "_inner",
+        "_outer",
         "_enc",
         "_dec",
         "_enc_chain",
-        "_dec_chain",
     )
 
     def __init__(
@@ -158,10 +171,9 @@ class EspCipher:
         self._aead = None
         self._enc = self._dec = None
         self._hash = ""
-        self._integ_key = b""
-        self._enc_chain = self._dec_chain = 0
-        self._seal_aad = bytearray(12)
-        self._open_aad = bytearray(12)
+        self._inner = self._outer = None
+        self._enc_chain = bytes(CBC_BLOCK)
+        self._salt = b""
         aead = _AEAD.get(encr_id)
         if aead is not None:
             factory, key_lens = aead
@@ -171,9 +183,7 @@ class EspCipher:
                 raise EspUnsupported("an AEAD transform takes no integrity transform")
             self.aead = True
             self._aead = factory(bytes(encr_key[:-SALT_LEN]))
-            salt = bytes(encr_key[-SALT_LEN:])
-            self._seal_nonce = bytearray(salt + bytes(AEAD_IV_LEN))
-            self._open_nonce = bytearray(salt + bytes(AEAD_IV_LEN))
+            self._salt = bytes(encr_key[-SALT_LEN:])
             self.iv_len = AEAD_IV_LEN
             self.icv_len = AEAD_ICV_LEN
             self.align = 4
@@ -182,16 +192,17 @@ class EspCipher:
                 raise EspUnsupported(f"bad AES-CBC key length {len(encr_key)}")
             integ = _INTEG.get(integ_id) if integ_id is not None else None
             if integ is None:
-                raise EspUnsupported(f"AES-CBC needs a supported integrity transform, not {integ_id}")
+                raise EspUnsupported(
+                    f"AES-CBC needs a supported integrity transform, not {integ_id}"
+                )
             self._hash, key_len, self.icv_len = integ
             if len(integ_key) != key_len:
                 raise EspUnsupported(f"bad integrity key length {len(integ_key)}")
             self.aead = False
-            self._integ_key = bytes(integ_key)
+            self._inner, self._outer = _hmac_states(self._hash, bytes(integ_key))
             zero_iv = modes.CBC(bytes(CBC_BLOCK))
             self._enc = Cipher(algorithms.AES(bytes(encr_key)), zero_iv).encryptor()
             self._dec = Cipher(algorithms.AES(bytes(encr_key)), zero_iv).decryptor()
-            self._seal_nonce = self._open_nonce = bytearray()
             self.iv_len = CBC_BLOCK
             self.align = CBC_BLOCK
         else:
@@ -250,45 +261,54 @@ class EspCipher:
         start = pos - self.prefix_len
         padlen = (-(length + 2)) % self.align
         tail = pos + length
-        if padlen:
-            buf[tail : tail + padlen] = _PADS[padlen]
-            tail += padlen
-        buf[tail] = padlen
-        buf[tail + 1] = next_header
-        tail += 2
-        _HEADER.pack_into(buf, start, spi, seq & _MASK32)
+        trailer = _TRAILERS.get((padlen, next_header))
+        if trailer is None:
+            trailer = _PADS[padlen] + bytes((padlen, next_header))
+        buf[tail : tail + padlen + 2] = trailer
+        tail += padlen + 2
         mv = buf if isinstance(buf, memoryview) else memoryview(buf)
         if self._aead is not None:
-            nonce = self._seal_nonce
-            if iv is None:
-                _U64.pack_into(nonce, SALT_LEN, seq)
-            else:
-                nonce[SALT_LEN:] = iv
-            buf[start + HEADER_LEN : pos] = nonce[SALT_LEN:]
-            if self.esn:
-                aad = self._seal_aad
-                _AAD_ESN.pack_into(aad, 0, spi, seq >> 32, seq & _MASK32)
-            else:
-                aad = mv[start:pos - AEAD_IV_LEN]
+            # cryptography takes bytes arguments faster than other buffers: nonce and AAD are
+            # built as bytes, only the payload is passed as a view (sealed in place)
+            header = _HEADER.pack(spi, seq & _MASK32)
+            ivb = _U64.pack(seq) if iv is None else bytes(iv)
+            mv[start:pos] = header + ivb
+            aad = _AAD_ESN.pack(spi, seq >> 32, seq & _MASK32) if self.esn else header
             end = tail + AEAD_ICV_LEN
-            self._aead.encrypt_into(nonce, mv[pos:tail], aad, mv[pos:end])
+            self._aead.encrypt_into(self._salt + ivb, mv[pos:tail], aad, mv[pos:end])
             return end
+        _HEADER.pack_into(buf, start, spi, seq & _MASK32)
         # AES-CBC + HMAC (RFC 3602, RFC 4868)
         if iv is None:
-            iv = os.urandom(CBC_BLOCK)
-        buf[start + HEADER_LEN : pos] = iv
-        first = int.from_bytes(mv[pos : pos + CBC_BLOCK], "big")
-        first ^= int.from_bytes(iv, "big") ^ self._enc_chain
-        buf[pos : pos + CBC_BLOCK] = first.to_bytes(CBC_BLOCK, "big")
-        self._enc.update_into(mv[pos:tail], mv[pos : tail + CBC_BLOCK - 1])
-        self._enc_chain = int.from_bytes(mv[tail - CBC_BLOCK : tail], "big")
-        if self.esn:
-            signed = bytes(mv[start:tail]) + _U32.pack(seq >> 32)
+            # The running CBC context encrypts a fresh random block R first; its output
+            # E(R xor C_prev) is this packet's IV (unpredictable, as RFC 3602 2.3 requires)
+            # and the payload blocks that follow chain from it exactly as CBC with that IV.
+            mv[start + HEADER_LEN : pos] = os.urandom(CBC_BLOCK)
+            self._enc.update_into(
+                mv[start + HEADER_LEN : tail], mv[start + HEADER_LEN : tail + CBC_BLOCK - 1]
+            )
         else:
-            signed = mv[start:tail]
+            # a given IV (tests, known answers): fold it into the first block instead
+            mv[start + HEADER_LEN : pos] = iv
+            first = int.from_bytes(mv[pos : pos + CBC_BLOCK], "big")
+            first ^= int.from_bytes(iv, "big") ^ int.from_bytes(self._enc_chain, "big")
+            mv[pos : pos + CBC_BLOCK] = first.to_bytes(CBC_BLOCK, "big")
+            self._enc.update_into(mv[pos:tail], mv[pos : tail + CBC_BLOCK - 1])
+        self._enc_chain = mv[tail - CBC_BLOCK : tail].tobytes()
         end = tail + self.icv_len
-        buf[tail:end] = hmac.digest(self._integ_key, signed, self._hash)[: self.icv_len]
+        mv[tail:end] = self._mac(mv[start:tail], seq >> 32)
         return end
+
+    def _mac(self, signed: memoryview, seq_hi: int) -> bytes:
+        """Truncated HMAC (RFC 2104) from the precomputed inner and outer hash states; with ESN
+        the high sequence bits are appended to the signed data (RFC 4303 2.2.1)."""
+        inner = self._inner.copy()
+        inner.update(signed)
+        if self.esn:
+            inner.update(_U32.pack(seq_hi & _MASK32))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[: self.icv_len]
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -299,35 +319,34 @@ class EspCipher:
         Raises only ``EspError`` subclasses, whatever the input.
         """
         out = bytearray(len(packet) + CBC_BLOCK)
-        next_header, length = self.open_into(packet, out, seq_hi)
-        return next_header, bytes(out[:length])
+        next_header, start, length = self.open_into(packet, out, seq_hi)
+        return next_header, bytes(out[start : start + length])
 
     def open_into(
         self,
         packet: bytes | bytearray | memoryview,
         out: bytearray | memoryview,
         seq_hi: int = 0,
-    ) -> tuple[int, int]:
-        """Like ``open`` but writes the inner packet to ``out[0:length]`` and returns
-        (next header, length). ``out`` needs ``len(packet)`` bytes; on error its content is
-        undefined. The ICV is verified before anything is decrypted (or, for AEAD, released)."""
+    ) -> tuple[int, int, int]:
+        """Like ``open`` but decrypts into ``out`` and returns (next header, start, length):
+        the inner packet is ``out[start:start+length]``. ``out`` needs ``len(packet) + 16``
+        bytes; on error its content is undefined. The ICV is verified before anything is
+        decrypted (or, for AEAD, released)."""
         n = len(packet)
         pkt = packet if isinstance(packet, memoryview) else memoryview(packet)
         omv = out if isinstance(out, memoryview) else memoryview(out)
         prefix = self.prefix_len
+        start = 0
         if self._aead is not None:
             clen = n - prefix - AEAD_ICV_LEN
             if clen < 2:
                 raise EspTruncated("ESP packet too short")
-            nonce = self._open_nonce
-            nonce[SALT_LEN:] = pkt[HEADER_LEN:prefix]
+            nonce = self._salt + pkt[HEADER_LEN:prefix].tobytes()
             if self.esn:
-                aad = self._open_aad
-                aad[0:4] = pkt[0:4]
-                _U32.pack_into(aad, 4, seq_hi & _MASK32)
-                aad[8:12] = pkt[4:8]
+                # SPI || ESN high || ESN low (RFC 4106 5)
+                aad = pkt[0:4].tobytes() + _U32.pack(seq_hi & _MASK32) + pkt[4:8].tobytes()
             else:
-                aad = pkt[0:HEADER_LEN]
+                aad = pkt[0:HEADER_LEN].tobytes()
             try:
                 self._aead.decrypt_into(nonce, pkt[prefix:n], aad, omv[:clen])
             except InvalidTag:
@@ -341,26 +360,21 @@ class EspCipher:
             clen = n - prefix - icv_len
             if clen < CBC_BLOCK:
                 raise EspTruncated("ESP packet too short")
-            if self.esn:
-                signed = bytes(pkt[: n - icv_len]) + _U32.pack(seq_hi & _MASK32)
-            else:
-                signed = pkt[: n - icv_len]
-            mac = hmac.digest(self._integ_key, signed, self._hash)[:icv_len]
+            mac = self._mac(pkt[: n - icv_len], seq_hi)
             if not hmac.compare_digest(mac, pkt[n - icv_len : n]):
                 raise EspAuthError("ICV mismatch")
             if clen % CBC_BLOCK:
                 raise EspPadError("ciphertext not a multiple of the block size")
-            ct_end = prefix + clen
-            self._dec.update_into(pkt[prefix:ct_end], omv[: clen + CBC_BLOCK - 1])
-            first = int.from_bytes(omv[0:CBC_BLOCK], "big")
-            first ^= self._dec_chain ^ int.from_bytes(pkt[HEADER_LEN:prefix], "big")
-            omv[0:CBC_BLOCK] = first.to_bytes(CBC_BLOCK, "big")
-            self._dec_chain = int.from_bytes(pkt[ct_end - CBC_BLOCK : ct_end], "big")
-        padlen = omv[clen - 2]
-        next_header = omv[clen - 1]
+            # Feed the IV block first: the running context then yields D(C1) xor IV, ...
+            # exactly CBC with this packet's IV; the first output block is discarded.
+            self._dec.update_into(pkt[HEADER_LEN : prefix + clen], omv[: clen + 2 * CBC_BLOCK - 1])
+            start = CBC_BLOCK
+        last = start + clen
+        padlen = omv[last - 2]
+        next_header = omv[last - 1]
         length = clen - 2 - padlen
         if length < 0:
             raise EspPadError("pad length exceeds the payload")
-        if padlen and omv[length : clen - 2] != _PADS[padlen]:
+        if padlen and omv[start + length : last - 2] != _PADS[padlen]:
             raise EspPadError("padding bytes are not 1, 2, 3, ...")
-        return next_header, length
+        return next_header, start, length

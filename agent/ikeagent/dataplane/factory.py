@@ -48,9 +48,7 @@ def _usersa_info(spi: int) -> bytes:
     xfrm_id = PROBE_DST + struct.pack("!I", spi) + bytes([IPPROTO_ESP]) + bytes(3)
     saddr = socket.inet_aton("127.0.0.1") + bytes(12)
     lifetime_cfg = struct.pack("=8Q", *([0xFFFFFFFFFFFFFFFF] * 4 + [0] * 4))
-    tail = bytes(32 + 12) + struct.pack(
-        "=IIHBBB", 0, 0, socket.AF_INET, XFRM_MODE_TUNNEL, 0, 0
-    )
+    tail = bytes(32 + 12) + struct.pack("=IIHBBB", 0, 0, socket.AF_INET, XFRM_MODE_TUNNEL, 0, 0)
     info = selector + xfrm_id + saddr + lifetime_cfg + tail
     return info + bytes(USERSA_INFO_LEN - len(info))
 
@@ -90,7 +88,10 @@ def probe_kernel_esp() -> tuple[bool, str]:
                 return True, "kernel accepted an ESP state with rfc4106(gcm(aes))"
         except OSError as exc:
             return False, f"XFRM probe failed ({exc})"
-    return False, f"kernel refused an ESP state: {errno.errorcode.get(code, code)} ({os.strerror(code)})"
+    return (
+        False,
+        f"kernel refused an ESP state: {errno.errorcode.get(code, code)} ({os.strerror(code)})",
+    )
 
 
 def choose_dataplane(

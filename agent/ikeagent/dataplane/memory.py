@@ -61,9 +61,7 @@ class MemoryDataplane:
     def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
         self.log.append(("delete", reqid, spi_in, spi_out))
         pairs = self.pairs.get(reqid, [])
-        pairs[:] = [
-            p for p in pairs if (p.inbound.spi, p.outbound.spi) != (spi_in, spi_out)
-        ]
+        pairs[:] = [p for p in pairs if (p.inbound.spi, p.outbound.spi) != (spi_in, spi_out)]
         self.counter_table.pop((reqid, spi_in, spi_out), None)
 
     def remove_policy(self, reqid: int) -> None:

@@ -8,6 +8,7 @@ protocols), its ports are OPAQUE (-1) and only a selector covering every port ma
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from .base import TrafficSelector
@@ -133,14 +134,22 @@ class SelectorPair:
         )
 
 
-def address_key(pkt: bytes | bytearray | memoryview) -> bytes | None:
-    """The source and destination address bytes of a packet, a cache key for address-only
-    matching (8 bytes for IPv4, 32 for IPv6); None when the packet is not IP."""
-    if not pkt:
+_V4_ADDRS = struct.Struct(">II")
+_V6_ADDRS = struct.Struct(">QQQQ")
+
+
+def address_key(
+    buf: bytes | bytearray | memoryview, pos: int = 0, length: int | None = None
+) -> tuple | None:
+    """The source and destination addresses of the packet at ``buf[pos:pos+length]`` as a
+    tuple of ints, a cache key for address-only matching; None when it is not IP."""
+    if length is None:
+        length = len(buf) - pos
+    if length < 20:
         return None
-    version = pkt[0] >> 4
-    if version == 4 and len(pkt) >= 20:
-        return bytes(pkt[12:20])
-    if version == 6 and len(pkt) >= 40:
-        return bytes(pkt[8:40])
+    version = buf[pos] >> 4
+    if version == 4:
+        return _V4_ADDRS.unpack_from(buf, pos + 12)
+    if version == 6 and length >= 40:
+        return _V6_ADDRS.unpack_from(buf, pos + 8)
     return None

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import random
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ikeagent.config.errors import ConfigError
@@ -24,6 +26,7 @@ from ikeagent.engine import events as ev
 from ikeagent.runtime import logging as agent_logging
 from ikeagent.runtime.control import DEFAULT_SOCKET, ControlServer
 from ikeagent.runtime.sockets import NON_ESP_MARKER, Kind, UdpSocket, classify_natt, family_of
+from ikeagent.runtime.waiters import Waiter
 
 log = logging.getLogger(__name__)
 
@@ -53,38 +56,18 @@ class EngineLike(Protocol):
 EngineFactory = Callable[[AgentConfig, float], EngineLike]
 
 
-def default_engine_factory(config: AgentConfig, now: float) -> EngineLike:
+def default_engine_factory(
+    config: AgentConfig, now: float, *, force_encap: bool = False
+) -> EngineLike:
     from ikeagent.engine.core import Engine
 
-    return Engine(config, random.SystemRandom(), now)
+    return Engine(config, random.SystemRandom(), now, force_encap=force_encap)
 
 
-class _Waiter:
-    """Waits for an IKE SA and a set of children of one connection to come up."""
-
-    def __init__(self, name: str, children: set[str], future: asyncio.Future[None]) -> None:
-        self.name, self.children, self.future = name, set(children), future
-        self.ike_up = False
-
-    def feed(self, event: ev.Event) -> None:
-        if self.future.done():
-            return
-        if isinstance(event, ev.IkeSaUp) and event.name == self.name:
-            self.ike_up = True
-        elif isinstance(event, ev.ChildUp) and event.ike_name == self.name:
-            self.children.discard(event.name)
-        elif isinstance(event, ev.IkeSaDown) and event.name == self.name:
-            self.future.set_exception(RuntimeError(f"IKE SA {self.name} failed: {event.reason}"))
-            return
-        elif (
-            isinstance(event, ev.ChildDown)
-            and event.ike_name == self.name
-            and event.name in self.children
-        ):
-            self.future.set_exception(RuntimeError(f"CHILD_SA {event.name} failed: {event.reason}"))
-            return
-        if self.ike_up and not self.children:
-            self.future.set_result(None)
+def needs_udp_encap(dataplane: Dataplane) -> bool:
+    """Whether the data plane only carries UDP-encapsulated ESP (the userspace one, like
+    strongSwan's kernel-libipsec), so the engine must always negotiate UDP encapsulation."""
+    return bool(getattr(dataplane, "requires_udp_encap", dataplane.name == "userspace"))
 
 
 class Agent:
@@ -94,7 +77,7 @@ class Agent:
         dataplane: Dataplane,
         *,
         config_loader: Callable[[], AgentConfig] | None = None,
-        engine_factory: EngineFactory = default_engine_factory,
+        engine_factory: EngineFactory | None = None,
         socket_path: str = DEFAULT_SOCKET,
         listen: tuple[str, ...] = ("0.0.0.0", "::"),
         dataplane_reason: str = "",
@@ -105,7 +88,9 @@ class Agent:
         self.dataplane = dataplane
         self.dataplane_reason = dataplane_reason
         self.config_loader = config_loader
-        self.engine_factory = engine_factory
+        self.engine_factory = engine_factory or functools.partial(
+            default_engine_factory, force_encap=needs_udp_encap(dataplane)
+        )
         self.socket_path = socket_path
         self.listen = listen
         self.shutdown_grace = shutdown_grace
@@ -115,12 +100,19 @@ class Agent:
         self.control = ControlServer(socket_path, self._command)
         self.started_at = clock()
         self.stats: dict[str, int] = {}
-        self.waiters: list[_Waiter] = []
+        self.waiters: list[Waiter] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._stopping: asyncio.Event | None = None
         self._closed = False
+        # every data-plane call runs on this one thread: backends using pyroute2 (whose sync
+        # API runs its own asyncio loop) cannot be called from the agent's running loop
+        self._dp_thread = ThreadPoolExecutor(1, thread_name_prefix="ikeagent-dataplane")
+
+    def dp(self, method: str, *args: Any) -> Any:
+        """Call a data-plane method on the data-plane thread and wait for its result."""
+        return self._dp_thread.submit(getattr(self.dataplane, method), *args).result()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -134,15 +126,13 @@ class Agent:
         return next((s.port for s in self.sockets if s.natt), self.config.natt_port)
 
     async def start(self) -> None:
-        from ikeagent.runtime.commands import COMMANDS  # noqa: F401  (fail early if broken)
-
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._open_sockets()
         dataplane_started = False
         try:
             self.dataplane.set_event_callback(self._dataplane_wakeup)
-            self.dataplane.start()
+            self.dp("start")
             dataplane_started = True
             for s in self.sockets:
                 if s.natt:
@@ -156,7 +146,8 @@ class Agent:
             self._close_sockets()
             await self.control.close()
             if dataplane_started:
-                self.dataplane.close()
+                self.dp("close")
+            self._dp_thread.shutdown(wait=True)
             raise
         if hasattr(self.engine, "start"):  # start_action=start connections
             self.engine_call("start", self.clock())
@@ -197,9 +188,7 @@ class Agent:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 loop.call_soon_threadsafe(self._on_ike, data, local, remote)
 
-        s.read_by_dataplane = bool(
-            self.dataplane.attach_encap_socket(s.sock, (s.addr, s.port), sink)
-        )
+        s.read_by_dataplane = bool(self.dp("attach_encap_socket", s.sock, (s.addr, s.port), sink))
         if s.read_by_dataplane:
             log.debug("data plane reads the NAT-T socket %s:%d", s.addr, s.port)
 
@@ -253,11 +242,12 @@ class Agent:
             if not w.future.done():
                 w.future.set_exception(RuntimeError("the agent is shutting down"))
         await self.control.close()
-        self._close_sockets()
-        try:
-            self.dataplane.close()
+        try:  # first: a data plane reading the NAT-T socket stops before the socket closes
+            self.dp("close")
         except Exception:
             log.exception("closing the data plane failed")
+        self._dp_thread.shutdown(wait=True)
+        self._close_sockets()
         log.info("agent stopped")
 
     def _close_sockets(self) -> None:
@@ -340,16 +330,18 @@ class Agent:
     def _drain_dataplane(self) -> None:
         if self._closed:
             return
-        for event in self.dataplane.poll_events():
+        for event in self.dp("poll_events"):
             log.debug("data plane event %s", event)
             self.engine_call("handle_dataplane_event", event, self.clock())
         self.process()
 
-    def engine_call(self, method: str, *args: Any) -> Any:
+    def engine_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the engine; an exception is logged and counted (a bug must not stop the
+        agent) and gives None."""
         if self.engine is None:
             return None
         try:
-            return getattr(self.engine, method)(*args)
+            return getattr(self.engine, method)(*args, **kwargs)
         except Exception:
             self._count("engine_errors")
             log.exception("engine.%s failed", method)
@@ -418,16 +410,22 @@ class Agent:
             w.feed(event)
 
     def _install_child(self, e: ev.InstallChild) -> None:
-        log.info("installing CHILD_SA %s reqid %d %r", e.sa.name, e.sa.reqid, e.sa)
-        self.dataplane.install_child(e.sa)
+        log.info(
+            "installing CHILD_SA %s reqid %d SPIs in %08x out %08x",
+            e.sa.name,
+            e.sa.reqid,
+            e.sa.inbound.spi,
+            e.sa.outbound.spi,
+        )
+        self.dp("install_child", e.sa)
 
     def _delete_child(self, e: ev.DeleteChild) -> None:
         log.info("deleting SA pair reqid %d in %08x out %08x", e.reqid, e.spi_in, e.spi_out)
-        self.dataplane.delete_child_sas(e.reqid, e.spi_in, e.spi_out)
+        self.dp("delete_child_sas", e.reqid, e.spi_in, e.spi_out)
 
     def _remove_policy(self, e: ev.RemovePolicy) -> None:
         log.info("removing policy reqid %d", e.reqid)
-        self.dataplane.remove_policy(e.reqid)
+        self.dp("remove_policy", e.reqid)
 
     def _log_status(self, e: ev.Event) -> None:
         log.info("%s", _describe(e))
@@ -442,17 +440,36 @@ class Agent:
     def now(self) -> float:
         return self.clock()
 
+    def _missing(self, name: str, children: set[str]) -> tuple[bool, set[str]]:
+        """(an ESTABLISHED IKE SA of ``name`` exists, children not INSTALLED under one)."""
+        ike_up, missing = False, set(children)
+        for sa in self.engine_call("list_sas") or []:
+            if sa.name == name and sa.state == "ESTABLISHED":
+                ike_up = True
+                missing -= {c.name for c in sa.children if c.state == "INSTALLED"}
+        return ike_up, missing
+
     async def wait_up(self, name: str, children: set[str], timeout: float) -> None:
+        """Initiate ``name`` and wait until its IKE SA and ``children`` are up (raises
+        RuntimeError on a failure, TimeoutError after ``timeout``). Parts already up count."""
         assert self._loop is not None
-        waiter = _Waiter(name, children, self._loop.create_future())
+        waiter = Waiter(name, children, self._loop.create_future())
+        waiter.ike_up, waiter.children = self._missing(name, children)
+        if waiter.ike_up and not waiter.children:
+            return
         self.waiters.append(waiter)
         try:
             try:
                 self.engine.initiate(name, self.clock())  # type: ignore[union-attr]
             except Exception as e:  # unknown connection, unsupported version, ...
-                raise RuntimeError(f"{name}: {e.args[0] if e.args else type(e).__name__}")
+                reason = str(e.args[0]) if e.args else type(e).__name__
+                raise RuntimeError(reason if reason.startswith(name) else f"{name}: {reason}")
             finally:
                 self.process()
+            if not waiter.future.done():
+                ike_up, missing = self._missing(name, children)
+                if ike_up and not missing:  # the engine had nothing left to do
+                    return
             await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
         finally:
             self.waiters.remove(waiter)

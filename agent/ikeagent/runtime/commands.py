@@ -9,7 +9,8 @@ Requests and results (``ok: true``):
 - ``{"cmd": "up", "name": N, "timeout": 30}`` -> the connection's IKE SAs once the IKE SA and
   all its children are up; fails on a failure or the timeout.
 - ``{"cmd": "down", "name": N, "timeout": 5}`` -> {"terminated": bool}.
-- ``{"cmd": "rekey", "name": N}`` -> {"rekeying": N}.
+- ``{"cmd": "rekey", "name": N, "ike": true, "children": true}`` -> {"rekeying": N, "what": [...]}
+  (``ike``/``children`` default true; ``false`` leaves that part alone).
 - ``{"cmd": "reload"}`` -> {"connections": [names]}; a bad file fails with its errors.
 """
 
@@ -54,7 +55,7 @@ def _timeout(request: dict[str, Any], default: float) -> float:
 def _counters(agent: Agent) -> Callable[[int, int, int], Any]:
     def lookup(reqid: int, spi_in: int, spi_out: int) -> Any:
         try:
-            return agent.dataplane.counters(reqid, spi_in, spi_out)
+            return agent.dp("counters", reqid, spi_in, spi_out)
         except KeyError:
             return None
 
@@ -82,7 +83,7 @@ async def status(agent: Agent, request: dict[str, Any]) -> Any:
         "stats": {
             "agent": dict(agent.stats),
             "engine": dict(agent.engine_call("stats") or {}),
-            "dataplane": dict(agent.dataplane.stats()),
+            "dataplane": dict(agent.dp("stats")),
         },
     }
 
@@ -119,9 +120,15 @@ async def rekey(agent: Agent, request: dict[str, Any]) -> Any:
     name = _name(agent, request)
     if not any(sa["name"] == name for sa in _sas(agent, name)):
         raise CommandError(f"{name}: no IKE SA to rekey")
-    agent.engine_call("rekey", name, agent.now())
+    ike, children = request.get("ike", True), request.get("children", True)
+    if not isinstance(ike, bool) or not isinstance(children, bool) or not (ike or children):
+        raise CommandError('"ike" and "children" must be booleans, at least one true')
+    if ike and children:
+        agent.engine_call("rekey", name, agent.now())
+    else:  # the engine's keyword arguments (beyond events.py's rekey(name, now))
+        agent.engine_call("rekey", name, agent.now(), ike=ike, children=children)
     agent.process()
-    return {"rekeying": name}
+    return {"rekeying": name, "what": [w for w, on in (("ike", ike), ("children", children)) if on]}
 
 
 async def reload(agent: Agent, request: dict[str, Any]) -> Any:

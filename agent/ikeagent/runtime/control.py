@@ -153,7 +153,10 @@ def request(
         raise Unreachable(f"no answer from the agent within {timeout:g}s")
     finally:
         sock.close()
-    response = json.loads(buf)
+    try:
+        response = json.loads(buf)
+    except ValueError:
+        response = None
     if not isinstance(response, dict) or "ok" not in response:
         raise Unreachable("malformed response from the agent")
     return response

@@ -50,7 +50,9 @@ def sh(*args: str, check: bool = True, timeout: float = 20) -> subprocess.Comple
     return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
 
 
-def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
+def in_ns(
+    ns: str, *args: str, check: bool = True, timeout: float = 20
+) -> subprocess.CompletedProcess:
     return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
 
 
@@ -73,7 +75,21 @@ def two_sites() -> Iterator[tuple[Site, Site]]:
             sh("ip", "netns", "add", site.ns)
             in_ns(site.ns, "ip", "link", "set", "lo", "up")
             in_ns(site.ns, "ip", "addr", "add", f"{site.inner}/32", "dev", "lo")
-        sh("ip", "link", "add", a.veth, "netns", a.ns, "type", "veth", "peer", "name", b.veth, "netns", b.ns)
+        sh(
+            "ip",
+            "link",
+            "add",
+            a.veth,
+            "netns",
+            a.ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b.veth,
+            "netns",
+            b.ns,
+        )
         for site in (a, b):
             in_ns(site.ns, "ip", "addr", "add", f"{site.outer}/24", "dev", site.veth)
             in_ns(site.ns, "ip", "link", "set", site.veth, "up")
@@ -199,7 +215,9 @@ def test_ping_crosses_encrypted(suite: str, tmp_path: Path) -> None:
         install(a, b, da, db, suite)
         pcap = tmp_path / "veth.pcap"
         with capture(a, pcap):
-            ping = in_ns(a.ns, "ping", "-c", "5", "-i", "0.2", "-W", "2", "-I", a.inner, b.inner, check=False)
+            ping = in_ns(
+                a.ns, "ping", "-c", "5", "-i", "0.2", "-W", "2", "-I", a.inner, b.inner, check=False
+            )
         assert ping.returncode == 0, ping.stdout + ping.stderr
         assert " 0% packet loss" in ping.stdout
 
@@ -225,19 +243,42 @@ def test_wrong_key_is_dropped_as_auth_failure() -> None:
         wrong = child_config(b, a, "aes128gcm16", 0xB0000001, 0xA0000001)
         wrong["in"]["encr_key"] = "00" * 20
         db.ask({"op": "install", **wrong})
-        ping = in_ns(a.ns, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", a.inner, b.inner, check=False)
+        ping = in_ns(
+            a.ns, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", a.inner, b.inner, check=False
+        )
         assert ping.returncode != 0
         stats = db.ask({"op": "counters"})["stats"]
         assert stats["auth"] >= 2 and stats["esp_in"] == 0, stats
 
 
-def test_routes_removed_with_the_policy() -> None:
+def test_routes_removed_with_the_policy_and_everything_on_close() -> None:
     with tunnel("aes128gcm16") as (a, b, da, db):
         install(a, b, da, db, "aes128gcm16")
         routes = in_ns(a.ns, "ip", "route", "show", "table", "220").stdout
         assert "10.2.0.0/24 dev ipsec0" in routes and "src 10.1.0.1" in routes, routes
+        assert "lookup 220" in in_ns(a.ns, "ip", "rule").stdout
         da.ask({"op": "remove", "reqid": 1})
         assert "10.2.0.0/24" not in in_ns(a.ns, "ip", "route", "show", "table", "220").stdout
+        da.close()
+        assert "lookup 220" not in in_ns(a.ns, "ip", "rule").stdout
+        assert "ipsec0" not in in_ns(a.ns, "ip", "link").stdout
+
+
+def test_peer_inside_remote_selector_is_pinned() -> None:
+    """A remote selector of 0.0.0.0/0 covers the peer itself: ESP to the peer must not loop
+    into the TUN device, so a host route to the peer goes into the table first."""
+    with tunnel("aes128gcm16") as (a, b, da, db):
+        ca = child_config(a, b, "aes128gcm16", 0xA0000001, 0xB0000001)
+        ca["remote_ts"] = "0.0.0.0/0"
+        cb = child_config(b, a, "aes128gcm16", 0xB0000001, 0xA0000001)
+        cb["local_ts"] = "0.0.0.0/0"
+        da.ask({"op": "install", **ca})
+        db.ask({"op": "install", **cb})
+        routes = in_ns(a.ns, "ip", "route", "show", "table", "220").stdout
+        assert f"{b.outer} dev {a.veth}" in routes and "default dev ipsec0" in routes, routes
+        ping = in_ns(a.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", b.inner, check=False)
+        assert ping.returncode == 0, ping.stdout
+        assert da.ask({"op": "counters"})["pair"]["packets_in"] >= 3
 
 
 @pytest.mark.slow

@@ -172,7 +172,8 @@ class UserspaceDataplane:
     def attach_encap_socket(self, sock: object, local: Endpoint, ike_sink: IkeSink) -> bool:
         """Take over reading ``sock`` (made non-blocking); IKE goes to ``ike_sink`` from the
         inbound thread, marker stripped. One socket per address family is used for sending."""
-        assert isinstance(sock, socket.socket)  # local API misuse, not peer input
+        if not isinstance(sock, socket.socket):  # e.g. an asyncio TransportSocket wrapper
+            sock = socket.socket(fileno=os.dup(sock.fileno()))  # type: ignore[attr-defined]
         sock.setblocking(False)
         self._encap = (*self._encap, (sock, local, ike_sink))
         self._socks = {**self._socks, sock.family: sock}
@@ -309,7 +310,7 @@ class UserspaceDataplane:
                     stats["error"] += 1
                 return True
             try:
-                policy = lookup(mv[pos : pos + n])
+                policy = lookup(buf, pos, n)
                 if policy is None:
                     stats["no_sa" if n and buf[pos] >> 4 in (4, 6) else "not_ip"] += 1
                     continue
@@ -415,7 +416,7 @@ class UserspaceDataplane:
                     sa.replay_drops += 1
                     continue
                 try:
-                    nh, length = sa.cipher.open_into(rmv[:n], omv, seq >> 32)
+                    nh, start, length = sa.cipher.open_into(rmv[:n], omv, seq >> 32)
                 except EspAuthError:
                     stats["auth"] += 1
                     sa.auth_failures += 1
@@ -430,15 +431,14 @@ class UserspaceDataplane:
                 if nh != 4 and nh != 41:
                     stats["dummy_in" if nh == 59 else "next_header"] += 1
                     continue
-                if not length or (obuf[0] >> 4 == 6) != (nh == 41):
+                if not length or (obuf[start] >> 4 == 6) != (nh == 41):
                     stats["next_header"] += 1
                     continue
-                inner = omv[:length]
-                if not sa.policy.allows_inbound(inner):
+                if not sa.policy.allows_inbound(obuf, start, length):
                     stats["selector"] += 1
                     continue
                 try:
-                    write(tun, inner)
+                    write(tun, omv[start : start + length])
                 except OSError:
                     stats["tun_write"] += 1
                     continue

@@ -87,7 +87,9 @@ class Routes:
         keys: list[str] = []
         sources = self.local_source(child.local_ts)
         remote = ipaddress.ip_address(child.remote_addr)
-        if any(remote in ts.network for ts in child.remote_ts if ts.network.version == remote.version):
+        if any(
+            remote in ts.network for ts in child.remote_ts if ts.network.version == remote.version
+        ):
             pin = self._pin_spec(remote)
             if pin is not None and self._add(f"pin:{remote}", pin):
                 keys.append(f"pin:{remote}")

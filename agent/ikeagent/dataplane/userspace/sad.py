@@ -42,7 +42,9 @@ class _Metered:
     def __init__(self, reqid: int, keys: SaKeys, lifetime: Lifetime) -> None:
         self.spi = keys.spi
         self.reqid = reqid
-        self.cipher = EspCipher(keys.encr_id, keys.encr_key, keys.integ_id, keys.integ_key, keys.esn)
+        self.cipher = EspCipher(
+            keys.encr_id, keys.encr_key, keys.integ_id, keys.integ_key, keys.esn
+        )
         self.bytes = 0
         self.packets = 0
         self.last_used: float | None = None
@@ -141,20 +143,21 @@ class Policy:
         self.selectors = SelectorPair(child.local_ts, child.remote_ts)
         self.pairs: tuple[SaPair, ...] = ()
         self.out: OutboundSa | None = None
-        self.in_cache: dict[bytes, bool] = {}
+        self.in_cache: dict[tuple, bool] = {}
 
-    def allows_inbound(self, pkt: memoryview | bytes) -> bool:
-        """Whether a decrypted inner packet fits the child's selectors (RFC 4301 5.2)."""
+    def allows_inbound(self, buf: bytearray | memoryview, pos: int, length: int) -> bool:
+        """Whether the decrypted inner packet ``buf[pos:pos+length]`` fits the child's
+        selectors (RFC 4301 5.2: source remote, destination local)."""
         sel = self.selectors
         if sel.narrow:
-            info = packet_info(pkt)
+            info = packet_info(memoryview(buf)[pos : pos + length])
             return info is not None and sel.inbound(info)
-        key = address_key(pkt)
+        key = address_key(buf, pos, length)
         if key is None:
             return False
         ok = self.in_cache.get(key)
         if ok is None:
-            info = packet_info(pkt)
+            info = packet_info(memoryview(buf)[pos : pos + length])
             ok = info is not None and sel.inbound(info)
             if len(self.in_cache) >= CACHE_LIMIT:
                 self.in_cache = {}
@@ -170,7 +173,7 @@ class Sad:
         self.inbound: dict[int, InboundSa] = {}
         self.order: tuple[Policy, ...] = ()  # outbound match order: install order
         self.narrow: tuple[Policy, ...] = ()
-        self.out_cache: dict[bytes, Policy | None] = {}
+        self.out_cache: dict[tuple, Policy | None] = {}
 
     def install(self, child: ChildSa) -> tuple[Policy, bool]:
         """Add an SA pair; returns its policy and whether the policy is new."""
@@ -238,26 +241,28 @@ class Sad:
                 return policy
         return None
 
-    def lookup_outbound(self, pkt: memoryview | bytes) -> Policy | None:
-        """The policy protecting a packet read from the TUN device, None when none does.
+    def lookup_outbound(self, buf: bytearray | memoryview, pos: int, length: int) -> Policy | None:
+        """The policy protecting the packet ``buf[pos:pos+length]`` read from the TUN device,
+        None when none does.
 
-        Address-only policies are cached by the packet's address bytes; a policy narrowed to
-        protocols or ports is matched packet by packet (and, being installed earlier or later,
-        keeps its place in the install order)."""
+        Address-only policies are cached by the packet's addresses; while any policy narrows
+        protocols or ports, every packet is matched against the policies in install order."""
         if self.narrow:
-            info = packet_info(pkt)
+            info = packet_info(memoryview(buf)[pos : pos + length])
             return self.match_outbound(info) if info is not None else None
-        key = address_key(pkt)
+        key = address_key(buf, pos, length)
         if key is None:
             return None
         cache = self.out_cache
-        try:
-            return cache[key]
-        except KeyError:
-            pass
-        info = packet_info(pkt)
+        policy = cache.get(key, _MISS)
+        if policy is not _MISS:
+            return policy
+        info = packet_info(memoryview(buf)[pos : pos + length])
         policy = self.match_outbound(info) if info is not None else None
         if len(cache) >= CACHE_LIMIT:
             cache = self.out_cache = {}
         cache[key] = policy
         return policy
+
+
+_MISS = object()

@@ -310,7 +310,7 @@ def test_open_into_and_seal_inplace_use_caller_buffers() -> None:
     end = sender.seal_inplace(buf, pos, 0x42, 3, len(inner), next_header_for(inner))
     packet = bytes(buf[pos - sender.prefix_len : end])
     out = bytearray(2048)
-    assert receiver.open_into(packet, out) == (4, 100)
+    assert receiver.open_into(packet, out) == (4, 0, 100)
     assert out[:100] == inner
 
 

@@ -86,8 +86,8 @@ class FakeEngine:
                 self.events.append(ev.RemovePolicy(child.reqid))
             self.events.append(ev.IkeSaDown(name, sa.uid, "terminated"))
 
-    def rekey(self, name: str, now: float) -> None:
-        self.calls.append(("rekey", name))
+    def rekey(self, name: str, now: float, *, ike: bool = True, children: bool = True) -> None:
+        self.calls.append(("rekey", name, ike, children))
 
     def receive_datagram(self, data: bytes, local: Any, remote: Any, now: float) -> None:
         self.received.append((data, local, remote))
@@ -119,7 +119,9 @@ class FakeEngine:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: AgentConfig | None = None, **kw: Any) -> AsyncIterator[Agent]:
+async def running_agent(
+    config: AgentConfig | None = None, dataplane: Any = None, **kw: Any
+) -> AsyncIterator[Agent]:
     """An Agent started on 127.0.0.1 (ports chosen by the kernel) with a FakeEngine."""
     tmp = tempfile.mkdtemp(prefix="ika-")  # short: UNIX socket paths are limited to 108 bytes
     # port 0: the kernel picks free ports (the file format itself requires 1-65535)
@@ -127,7 +129,7 @@ async def running_agent(config: AgentConfig | None = None, **kw: Any) -> AsyncIt
     kw.setdefault("config_loader", lambda: cfg)
     agent = Agent(
         cfg,
-        MemoryDataplane(),
+        dataplane or MemoryDataplane(),
         engine_factory=FakeEngine,
         socket_path=os.path.join(tmp, "run", "ikeagent.sock"),
         listen=("127.0.0.1",),

@@ -241,8 +241,16 @@ def test_down_rekey_and_graceful_shutdown():
             assert response["ok"] is False and "no IKE SA" in response["error"]
             engine.sas.append(_status(agent.now()))
             response = await _call(agent, "rekey", name="site-b")
-            assert response == {"ok": True, "result": {"rekeying": "site-b"}}
-            assert ("rekey", "site-b") in engine.calls
+            assert response == {
+                "ok": True,
+                "result": {"rekeying": "site-b", "what": ["ike", "children"]},
+            }
+            assert engine.calls[-1] == ("rekey", "site-b", True, True)
+            response = await _call(agent, "rekey", name="site-b", ike=False)
+            assert response["result"]["what"] == ["children"]
+            assert engine.calls[-1] == ("rekey", "site-b", False, True)
+            response = await _call(agent, "rekey", name="site-b", ike=False, children=False)
+            assert response["ok"] is False
             response = await _call(agent, "down", name="site-b", timeout=1)
             assert response == {"ok": True, "result": {"terminated": True}}
             assert ("remove_policy", 1) in agent.dataplane.log
@@ -308,5 +316,16 @@ def test_refuses_to_replace_a_live_socket_but_replaces_a_stale_one():
             await server.start()
             assert (await asyncio.to_thread(request, stale, "x"))["result"] == "pong"
             await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_up_returns_at_once_when_already_up():
+    async def scenario():
+        async with running_agent() as agent:
+            agent.engine.sas.append(_status(agent.now()))  # established, child installed
+            response = await _call(agent, "up", name="site-b", timeout=0.3)
+            assert response["ok"] is True and response["result"][0]["uid"] == 7
+            assert ("initiate", "site-b") not in agent.engine.calls
 
     asyncio.run(scenario())

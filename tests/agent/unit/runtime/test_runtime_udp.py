@@ -5,10 +5,17 @@ The engine is the STUB from agent_harness; it answers b"ping..." with b"pong..."
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import threading
 
+import pytest
 from agent_harness import running_agent, settle
 
+from ikeagent.dataplane.memory import MemoryDataplane
 from ikeagent.engine import events as ev
 from ikeagent.runtime.sockets import Kind, classify_natt
 
@@ -145,13 +152,6 @@ print("OK")
 
 
 def test_wildcard_socket_learns_and_uses_the_local_address():
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    import pytest
-
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) for a private network namespace")
     result = subprocess.run(
@@ -161,3 +161,30 @@ def test_wildcard_socket_learns_and_uses_the_local_address():
         timeout=30,
     )
     assert result.stdout.strip() == "OK", result.stderr
+
+
+class _EncapReadingDataplane(MemoryDataplane):
+    """A memory data plane that claims the NAT-T socket, as the userspace one does."""
+
+    def attach_encap_socket(self, sock, local, ike_sink):
+        super().attach_encap_socket(sock, local, ike_sink)
+        self.sink, self.local = ike_sink, local
+        return True
+
+
+def test_a_dataplane_that_reads_the_natt_socket_feeds_ike_through_the_loop():
+    async def scenario():
+        dp = _EncapReadingDataplane()
+        async with running_agent(dataplane=dp) as agent:
+            natt = next(s for s in agent.sockets if s.natt)
+            assert natt.read_by_dataplane
+            # called from the data plane's thread: must be marshalled onto the loop
+            thread = threading.Thread(
+                target=dp.sink, args=(b"ping-dp", dp.local, ("127.0.0.9", 4500))
+            )
+            thread.start()
+            thread.join()
+            await settle()
+            assert agent.engine.received == [(b"ping-dp", dp.local, ("127.0.0.9", 4500))]
+
+    asyncio.run(scenario())

@@ -1,0 +1,122 @@
+"""The real wiring: two in-process Agents with the real Engine and the memory data plane on
+127.0.0.1 / 127.0.0.2 (high ports), brought up and torn down through their control sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+
+from ikeagent.cli.formatting import format_sas
+from ikeagent.config.schema import parse_config
+from ikeagent.dataplane.memory import MemoryDataplane
+from ikeagent.runtime.agent import Agent
+from ikeagent.runtime.control import request
+
+
+def _free_port(addr: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def _config(
+    me: str, peer: str, port: int, natt: int, peer_port: int, local_ts: str, remote_ts: str
+):
+    return parse_config(
+        {
+            "agent": {"port": port, "natt_port": natt},
+            "connections": {
+                "site": {
+                    "local_addrs": [me],
+                    "remote_addrs": [peer],
+                    "remote_port": peer_port,
+                    "proposals": "aes256gcm16-prfsha256-x25519",
+                    "local": {"auth": "psk", "id": f"gw-{me}.example"},
+                    "remote": {"auth": "psk", "id": f"gw-{peer}.example"},
+                    "children": {
+                        "net": {
+                            "local_ts": local_ts,
+                            "remote_ts": remote_ts,
+                            "esp_proposals": "aes256gcm16",
+                        }
+                    },
+                }
+            },
+            "secrets": {"ike-1": {"secret": "lab-only-psk"}},
+        }
+    )
+
+
+def test_two_agents_establish_and_delete_over_udp():
+    async def scenario():
+        tmp = tempfile.mkdtemp(prefix="ika-")
+        a_addr, b_addr = "127.0.0.1", "127.0.0.2"
+        pa, na, pb, nb = (
+            _free_port(a_addr),
+            _free_port(a_addr),
+            _free_port(b_addr),
+            _free_port(b_addr),
+        )
+        a = Agent(
+            _config(a_addr, b_addr, pa, na, pb, "10.1.0.0/24", "10.2.0.0/24"),
+            MemoryDataplane(),
+            socket_path=os.path.join(tmp, "a.sock"),
+            listen=(a_addr,),
+            shutdown_grace=1.0,
+        )
+        b = Agent(
+            _config(b_addr, a_addr, pb, nb, pa, "10.2.0.0/24", "10.1.0.0/24"),
+            MemoryDataplane(),
+            socket_path=os.path.join(tmp, "b.sock"),
+            listen=(b_addr,),
+            shutdown_grace=1.0,
+        )
+        await a.start()
+        await b.start()
+        try:
+            up = await asyncio.to_thread(
+                request, a.socket_path, "up", {"name": "site", "timeout": 10}, wait=15
+            )
+            assert up["ok"] is True, up
+            (sa,) = up["result"]
+            assert (sa["state"], sa["role"], sa["remote_id"]) == (
+                "ESTABLISHED",
+                "initiator",
+                "gw-127.0.0.2.example",
+            )
+            assert (sa["local_port"], sa["remote_port"]) == (pa, pb)
+            (child,) = sa["children"]
+            assert (child["state"], child["local_ts"], child["remote_ts"]) == (
+                "INSTALLED",
+                ["10.1.0.0/24"],
+                ["10.2.0.0/24"],
+            )
+            # the responder installed the mirror image of the same SA pair
+            (theirs,) = (await asyncio.to_thread(request, b.socket_path, "list-sas"))["result"]
+            assert theirs["role"] == "responder"
+            assert (theirs["children"][0]["spi_in"], theirs["children"][0]["spi_out"]) == (
+                child["spi_out"],
+                child["spi_in"],
+            )
+            assert int(child["spi_in"], 16) in a.dataplane.installed_spis()
+            assert "site: #1, ESTABLISHED, IKEv2" in format_sas([sa])
+            st = (await asyncio.to_thread(request, b.socket_path, "status"))["result"]
+            assert (st["ike_sas"], st["child_sas"]) == (1, 1)
+            down = await asyncio.to_thread(
+                request, a.socket_path, "down", {"name": "site", "timeout": 5}, wait=10
+            )
+            assert down == {"ok": True, "result": {"terminated": True}}
+            for _ in range(40):  # the responder processes the DELETE
+                if not b.dataplane.installed_spis():
+                    break
+                await asyncio.sleep(0.05)
+            assert not a.dataplane.installed_spis() and not b.dataplane.installed_spis()
+        finally:
+            await a.shutdown()
+            await b.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    asyncio.run(scenario())
