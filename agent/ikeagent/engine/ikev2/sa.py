@@ -136,7 +136,8 @@ class IkeSa:
         return self.chosen.prf.id
 
     def peer_label(self) -> str:
-        rid = f" '{self.remote_id}'" if self.remote_id else ""
+        rid_v = self.remote_id or (self.conn.remote.id if self.conn is not None and self.initiator else None)
+        rid = f" '{rid_v}'" if rid_v else ""
         return f"{self.name}[{self.uid}] {self.remote[0]}:{self.remote[1]}{rid}"
 
     def live_children(self) -> list[ChildEntry]:
