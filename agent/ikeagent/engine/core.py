@@ -50,6 +50,7 @@ class Engine(TaskManager, Lifecycle):
         self.log = logger or logging.getLogger("ikeagent.engine")
         self.sas: dict[int, IkeSa] = {}  # our SPI -> IKE SA
         self.half_open: dict[tuple[int, str, int], IkeSa] = {}
+        self._recent_init: dict[tuple[int, str], IkeSa] = {}
         self.cookie_secret = rng.randbytes(32)
         self._out: list[Datagram] = []
         self._events: deque[Event] = deque()
@@ -104,6 +105,8 @@ class Engine(TaskManager, Lifecycle):
         self._ike_spis.discard(sa.our_spi)
         self._by_uid.pop(sa.uid, None)
         self.half_open.pop((sa.spi_i, sa.remote[0], sa.remote[1]), None)
+        if self._recent_init.get((sa.spi_i, sa.remote[0])) is sa:
+            del self._recent_init[(sa.spi_i, sa.remote[0])]
 
     def set_spi_r(self, sa: IkeSa, spi_r: int) -> None:
         sa.spi_r = spi_r
@@ -193,6 +196,9 @@ class Engine(TaskManager, Lifecycle):
             return
         remote_ip = conn.remote_addrs[0]
         local_ip = conn.local_addrs[0] if conn.local_addrs else ""
+        for what, value in (("remote_addrs", remote_ip), ("local_addrs", local_ip)):
+            if value and not _is_ip(value):
+                raise UnknownConnection(f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address")
         sa = IkeSa(
             uid=self.new_uid(),
             conn=conn,
@@ -279,8 +285,9 @@ class Engine(TaskManager, Lifecycle):
             sa.local = (lip, local[1])
         elif lip != sa.local[0]:
             sa.local = (lip, sa.local[1])
-        if sa.remote != remote and sa.encap and sa.remote[0] == remote[0]:
-            # floated to 4500, or the NAT mapping changed its port: follow it
+        if sa.remote != remote and sa.remote[0] == remote[0] and (sa.encap or remote[1] == ike_init.NATT_PORT):
+            # the peer floated to 4500 (charon does with MOBIKE even without a NAT), or the NAT
+            # mapping changed its port: follow it
             sa.remote = remote
 
     def authenticated_path(self, sa: IkeSa) -> None:
@@ -294,14 +301,19 @@ class Engine(TaskManager, Lifecycle):
                 self.count("unexpected_response")
                 return
             self._path = (local, remote)
+            if not sa.local[0] and local[0]:
+                sa.local = (local[0], sa.local[1])
             self._on_response(sa, data, header, outer, now)
             self._refresh(sa)
             return
         if header.spi_r != 0 or header.message_id != 0 or not header.flags & w.FLAG_INITIATOR:
             self.count("malformed")
             return
-        existing = self.half_open.get((header.spi_i, remote[0], remote[1]))
+        existing = self.half_open.get((header.spi_i, remote[0], remote[1])) or self._recent_init.get((header.spi_i, remote[0]))
         if existing is not None:
+            if existing.state is not IkeState.CONNECTING:
+                self.count("retransmitted_requests")
+                return  # a late retransmit of an IKE_SA_INIT we already completed
             if existing.init_request == data and existing.last_response is not None:
                 self.count("retransmitted_requests")
                 for d in existing.last_response[1]:
@@ -328,6 +340,7 @@ class Engine(TaskManager, Lifecycle):
         sa.half_open_until = now + HALF_OPEN_TIMEOUT
         self.register(sa)
         self.half_open[(spi_i, remote[0], remote[1])] = sa
+        self._recent_init[(spi_i, remote[0])] = sa
         self._refresh(sa)
         return sa
 
@@ -458,6 +471,14 @@ class Engine(TaskManager, Lifecycle):
             sa.child_retries = [(at, cfg) for at, cfg in sa.child_retries if at > now]
             for cfg in due:
                 self.queue_task(sa, CreateChildTask(cfg), now)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _addr_ok(allowed: tuple[str, ...], addr: str) -> bool:

@@ -186,8 +186,11 @@ def respond(
     old: ChildEntry | None = None
     if rekey is not None:
         old = sa.child_by_spi_out(int.from_bytes(rekey.spi, "big")) if len(rekey.spi) == 4 else None
-        if old is None or old.state in (ChildState.DELETING, ChildState.DESTROYED, ChildState.REKEYED):
+        if old is None or old.state is ChildState.DESTROYED:
             return [notify(w.NotifyType.CHILD_SA_NOT_FOUND, protocol=w.ProtocolId.ESP, spi=rekey.spi)]
+        if old.state in (ChildState.DELETING, ChildState.REKEYED):
+            # RFC 7296 2.25: we are closing it; the peer should retry (or let it go)
+            return [notify(w.NotifyType.TEMPORARY_FAILURE)]
     their_i = selectors.from_wire(tsi.selectors)
     their_r = selectors.from_wire(tsr.selectors)
     candidates = [old.config] if old is not None else list(conn.children.values())
@@ -210,7 +213,11 @@ def respond(
             ", ".join(map(str, their_i)),
         )
         return [notify(w.NotifyType.TS_UNACCEPTABLE)]
-    chosen = proposals.select(cfg.esp_proposals, sa_p.proposals, w.ProtocolId.ESP, ignore_dh=in_auth)
+    ke_in = w.payload(payloads, w.KeyExchange)
+    chosen = proposals.select(
+        cfg.esp_proposals, sa_p.proposals, w.ProtocolId.ESP, ignore_dh=in_auth,
+        prefer_dh=ke_in.group if ke_in is not None else None,
+    )
     if chosen is None or len(chosen.spi) != 4:
         eng.log.warning(
             "%s: no acceptable ESP proposal for %s: peer offered %s, we accept %s",

@@ -87,6 +87,10 @@ class IkeInitTask:
         assert conn is not None
         group = sa.dh_group or conn.proposals[0].dh[0].id
         sa.dh_group = group
+        if not sa.local[0]:
+            # our source address is unknown, so our NAT-D hash cannot match: encapsulate
+            # (strongSwan fakes a NAT the same way)
+            sa.force_encap = True
         if sa.ke is None or sa.ke.group != group:
             sa.ke = KeyExchange.generate(group, eng.rng)
         if not sa.ni:
@@ -168,7 +172,7 @@ class IkeInitTask:
         sa.frag_supported = conn.fragmentation and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
         setup_keys(sa, chosen, shared)
         sa.ke = None  # the private value is no longer needed
-        if sa.encap and sa.local[1] != NATT_PORT:
+        if sa.encap and sa.local[1] != NATT_PORT and sa.remote[1] == 500:
             sa.local = (sa.local[0], NATT_PORT)
             sa.remote = (sa.remote[0], NATT_PORT)
         eng.log.info(
@@ -222,7 +226,7 @@ def respond(
     chosen = None
     conn = None
     for c in candidates:
-        chosen = proposals.select(c.proposals, sa_p.proposals, w.ProtocolId.IKE)
+        chosen = proposals.select(c.proposals, sa_p.proposals, w.ProtocolId.IKE, prefer_dh=ke.group)
         if chosen is not None and chosen.dh is not None and chosen.prf is not None:
             conn = c
             break

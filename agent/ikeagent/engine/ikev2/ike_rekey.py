@@ -65,10 +65,20 @@ class IkeRekeyTask:
 
     def _abort(self, eng: Engine, sa: IkeSa, reason: str, now: float) -> None:
         eng.forget_ike_spi(self.spi_i)
-        if sa.state is IkeState.REKEYING:
+        theirs = sa.rekeyed_by_peer
+        if theirs is not None and theirs.state is not IkeState.DESTROYED:
+            # ours failed but the peer's rekey succeeded: its SA carries on
+            eng.peer_rekey_wins(sa, theirs, now)
+        elif sa.state is IkeState.REKEYING:
             sa.set_state(IkeState.ESTABLISHED)
             sa.rekey_at = now + 10.0 + eng.rng.random() * 10.0
         eng.log.warning("%s: IKE_SA rekey failed: %s", sa.peer_label(), reason)
+
+    def on_timeout(self, eng: Engine, sa: IkeSa, now: float) -> None:
+        if sa.peer_deleted:
+            eng.destroy_ike(sa, "deleted by peer after a rekey collision", now)
+        else:
+            eng.destroy_ike(sa, "peer did not answer the IKE_SA rekey", now)
 
     def on_response(self, eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> None:
         conn = sa.conn
@@ -116,9 +126,14 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], sa_p: w.SecurityA
     assert conn is not None
     if sa.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
         return [notify(w.NotifyType.TEMPORARY_FAILURE)]
-    if sa.outstanding is not None and not isinstance(sa.outstanding.task, IkeRekeyTask) and sa.state is IkeState.ESTABLISHED:
-        # one of our child exchanges is in flight: RFC 7296 2.25 lets us ask for a retry
-        pass
+    from ikeagent.engine.ikev2.child_create import CreateChildTask
+    from ikeagent.engine.ikev2.informational import DeleteChildTask
+    from ikeagent.engine.ikev2.state import ChildState
+
+    busy = sa.outstanding is not None and isinstance(sa.outstanding.task, CreateChildTask | DeleteChildTask)
+    if busy or any(c.state in (ChildState.REKEYING, ChildState.DELETING, ChildState.CREATING) for c in sa.children):
+        # a child exchange of ours is in flight: ask the peer to retry (as charon does)
+        return [notify(w.NotifyType.TEMPORARY_FAILURE)]
     chosen = proposals.select(conn.proposals, sa_p.proposals, w.ProtocolId.IKE)
     if chosen is None or chosen.dh is None or chosen.prf is None or len(chosen.spi) != 8:
         eng.log.warning(

@@ -9,6 +9,7 @@ from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp, R
 from ikeagent.engine.ikev2.child_create import CreateChildTask, notify
 from ikeagent.engine.ikev2.ike_auth import IkeAuthTask
 from ikeagent.engine.ikev2.ike_init import IkeInitTask
+from ikeagent.engine.ikev2.identities import same_identity
 from ikeagent.engine.ikev2.informational import DeleteChildTask, DeleteIkeTask
 from ikeagent.engine.ikev2.sa import ChildEntry, IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
@@ -64,6 +65,8 @@ class Lifecycle:
             self.queue_task(sa, CreateChildTask(sa.pending_children.pop(0)), now)
 
     def schedule_retry(self: Engine, sa: IkeSa, cfg: ChildConfig, at: float) -> None:
+        while sa.replaced_by is not None and sa.replaced_by.state is not IkeState.DESTROYED:
+            sa = sa.replaced_by
         sa.child_retries.append((at, cfg))
         self._refresh(sa)
 
@@ -76,7 +79,9 @@ class Lifecycle:
     def initial_contact(self: Engine, sa: IkeSa, now: float) -> None:
         """The peer says it has no other SAs with us: forget the ones we still hold."""
         for o in list(self.sas.values()):
-            if o is sa or o.conn is not sa.conn or o.remote[0] != sa.remote[0]:
+            if o is sa or o.conn is not sa.conn:
+                continue
+            if not (same_identity(o.remote_id, sa.remote_id) and same_identity(o.local_id, sa.local_id)):
                 continue
             if o.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
                 self.log.info("%s: INITIAL_CONTACT: dropping stale IKE_SA %s[%d]", sa.peer_label(), o.name, o.uid)
@@ -110,6 +115,11 @@ class Lifecycle:
     def destroy_ike(self: Engine, sa: IkeSa, reason: str, now: float) -> None:
         if sa.state is IkeState.DESTROYED:
             return
+        theirs = sa.rekeyed_by_peer
+        if theirs is not None and theirs.state is not IkeState.DESTROYED and sa.children:
+            # the peer replaced this SA while our own rekey was in flight: its SA carries on
+            self._move_children(sa, theirs)
+            sa.replaced_by = theirs
         for c in list(sa.children):
             self.remove_child(sa, c, reason, now)
         sa.set_state(IkeState.DESTROYED)
@@ -126,8 +136,9 @@ class Lifecycle:
         if child.state is ChildState.DESTROYED:
             return
         child.set_state(ChildState.DESTROYED)
-        if child in sa.children:
-            sa.children.remove(child)
+        holder = sa if child in sa.children else next((s for s in self.sas.values() if child in s.children), sa)
+        if child in holder.children:
+            holder.children.remove(child)
         self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
         self.release_spi_in(child.spi_in)
         still = any(c.reqid == child.reqid for s in self.sas.values() for c in s.children)
@@ -144,9 +155,9 @@ class Lifecycle:
         if theirs is not None and theirs.state is not ChildState.DESTROYED:
             if min(new.nonces) < min(theirs.nonces):
                 self.log.info("%s: CHILD_SA %s rekey collision lost: deleting our redundant SA", sa.peer_label(), old.name)
-                if old.state is not ChildState.REKEYED:
+                if old.state not in (ChildState.REKEYED, ChildState.DESTROYED, ChildState.DELETING):
                     old.set_state(ChildState.REKEYED)
-                old.delete_at = now + REKEYED_GRACE
+                    old.delete_at = now + REKEYED_GRACE
                 self.delete_children(sa, [new], "redundant after a rekey collision", now)
                 return
             self.log.info("%s: CHILD_SA %s rekey collision won", sa.peer_label(), old.name)
@@ -193,12 +204,16 @@ class Lifecycle:
         if theirs is not None and theirs.state is not IkeState.DESTROYED:
             if min(new.ni, new.nr) < min(theirs.ni, theirs.nr):
                 self.log.info("%s: IKE_SA rekey collision lost: deleting our redundant IKE_SA", old.peer_label())
+                self._move_children(old, theirs)
                 if old.state is not IkeState.REKEYED:
                     old.set_state(IkeState.REKEYED)
                 old.delete_at = now + REKEYED_GRACE
                 old.replaced_by = theirs
                 new.replaced_by = theirs
                 self.queue_task(new, DeleteIkeTask("redundant after an IKE rekey collision"), now)
+                self._kick(theirs, now)
+                if old.peer_deleted:
+                    self.destroy_ike(old, "deleted by peer after a rekey collision", now)
                 return
             self.log.info("%s: IKE_SA rekey collision won", old.peer_label())
             self._move_children(theirs, new)
@@ -210,13 +225,26 @@ class Lifecycle:
         self.queue_task(old, DeleteIkeTask("rekeyed"), now)
         self._kick(new, now)
 
+    def peer_rekey_wins(self: Engine, old: IkeSa, theirs: IkeSa, now: float) -> None:
+        self._move_children(old, theirs)
+        if old.peer_deleted and old.outstanding is None:
+            self.destroy_ike(old, "deleted by peer after a rekey collision", now)
+            return
+        if old.state is not IkeState.REKEYED:
+            old.set_state(IkeState.REKEYED)
+        old.replaced_by = theirs
+        old.delete_at = now + REKEYED_GRACE
+        self._kick(theirs, now)
+
     def peer_rekeyed_ike(self: Engine, old: IkeSa, new: IkeSa, now: float) -> None:
         self._adopt(old, new, now)
-        self._move_children(old, new)
         if old.state is IkeState.REKEYING:
+            # collision: the children stay until we know which new SA survives
             old.rekeyed_by_peer = new
         else:
+            self._move_children(old, new)
             old.set_state(IkeState.REKEYED)
             old.delete_at = now + REKEYED_GRACE
         self.log.info("%s: IKE_SA rekeyed by peer to %s[%d]", old.peer_label(), new.name, new.uid)
-        self._kick(new, now)
+        # the peer learns of the new SA from our response: send nothing on it before that
+        self.after_response(old, lambda: self._kick(new, now))

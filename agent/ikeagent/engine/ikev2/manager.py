@@ -75,7 +75,7 @@ class TaskManager:
                     continue
                 msgid = sa.next_msgid
                 sa.next_msgid += 1
-                datagrams = encode_protected(sa, task.exchange, msgid, False, payloads, self.rng, self.config.fragment_size)
+                datagrams = encode_protected(sa, task.exchange, msgid, False, payloads, self.rng, self.ike_mtu(sa))
             sa.outstanding = Outstanding(task, msgid, datagrams, 0, now + self.config.retransmit_timeout)
             self._send(sa, datagrams)
         self._refresh(sa)
@@ -148,7 +148,7 @@ class TaskManager:
                 # resend our answer once per retransmitted request (only for the first fragment)
                 if not isinstance(last, w.EncryptedFragment) or last.fragment_number == 1:
                     self.count("retransmitted_requests")
-                    self._send(sa, sa.last_response[1])
+                    self._reply_path(sa, sa.last_response[1])
             else:
                 self.count("invalid_message_id")
             return
@@ -184,10 +184,21 @@ class TaskManager:
         self._kick(sa, now)
 
     def _answer(self: Engine, sa: IkeSa, header: w.Header, reply: list[w.Payload], now: float) -> None:
-        datagrams = encode_protected(sa, header.exchange, header.message_id, True, reply, self.rng, self.config.fragment_size)
+        datagrams = encode_protected(sa, header.exchange, header.message_id, True, reply, self.rng, self.ike_mtu(sa))
         sa.expected_msgid = header.message_id + 1
         sa.last_response = (header.message_id, datagrams)
-        self._send(sa, datagrams)
+        self._reply_path(sa, datagrams)
+
+    def _reply_path(self: Engine, sa: IkeSa, datagrams: list[bytes]) -> None:
+        """Responses go back where the request came from (RFC 7296 2.11)."""
+        local, remote = self._path if self._path is not None else (sa.local, sa.remote)
+        for d in datagrams:
+            self.send_plain(d, (local[0] or sa.local[0], local[1]), remote)
+
+    def ike_mtu(self: Engine, sa: IkeSa) -> int:
+        """Largest IKE message in one datagram: fragment_size is the IP packet (as strongSwan's)."""
+        overhead = (48 if ":" in sa.remote[0] else 28) + (4 if sa.remote[1] == 4500 else 0)
+        return max(self.config.fragment_size - overhead, 256)
 
     def after_response(self: Engine, sa: IkeSa, fn: Callable[[], None]) -> None:
         self._after.append(fn)
@@ -198,4 +209,4 @@ class TaskManager:
             return
         msgid = sa.next_msgid
         sa.next_msgid += 1
-        self._send(sa, encode_protected(sa, exchange, msgid, False, payloads, self.rng, self.config.fragment_size))
+        self._send(sa, encode_protected(sa, exchange, msgid, False, payloads, self.rng, self.ike_mtu(sa)))

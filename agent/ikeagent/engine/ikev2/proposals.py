@@ -91,7 +91,7 @@ def _offered(wp: WireProposal) -> dict[TransformType, list[tuple[int, int | None
     return offered
 
 
-def _match(p: Proposal, wp: WireProposal, *, ignore_dh: bool) -> Chosen | None:
+def _match(p: Proposal, wp: WireProposal, *, ignore_dh: bool, prefer_dh: int | None = None) -> Chosen | None:
     offered = _offered(wp)
     mine = _by_type(p)
     picked: dict[TransformType, Algorithm | None] = {}
@@ -113,6 +113,9 @@ def _match(p: Proposal, wp: WireProposal, *, ignore_dh: bool) -> Chosen | None:
                 picked[t] = next(a for a in ours if a.id == 0)
                 continue
             return None
+        if t is TransformType.DH and prefer_dh is not None:
+            # the group the peer already sent a KE for saves an INVALID_KE_PAYLOAD round trip
+            ours = tuple(sorted(ours, key=lambda a: a.id != prefer_dh))
         choice = next((a for a in ours if any(i == a.id and kl == a.key_bits for i, kl in theirs)), None)
         if choice is None:
             return None
@@ -138,12 +141,13 @@ def select(
     protocol: ProtocolId,
     *,
     ignore_dh: bool = False,
+    prefer_dh: int | None = None,
 ) -> Chosen | None:
     """The responder's choice (configured order first), or None."""
     candidates = [wp for wp in offered if int(wp.protocol) == int(protocol)]
     for p in configured:
         for wp in candidates:
-            chosen = _match(p, wp, ignore_dh=ignore_dh)
+            chosen = _match(p, wp, ignore_dh=ignore_dh, prefer_dh=prefer_dh)
             if chosen is not None:
                 return chosen
     return None

@@ -95,6 +95,7 @@ class IkeSa:
     init_offer: tuple[Any, ...] = ()  # responder: the initiator's IKE proposals
     rekeyed_by_peer: IkeSa | None = None  # the SA that replaced it when the peer rekeyed it
     replaced_by: IkeSa | None = None
+    peer_deleted: bool = False  # the peer deleted it while our rekey of it was in flight
     # message IDs (window size 1 in each direction)
     next_msgid: int = 0
     expected_msgid: int = 0

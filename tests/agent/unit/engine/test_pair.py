@@ -337,3 +337,89 @@ def test_state_table_rejects_illegal_transition() -> None:
 
     with pytest.raises(IllegalTransition):
         check_ike(IkeState.DESTROYED, IkeState.ESTABLISHED)
+
+
+# ---- reorderings and peers that behave like charon ------------------------------------------
+
+
+def _take(p: Pair) -> list:
+    p.flush()
+    out = list(p.in_flight)
+    p.in_flight.clear()
+    return out
+
+
+def _deliver(p: Pair, item) -> None:
+    p.in_flight.insert(0, item)
+    p.step()
+
+
+@pytest.mark.parametrize("ike", [False, True], ids=["child", "ike"])
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_rekey_collision_with_delete_overtaking_the_response(seed: int, ike: bool) -> None:
+    """Both rekey at once; the side that concludes first sends its Delete, which overtakes its
+    answer to the other's rekey. Whoever wins, one IKE SA and one child pair must remain."""
+    p = Pair(site_config("a"), site_config("b", start=False), seed=seed)
+    established(p)
+    p.a.engine.rekey("to-b", p.now, ike=ike, children=not ike)
+    p.b.engine.rekey("to-a", p.now, ike=ike, children=not ike)
+    for r in _take(p):
+        _deliver(p, r)
+    resps = _take(p)
+    to_a = next(r for r in resps if r[0] == "b")
+    to_b = next(r for r in resps if r[0] == "a")
+    _deliver(p, to_b)
+    for d in _take(p):
+        _deliver(p, d)
+    _deliver(p, to_a)
+    p.run()
+    p.advance(60)
+    assert assert_matching_children(p.a, p.b) == 1
+    sas_a, sas_b = p.a.engine.list_sas(), p.b.engine.list_sas()
+    assert [s.state for s in sas_a] == ["ESTABLISHED"] and [s.state for s in sas_b] == ["ESTABLISHED"]
+    assert (sas_a[0].spi_i, sas_a[0].spi_r) == (sas_b[0].spi_i, sas_b[0].spi_r)
+
+
+def test_responder_answers_where_the_request_came_from() -> None:
+    """charon floats to 4500 after IKE_SA_INIT even without a NAT (MOBIKE): our answers follow."""
+    p = Pair(site_config("a"), site_config("b", start=False))
+    ea = p.a.engine
+    real = type(ea).start_auth
+
+    def floating(self, sa, now):
+        if self is ea:
+            sa.local, sa.remote = (sa.local[0], 4500), (sa.remote[0], 4500)
+        return real(self, sa, now)
+
+    type(ea).start_auth = floating
+    try:
+        established(p)
+    finally:
+        type(ea).start_auth = real
+    auth_answers = [d for src, d in p.wire if src == "b" and w.Header.from_bytes(d.data).exchange == w.ExchangeType.IKE_AUTH]
+    assert auth_answers and all(d.local[1] == 4500 and d.remote[1] == 4500 for d in auth_answers)
+
+
+def test_initiator_without_local_address_encapsulates_consistently() -> None:
+    a = site_config("a", conn={"local_addrs": []})
+    a["connections"]["to-b"]["local"] = {"auth": "psk"}
+    b = site_config("b", start=False)
+    b["connections"]["to-a"]["remote"] = {"auth": "psk"}
+    for cfg in (a, b):
+        cfg["secrets"] = {"ike-any": {"id": [], "secret": "x" * 40}}
+    p = Pair(a, b)
+    established(p)
+    assert all(pair.encap == (4500, 4500) for pair in p.a.pairs() + p.b.pairs())
+    assert p.a.pairs()[0].local_addr == "192.0.2.1"
+
+
+def test_peer_rekeys_ike_while_our_child_exchange_is_in_flight() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    p.a.engine.rekey("to-b", p.now, ike=False)  # a: child rekey in flight
+    p.b.engine.rekey("to-a", p.now, children=False)  # b: IKE rekey
+    p.run()
+    p.advance(40)
+    assert assert_matching_children(p.a, p.b) == 1
+    assert [s.state for s in p.a.engine.list_sas()] == ["ESTABLISHED"]
+    assert [s.state for s in p.b.engine.list_sas()] == ["ESTABLISHED"]
