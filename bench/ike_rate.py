@@ -163,7 +163,9 @@ def main() -> None:
                 "responder_cpu_seconds": round(cpu, 3),
                 "sas_per_cpu_second": round(established / cpu, 1) if cpu > 0 else None,
                 "sas_per_second": round(established / elapsed, 1) if elapsed > 0 else None,
-                "median_setup_ms": round(1000 * latencies[len(latencies) // 2], 2) if latencies else None,
+                "median_setup_ms": round(1000 * latencies[len(latencies) // 2], 2)
+                if latencies
+                else None,
                 "drops": engine.stats(),
             }
         )

@@ -141,7 +141,9 @@ class Engine(TaskManager, Lifecycle):
         """Bring up every connection with a child whose start_action is ``start``."""
         self.now = now
         for conn in self.config.connections.values():
-            starting = [c.name for c in conn.children.values() if c.start_action is StartAction.START]
+            starting = [
+                c.name for c in conn.children.values() if c.start_action is StartAction.START
+            ]
             if starting and conn.remote_addrs:
                 self.initiate(conn.name, now, starting)
 
@@ -154,7 +156,9 @@ class Engine(TaskManager, Lifecycle):
         for name, conn in old.connections.items():
             new = config.connections.get(name)
             if new is None or new != conn:
-                self.terminate(name, now, reason="configuration changed" if new else "connection removed")
+                self.terminate(
+                    name, now, reason="configuration changed" if new else "connection removed"
+                )
         for name, conn in config.connections.items():
             if old.connections.get(name) == conn:
                 # keep the running SAs, but let them use the new config object
@@ -162,7 +166,9 @@ class Engine(TaskManager, Lifecycle):
                     if sa.conn is not None and sa.conn.name == name:
                         sa.conn = conn
                 continue
-            starting = [c.name for c in conn.children.values() if c.start_action is StartAction.START]
+            starting = [
+                c.name for c in conn.children.values() if c.start_action is StartAction.START
+            ]
             if starting and conn.remote_addrs:
                 self.initiate(name, now, starting)
 
@@ -183,7 +189,11 @@ class Engine(TaskManager, Lifecycle):
         if not conn.remote_addrs:
             raise UnknownConnection(f"{name}: no remote_addrs to initiate to")
         cfgs = [conn.children[c] for c in children] if children else list(conn.children.values())
-        active = [s for s in self.sas_of(name) if s.state in (IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.REKEYING)]
+        active = [
+            s
+            for s in self.sas_of(name)
+            if s.state in (IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.REKEYING)
+        ]
         if active:
             sa = max(active, key=lambda s: s.uid)
             if sa.state is IkeState.CONNECTING:
@@ -198,7 +208,9 @@ class Engine(TaskManager, Lifecycle):
         local_ip = conn.local_addrs[0] if conn.local_addrs else ""
         for what, value in (("remote_addrs", remote_ip), ("local_addrs", local_ip)):
             if value and not _is_ip(value):
-                raise UnknownConnection(f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address")
+                raise UnknownConnection(
+                    f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address"
+                )
         sa = IkeSa(
             uid=self.new_uid(),
             conn=conn,
@@ -213,7 +225,9 @@ class Engine(TaskManager, Lifecycle):
         sa.force_encap = self.force_encap or conn.encap
         sa.pending_children = cfgs
         self.register(sa)
-        self.log.info("%s: initiating IKE_SA to %s:%d", sa.peer_label(), remote_ip, conn.remote_port)
+        self.log.info(
+            "%s: initiating IKE_SA to %s:%d", sa.peer_label(), remote_ip, conn.remote_port
+        )
         self.queue_task(sa, IkeInitTask(), now)
 
     def terminate(self, name: str, now: float, reason: str = "terminated by command") -> None:
@@ -268,7 +282,9 @@ class Engine(TaskManager, Lifecycle):
         if sa is None or sa.state is IkeState.DESTROYED or (sa.initiator == theirs_initiator):
             self.count("unknown_spi")
             return
-        if not outer or not isinstance(outer[-1], w.EncryptedAndAuthenticated | w.EncryptedFragment):
+        if not outer or not isinstance(
+            outer[-1], w.EncryptedAndAuthenticated | w.EncryptedFragment
+        ):
             self.count("unprotected")
             return
         self._path = (local, remote)
@@ -285,7 +301,11 @@ class Engine(TaskManager, Lifecycle):
             sa.local = (lip, local[1])
         elif lip != sa.local[0]:
             sa.local = (lip, sa.local[1])
-        if sa.remote != remote and sa.remote[0] == remote[0] and (sa.encap or remote[1] == ike_init.NATT_PORT):
+        if (
+            sa.remote != remote
+            and sa.remote[0] == remote[0]
+            and (sa.encap or remote[1] == ike_init.NATT_PORT)
+        ):
             # the peer floated to 4500 (charon does with MOBIKE even without a NAT), or the NAT
             # mapping changed its port: follow it
             sa.remote = remote
@@ -294,7 +314,15 @@ class Engine(TaskManager, Lifecycle):
         if self._path is not None:
             self._update_path(sa, *self._path)
 
-    def _on_init(self, data: bytes, header: w.Header, outer: list[w.Payload], local: Endpoint, remote: Endpoint, now: float) -> None:
+    def _on_init(
+        self,
+        data: bytes,
+        header: w.Header,
+        outer: list[w.Payload],
+        local: Endpoint,
+        remote: Endpoint,
+        now: float,
+    ) -> None:
         if header.is_response:
             sa = self.sas.get(header.spi_i)
             if sa is None or not sa.initiator or sa.state is not IkeState.CONNECTING:
@@ -309,7 +337,9 @@ class Engine(TaskManager, Lifecycle):
         if header.spi_r != 0 or header.message_id != 0 or not header.flags & w.FLAG_INITIATOR:
             self.count("malformed")
             return
-        existing = self.half_open.get((header.spi_i, remote[0], remote[1])) or self._recent_init.get((header.spi_i, remote[0]))
+        existing = self.half_open.get(
+            (header.spi_i, remote[0], remote[1])
+        ) or self._recent_init.get((header.spi_i, remote[0]))
         if existing is not None:
             if existing.state is not IkeState.CONNECTING:
                 self.count("retransmitted_requests")
@@ -322,7 +352,13 @@ class Engine(TaskManager, Lifecycle):
         ike_init.respond(self, data, header, outer, local, remote, now)
 
     def new_responder_sa(
-        self, conn: ConnectionConfig, candidates: list[ConnectionConfig], spi_i: int, local: Endpoint, remote: Endpoint, now: float
+        self,
+        conn: ConnectionConfig,
+        candidates: list[ConnectionConfig],
+        spi_i: int,
+        local: Endpoint,
+        remote: Endpoint,
+        now: float,
     ) -> IkeSa:
         sa = IkeSa(
             uid=self.new_uid(),
@@ -346,8 +382,11 @@ class Engine(TaskManager, Lifecycle):
 
     def candidates_for(self, local: Endpoint, remote: Endpoint) -> list[ConnectionConfig]:
         return [
-            c for c in self.config.connections.values()
-            if c.version == 2 and _addr_ok(c.local_addrs, local[0]) and _addr_ok(c.remote_addrs, remote[0])
+            c
+            for c in self.config.connections.values()
+            if c.version == 2
+            and _addr_ok(c.local_addrs, local[0])
+            and _addr_ok(c.remote_addrs, remote[0])
         ]
 
     def cookies_required(self) -> bool:
@@ -360,11 +399,25 @@ class Engine(TaskManager, Lifecycle):
                 child = sa.child_by_spi_in(event.spi) or sa.child_by_spi_out(event.spi)
                 if child is None:
                     continue
-                if event.kind is ExpireKind.SOFT and child.state is ChildState.INSTALLED and sa.state is IkeState.ESTABLISHED:
-                    self.log.info("%s: CHILD_SA %s{%d} reached its soft volume limit, rekeying", sa.peer_label(), child.name, child.reqid)
+                if (
+                    event.kind is ExpireKind.SOFT
+                    and child.state is ChildState.INSTALLED
+                    and sa.state is IkeState.ESTABLISHED
+                ):
+                    self.log.info(
+                        "%s: CHILD_SA %s{%d} reached its soft volume limit, rekeying",
+                        sa.peer_label(),
+                        child.name,
+                        child.reqid,
+                    )
                     self.queue_task(sa, CreateChildTask(child.config, rekey_of=child), now)
                 elif event.kind is ExpireKind.HARD:
-                    self.log.warning("%s: CHILD_SA %s{%d} reached its hard limit, deleting", sa.peer_label(), child.name, child.reqid)
+                    self.log.warning(
+                        "%s: CHILD_SA %s{%d} reached its hard limit, deleting",
+                        sa.peer_label(),
+                        child.name,
+                        child.reqid,
+                    )
                     self.delete_children(sa, [child], "hard lifetime reached", now)
                 self._refresh(sa)
         elif isinstance(event, Acquire):
@@ -386,7 +439,11 @@ class Engine(TaskManager, Lifecycle):
         if sa.delete_at is not None:
             times.append(sa.delete_at)
         for c in sa.children:
-            for t in (c.rekey_at if c.state is ChildState.INSTALLED else None, c.expire_at, c.delete_at):
+            for t in (
+                c.rekey_at if c.state is ChildState.INSTALLED else None,
+                c.expire_at,
+                c.delete_at,
+            ):
                 if t is not None:
                     times.append(t)
         times.extend(at for at, _ in sa.child_retries)
@@ -428,7 +485,12 @@ class Engine(TaskManager, Lifecycle):
     def _sa_timer(self, sa: IkeSa, now: float) -> None:
         if sa.state is IkeState.DESTROYED:
             return
-        if sa.half_open_until is not None and sa.half_open_until <= now and sa.state in (IkeState.CONNECTING, IkeState.CREATED) and not sa.initiator:
+        if (
+            sa.half_open_until is not None
+            and sa.half_open_until <= now
+            and sa.state in (IkeState.CONNECTING, IkeState.CREATED)
+            and not sa.initiator
+        ):
             self.count("half_open_timeout")
             self.destroy_ike(sa, "half-open IKE_SA timed out", now)
             return
@@ -452,11 +514,21 @@ class Engine(TaskManager, Lifecycle):
                     self.queue_task(sa, DpdTask(), now)
                     sa.dpd_at = now + conn.dpd_delay
                 else:
-                    sa.dpd_at = sa.last_recv + conn.dpd_delay if idle < conn.dpd_delay else now + conn.dpd_delay
+                    sa.dpd_at = (
+                        sa.last_recv + conn.dpd_delay
+                        if idle < conn.dpd_delay
+                        else now + conn.dpd_delay
+                    )
         for c in list(sa.children):
-            if c.expire_at is not None and c.expire_at <= now and c.state is not ChildState.DELETING:
+            if (
+                c.expire_at is not None
+                and c.expire_at <= now
+                and c.state is not ChildState.DELETING
+            ):
                 c.expire_at = None
-                self.log.warning("%s: CHILD_SA %s{%d} hard lifetime reached", sa.peer_label(), c.name, c.reqid)
+                self.log.warning(
+                    "%s: CHILD_SA %s{%d} hard lifetime reached", sa.peer_label(), c.name, c.reqid
+                )
                 self.delete_children(sa, [c], "hard lifetime reached", now)
             elif c.delete_at is not None and c.delete_at <= now:
                 c.delete_at = None

@@ -8,9 +8,6 @@ import random
 import socket
 
 import pytest
-from ikelab_testing.charon import CharonError
-from ikelab_testing.checks import assert_blocked, assert_encrypted, assert_passes
-from ikelab_testing.peers import Tunnel, TunnelSpec, agent_peer, charon_peer
 from tunnels import (
     DH_NAMES,
     IKE_NAMES,
@@ -23,6 +20,10 @@ from tunnels import (
     wait_for,
     with_spec,
 )
+
+from ikelab_testing.charon import CharonError
+from ikelab_testing.checks import assert_blocked, assert_encrypted, assert_passes
+from ikelab_testing.peers import Tunnel, TunnelSpec, agent_peer, charon_peer
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
@@ -101,9 +102,17 @@ def test_rekeys_from_both_sides_under_ping(topology, agent_role: str) -> None:
         conn = agent.end.conn_name
         ping = BackgroundPing(topology.host_a, topology.spec.host_b_addr)
         steps = [
-            ("agent child", lambda: agent.agent.ikectl("rekey", "--child", conn, json_output=False), "child"),
+            (
+                "agent child",
+                lambda: agent.agent.ikectl("rekey", "--child", conn, json_output=False),
+                "child",
+            ),
             ("charon child", lambda: charon.charon.rekey(child=spec.child), "child"),
-            ("agent ike", lambda: agent.agent.ikectl("rekey", "--ike", conn, json_output=False), "ike"),
+            (
+                "agent ike",
+                lambda: agent.agent.ikectl("rekey", "--ike", conn, json_output=False),
+                "ike",
+            ),
             ("charon ike", lambda: charon.charon.rekey(ike=charon.end.conn_name), "ike"),
         ]
         for what, action, kind in steps:
@@ -111,19 +120,29 @@ def test_rekeys_from_both_sides_under_ping(topology, agent_role: str) -> None:
             before_ike = {(s["spi_i"], s["spi_r"]) for s in agent.agent.list_sas()}
             action()
 
-            def done() -> bool:
+            def done(kind=kind, before_child=before_child, before_ike=before_ike) -> bool:
                 sas = agent.agent.list_sas()
                 pairs = installed_pairs_agent(agent)
                 if kind == "child":
-                    ok = pairs and pairs.isdisjoint(before_child) and len(agent_children(agent)) == 1
+                    ok = (
+                        pairs and pairs.isdisjoint(before_child) and len(agent_children(agent)) == 1
+                    )
                 else:
-                    ok = len(sas) == 1 and {(s["spi_i"], s["spi_r"]) for s in sas}.isdisjoint(before_ike)
+                    ok = len(sas) == 1 and {(s["spi_i"], s["spi_r"]) for s in sas}.isdisjoint(
+                        before_ike
+                    )
                     ok = ok and sas[0]["state"] == "ESTABLISHED" and len(sas[0]["children"]) == 1
-                return bool(ok) and pairs == installed_pairs_charon(charon) and len(charon.charon.list_sas()) == 1
+                return (
+                    bool(ok)
+                    and pairs == installed_pairs_charon(charon)
+                    and len(charon.charon.list_sas()) == 1
+                )
 
             wait_for(done, 10, f"{what} rekey to complete on both sides")
         sent, received, out = ping.stop()
-        assert sent >= 20 and received == sent, f"lost packets during rekeys: {sent - received}\n{out}"
+        assert sent >= 20 and received == sent, (
+            f"lost packets during rekeys: {sent - received}\n{out}"
+        )
     except BaseException:
         dump(tunnel)
         raise
@@ -142,7 +161,11 @@ def test_delete_leaves_no_sa_on_either_side(topology, agent_role: str, deleter: 
             agent.agent.ikectl("down", agent.end.conn_name, json_output=False)
         else:
             charon.charon.terminate(ike=charon.end.conn_name)
-        wait_for(lambda: agent.agent.list_sas() == [] and charon.charon.list_sas() == {}, 10, "no SAs left")
+        wait_for(
+            lambda: agent.agent.list_sas() == [] and charon.charon.list_sas() == {},
+            10,
+            "no SAs left",
+        )
         assert_blocked(topology)
     except BaseException:
         dump(tunnel)
@@ -167,8 +190,16 @@ def test_wrong_psk_authentication_failed(topology, agent_role: str) -> None:
         else:
             with contextlib.suppress(CharonError):  # charon reports the failure: expected
                 charon.charon.initiate(charon.end.spec.child, timeout=5)
-        wait_for(lambda: "AUTHENTICATION_FAILED" in agent.agent.log_text(), 10, "AUTHENTICATION_FAILED in the agent's log")
-        wait_for(lambda: agent.agent.list_sas() == [] and charon.charon.list_sas() == {}, 10, "no SAs left")
+        wait_for(
+            lambda: "AUTHENTICATION_FAILED" in agent.agent.log_text(),
+            10,
+            "AUTHENTICATION_FAILED in the agent's log",
+        )
+        wait_for(
+            lambda: agent.agent.list_sas() == [] and charon.charon.list_sas() == {},
+            10,
+            "no SAs left",
+        )
         log = agent.agent.log_text()
         assert "gw-" in log  # the peer is named
         assert wrong.decode() not in log and agent.end.spec.psk.decode() not in log
@@ -188,7 +219,11 @@ def test_no_common_proposal_logs_both_offers(topology) -> None:
         agent, charon = agent_of(tunnel), charon_of(tunnel)
         with contextlib.suppress(CharonError):
             charon.charon.initiate(charon.end.spec.child, timeout=5)
-        wait_for(lambda: "NO_PROPOSAL_CHOSEN" in agent.agent.log_text(), 10, "NO_PROPOSAL_CHOSEN in the agent's log")
+        wait_for(
+            lambda: "NO_PROPOSAL_CHOSEN" in agent.agent.log_text(),
+            10,
+            "NO_PROPOSAL_CHOSEN in the agent's log",
+        )
         line = next(x for x in agent.agent.log_text().splitlines() if "NO_PROPOSAL_CHOSEN" in x)
         assert "AES_CBC_128" in line and "MODP_2048" in line  # what the peer offered
         assert "aes256gcm16-prfsha384-ecp384" in line  # what we accept
@@ -208,7 +243,12 @@ def test_garbage_is_dropped_counted_and_service_continues(topology) -> None:
         agent = agent_of(tunnel)
         target = topology.spec.gw_b_outer
         rng = random.Random(5)
-        datagrams = [b"", b"\x01\x02", b"\x00" * 27, bytes(rng.randrange(256) for _ in range(60000))]
+        datagrams = [
+            b"",
+            b"\x01\x02",
+            b"\x00" * 27,
+            bytes(rng.randrange(256) for _ in range(60000)),
+        ]
         for _ in range(200):
             n = rng.randrange(28, 400)
             d = bytearray(rng.randrange(256) for _ in range(n))
@@ -224,7 +264,12 @@ def test_garbage_is_dropped_counted_and_service_continues(topology) -> None:
         import subprocess
         import sys
 
-        subprocess.run(topology.gw_a.argv([sys.executable, "-c", script]), input=pickle.dumps(datagrams), check=True, timeout=30)
+        subprocess.run(
+            topology.gw_a.argv([sys.executable, "-c", script]),
+            input=pickle.dumps(datagrams),
+            check=True,
+            timeout=30,
+        )
         status = agent.agent.status()
         drops = status.get("engine_drops") or status.get("drops") or status.get("engine", {})
         text = str(status)
@@ -234,7 +279,13 @@ def test_garbage_is_dropped_counted_and_service_continues(topology) -> None:
         assert_passes(topology, count=3)
         before = installed_pairs_agent(agent)
         agent.agent.ikectl("rekey", "--child", agent.end.conn_name, json_output=False)
-        wait_for(lambda: installed_pairs_agent(agent) and installed_pairs_agent(agent).isdisjoint(before), 10, "rekey after garbage")
+        wait_for(
+            lambda: (
+                installed_pairs_agent(agent) and installed_pairs_agent(agent).isdisjoint(before)
+            ),
+            10,
+            "rekey after garbage",
+        )
         assert_passes(topology, count=3)
         _ = socket  # imported for readers: datagrams go out over plain UDP sockets
     except BaseException:

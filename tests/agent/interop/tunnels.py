@@ -19,7 +19,12 @@ IKE_NAMES = {
     "aes128": ("AES_CBC_128", "AES_CBC", "128"),
     "chacha20poly1305": ("CHACHA20_POLY1305", "CHACHA20_POLY1305", None),
 }
-DH_NAMES = {"x25519": "CURVE_25519", "modp2048": "MODP_2048", "ecp256": "ECP_256", "ecp384": "ECP_384"}
+DH_NAMES = {
+    "x25519": "CURVE_25519",
+    "modp2048": "MODP_2048",
+    "ecp256": "ECP_256",
+    "ecp384": "ECP_384",
+}
 
 
 def agent_of(tunnel: Tunnel) -> AgentPeer:

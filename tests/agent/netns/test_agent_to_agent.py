@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ikelab_testing.checks import assert_blocked, assert_encrypted, assert_passes
 from ikelab_testing.peers import Tunnel, TunnelSpec, agent_peer
 
@@ -33,7 +34,9 @@ def test_agent_to_agent_tunnel(topology, capture_factory, initiator: str) -> Non
         [cb] = sas_b[0]["children"]
         assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
         assert ca["encryption"] == "AES_GCM_16_256" and ca["encap"]
-        assert ca["local_ts"] == [topology.spec.subnet_a] and ca["remote_ts"] == [topology.spec.subnet_b]
+        assert ca["local_ts"] == [topology.spec.subnet_a] and ca["remote_ts"] == [
+            topology.spec.subnet_b
+        ]
         assert ca["packets_out"] >= 5 and cb["packets_in"] >= 5
         assert ca["last_used"] is not None
 

@@ -69,7 +69,13 @@ class CreateChildTask:
         self.ni = eng.rng.randbytes(NONCE_LEN)
         payloads: list[w.Payload] = []
         if old is not None:
-            payloads.append(notify(w.NotifyType.REKEY_SA, protocol=w.ProtocolId.ESP, spi=old.spi_in.to_bytes(4, "big")))
+            payloads.append(
+                notify(
+                    w.NotifyType.REKEY_SA,
+                    protocol=w.ProtocolId.ESP,
+                    spi=old.spi_in.to_bytes(4, "big"),
+                )
+            )
         payloads.append(
             w.SecurityAssociation(
                 proposals.to_wire(
@@ -132,7 +138,12 @@ class CreateChildTask:
         shared = None
         if chosen.dh is not None:
             ke = w.payload(payloads, w.KeyExchange)
-            if ke is None or self.ke is None or ke.group != chosen.dh.id or self.ke.group != ke.group:
+            if (
+                ke is None
+                or self.ke is None
+                or ke.group != chosen.dh.id
+                or self.ke.group != ke.group
+            ):
                 self._abort(eng, sa, "PFS key exchange missing or of the wrong group")
                 return
             try:
@@ -142,17 +153,25 @@ class CreateChildTask:
                 return
         l_ts = selectors.from_wire(tsi.selectors)
         r_ts = selectors.from_wire(tsr.selectors)
-        if not (selectors.is_subset(l_ts, self.local_ts) and selectors.is_subset(r_ts, self.remote_ts)):
+        if not (
+            selectors.is_subset(l_ts, self.local_ts) and selectors.is_subset(r_ts, self.remote_ts)
+        ):
             self._abort(eng, sa, "peer's traffic selectors are not within ours")
             return
         old = self.rekey_of
         entry = children.install(
-            eng, sa, self.cfg, chosen,
+            eng,
+            sa,
+            self.cfg,
+            chosen,
             we_initiated=True,
             spi_in=self.spi_in,
             spi_out=int.from_bytes(chosen.spi, "big"),
-            ni=self.ni, nr=nonce.data, shared=shared,
-            local_ts=l_ts, remote_ts=r_ts,
+            ni=self.ni,
+            nr=nonce.data,
+            shared=shared,
+            local_ts=l_ts,
+            remote_ts=r_ts,
             reqid=old.reqid if old else None,
             now=now,
         )
@@ -187,7 +206,9 @@ def respond(
     if rekey is not None:
         old = sa.child_by_spi_out(int.from_bytes(rekey.spi, "big")) if len(rekey.spi) == 4 else None
         if old is None or old.state is ChildState.DESTROYED:
-            return [notify(w.NotifyType.CHILD_SA_NOT_FOUND, protocol=w.ProtocolId.ESP, spi=rekey.spi)]
+            return [
+                notify(w.NotifyType.CHILD_SA_NOT_FOUND, protocol=w.ProtocolId.ESP, spi=rekey.spi)
+            ]
         if old.state in (ChildState.DELETING, ChildState.REKEYED):
             # RFC 7296 2.25: we are closing it; the peer should retry (or let it go)
             return [notify(w.NotifyType.TEMPORARY_FAILURE)]
@@ -215,7 +236,10 @@ def respond(
         return [notify(w.NotifyType.TS_UNACCEPTABLE)]
     ke_in = w.payload(payloads, w.KeyExchange)
     chosen = proposals.select(
-        cfg.esp_proposals, sa_p.proposals, w.ProtocolId.ESP, ignore_dh=in_auth,
+        cfg.esp_proposals,
+        sa_p.proposals,
+        w.ProtocolId.ESP,
+        ignore_dh=in_auth,
         prefer_dh=ke_in.group if ke_in is not None else None,
     )
     if chosen is None or len(chosen.spi) != 4:
@@ -249,18 +273,28 @@ def respond(
             ke_out = w.KeyExchange(chosen.dh.id, mine.public)
     spi_in = eng.new_spi_in()
     entry = children.install(
-        eng, sa, cfg, chosen,
+        eng,
+        sa,
+        cfg,
+        chosen,
         we_initiated=False,
         spi_in=spi_in,
         spi_out=int.from_bytes(chosen.spi, "big"),
-        ni=ni, nr=nr, shared=shared,
-        local_ts=local_ts, remote_ts=remote_ts,
+        ni=ni,
+        nr=nr,
+        shared=shared,
+        local_ts=local_ts,
+        remote_ts=remote_ts,
         reqid=old.reqid if old else None,
         now=now,
     )
     if old is not None:
         eng.peer_rekeyed_child(sa, old, entry, now)
-    out.append(w.SecurityAssociation((proposals.chosen_to_wire(chosen, w.ProtocolId.ESP, spi_in.to_bytes(4, "big")),)))
+    out.append(
+        w.SecurityAssociation(
+            (proposals.chosen_to_wire(chosen, w.ProtocolId.ESP, spi_in.to_bytes(4, "big")),)
+        )
+    )
     if not in_auth:
         out.append(w.Nonce(nr))
         if ke_out is not None:

@@ -20,7 +20,11 @@ def identity_from_wire(id_type: int, data: bytes) -> Identity:
         elif t == IdType.ID_DER_ASN1_DN:
             from cryptography import x509
 
-            text = x509.Name.from_der(data).rfc4514_string() if hasattr(x509.Name, "from_der") else _dn_text(data)
+            text = (
+                x509.Name.from_der(data).rfc4514_string()
+                if hasattr(x509.Name, "from_der")
+                else _dn_text(data)
+            )
         elif t == IdType.ID_KEY_ID:
             text = "@#" + data.hex()
         else:

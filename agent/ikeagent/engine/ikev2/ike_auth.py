@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
-from ikeagent.config.model import ChildConfig, ConnectionConfig, Identity
 from ikeagent.config.identity import identity_of_address
+from ikeagent.config.model import ChildConfig, ConnectionConfig, Identity
 from ikeagent.crypto.auth import psk_auth, signed_octets
 from ikeagent.engine.ikev2 import children, proposals, selectors
 from ikeagent.engine.ikev2.child_create import error_notify, notify
@@ -14,8 +15,6 @@ from ikeagent.engine.ikev2.identities import identity_from_wire, matches
 from ikeagent.engine.ikev2.sa import IkeSa
 from ikeagent.engine.ikev2.state import IkeState
 from ikeagent.wire import v2 as w
-
-import hmac
 
 if TYPE_CHECKING:
     from ikeagent.engine.core import Engine
@@ -27,7 +26,9 @@ def local_identity(conn: ConnectionConfig, sa: IkeSa) -> Identity:
     return conn.local.id or identity_of_address(sa.local[0])
 
 
-def _auth_data(eng: Engine, sa: IkeSa, psk: bytes, *, initiator_side: bool, id_body: bytes) -> bytes:
+def _auth_data(
+    eng: Engine, sa: IkeSa, psk: bytes, *, initiator_side: bool, id_body: bytes
+) -> bytes:
     assert sa.keys is not None
     if initiator_side:
         octets = signed_octets(sa.init_request, sa.nr, sa.prf_id, sa.keys.sk_pi, id_body)
@@ -52,25 +53,46 @@ class IkeAuthTask:
         sa.local_id = local_identity(conn, sa)
         psk = eng.config.find_psk(sa.local_id, conn.remote.id)
         if psk is None:
-            eng.fail_ike(sa, f"no pre-shared key for '{sa.local_id}' - '{conn.remote.id or '%any'}'", now)
+            eng.fail_ike(
+                sa, f"no pre-shared key for '{sa.local_id}' - '{conn.remote.id or '%any'}'", now
+            )
             return None
         idi = w.IdentificationInitiator(w.IdType(sa.local_id.id_type), sa.local_id.data)
         payloads: list[w.Payload] = [idi]
         if eng.is_first_contact(sa):
             payloads.append(notify(w.NotifyType.INITIAL_CONTACT))
         if conn.remote.id is not None:
-            payloads.append(w.IdentificationResponder(w.IdType(conn.remote.id.id_type), conn.remote.id.data))
-        payloads.append(w.Authentication(PSK, _auth_data(eng, sa, psk, initiator_side=True, id_body=idi.id_body())))
+            payloads.append(
+                w.IdentificationResponder(w.IdType(conn.remote.id.id_type), conn.remote.id.data)
+            )
+        payloads.append(
+            w.Authentication(
+                PSK, _auth_data(eng, sa, psk, initiator_side=True, id_body=idi.id_body())
+            )
+        )
         if self.child is not None:
             if not self.spi_in:
                 self.spi_in = eng.new_spi_in()
             payloads.append(
                 w.SecurityAssociation(
-                    proposals.to_wire(self.child.esp_proposals, w.ProtocolId.ESP, self.spi_in.to_bytes(4, "big"), strip_dh=True)
+                    proposals.to_wire(
+                        self.child.esp_proposals,
+                        w.ProtocolId.ESP,
+                        self.spi_in.to_bytes(4, "big"),
+                        strip_dh=True,
+                    )
                 )
             )
-            payloads.append(w.TrafficSelectorsInitiator(tuple(t.to_wire() for t in selectors.from_config(self.child.local_ts))))
-            payloads.append(w.TrafficSelectorsResponder(tuple(t.to_wire() for t in selectors.from_config(self.child.remote_ts))))
+            payloads.append(
+                w.TrafficSelectorsInitiator(
+                    tuple(t.to_wire() for t in selectors.from_config(self.child.local_ts))
+                )
+            )
+            payloads.append(
+                w.TrafficSelectorsResponder(
+                    tuple(t.to_wire() for t in selectors.from_config(self.child.remote_ts))
+                )
+            )
         payloads.append(notify(w.NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
         return payloads
 
@@ -78,7 +100,11 @@ class IkeAuthTask:
         conn = sa.conn
         assert conn is not None
         auth_failed = next(
-            (p for p in payloads if isinstance(p, w.Notify) and p.notify_type == w.NotifyType.AUTHENTICATION_FAILED),
+            (
+                p
+                for p in payloads
+                if isinstance(p, w.Notify) and p.notify_type == w.NotifyType.AUTHENTICATION_FAILED
+            ),
             None,
         )
         if auth_failed is not None:
@@ -88,7 +114,11 @@ class IkeAuthTask:
         auth = w.payload(payloads, w.Authentication)
         if idr is None or auth is None:
             err = error_notify(payloads)
-            reason = f"peer answered {w.NotifyType(int(err.notify_type)).name}" if err else "IKE_AUTH response lacks IDr or AUTH"
+            reason = (
+                f"peer answered {w.NotifyType(int(err.notify_type)).name}"
+                if err
+                else "IKE_AUTH response lacks IDr or AUTH"
+            )
             eng.fail_ike(sa, reason, now, notify_peer=False)
             return
         remote_id = identity_from_wire(idr.id_type, idr.data)
@@ -98,11 +128,17 @@ class IkeAuthTask:
         sa.remote_id = remote_id
         psk = eng.config.find_psk(sa.local_id, remote_id)
         if psk is None or int(auth.method) != PSK:
-            eng.fail_ike(sa, f"no pre-shared key for '{sa.local_id}' - '{remote_id}' or wrong AUTH method", now)
+            eng.fail_ike(
+                sa,
+                f"no pre-shared key for '{sa.local_id}' - '{remote_id}' or wrong AUTH method",
+                now,
+            )
             return
         expected = _auth_data(eng, sa, psk, initiator_side=False, id_body=idr.id_body())
         if not hmac.compare_digest(expected, auth.data):
-            eng.fail_ike(sa, f"AUTHENTICATION_FAILED: pre-shared key of '{remote_id}' does not verify", now)
+            eng.fail_ike(
+                sa, f"AUTHENTICATION_FAILED: pre-shared key of '{remote_id}' does not verify", now
+            )
             return
         eng.ike_established(sa, now)
         if self.child is not None:
@@ -121,7 +157,9 @@ class IkeAuthTask:
             eng.log.warning("%s: CHILD_SA %s not established: %s", sa.peer_label(), cfg.name, why)
             eng.release_spi_in(self.spi_in)
             return
-        chosen = proposals.accept_response(cfg.esp_proposals, sa_p.proposals, w.ProtocolId.ESP, ignore_dh=True)
+        chosen = proposals.accept_response(
+            cfg.esp_proposals, sa_p.proposals, w.ProtocolId.ESP, ignore_dh=True
+        )
         l_ts, r_ts = selectors.from_wire(tsi.selectors), selectors.from_wire(tsr.selectors)
         if (
             chosen is None
@@ -129,17 +167,26 @@ class IkeAuthTask:
             or not selectors.is_subset(l_ts, selectors.from_config(cfg.local_ts))
             or not selectors.is_subset(r_ts, selectors.from_config(cfg.remote_ts))
         ):
-            eng.log.warning("%s: CHILD_SA %s: peer's choice is not within our offer", sa.peer_label(), cfg.name)
+            eng.log.warning(
+                "%s: CHILD_SA %s: peer's choice is not within our offer", sa.peer_label(), cfg.name
+            )
             eng.release_spi_in(self.spi_in)
             return
         children.install(
-            eng, sa, cfg, chosen,
+            eng,
+            sa,
+            cfg,
+            chosen,
             we_initiated=True,
             spi_in=self.spi_in,
             spi_out=int.from_bytes(chosen.spi, "big"),
-            ni=sa.ni, nr=sa.nr, shared=None,
-            local_ts=l_ts, remote_ts=r_ts,
-            reqid=None, now=now,
+            ni=sa.ni,
+            nr=sa.nr,
+            shared=None,
+            local_ts=l_ts,
+            remote_ts=r_ts,
+            reqid=None,
+            now=now,
         )
 
 
@@ -151,7 +198,9 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
     idi = w.payload(payloads, w.IdentificationInitiator)
     auth = w.payload(payloads, w.Authentication)
     if idi is None or auth is None:
-        eng.fail_ike(sa, "IKE_AUTH request lacks IDi or AUTH", now, notify_peer=False, after_response=True)
+        eng.fail_ike(
+            sa, "IKE_AUTH request lacks IDi or AUTH", now, notify_peer=False, after_response=True
+        )
         return [notify(w.NotifyType.AUTHENTICATION_FAILED)]
     remote_id = identity_from_wire(idi.id_type, idi.data)
     idr = w.payload(payloads, w.IdentificationResponder)
@@ -162,36 +211,56 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
             continue
         if wanted_local is not None and not matches(local_identity(c, sa), wanted_local):
             continue
-        if c is not sa.conn and sa.init_offer and proposals.select(c.proposals, sa.init_offer, w.ProtocolId.IKE) != sa.chosen:
+        if (
+            c is not sa.conn
+            and sa.init_offer
+            and proposals.select(c.proposals, sa.init_offer, w.ProtocolId.IKE) != sa.chosen
+        ):
             continue
         conn = c
         break
     sa.remote_id = remote_id
     if conn is None:
-        eng.fail_ike(sa, f"no connection matches peer identity '{remote_id}'", now, notify_peer=False, after_response=True)
+        eng.fail_ike(
+            sa,
+            f"no connection matches peer identity '{remote_id}'",
+            now,
+            notify_peer=False,
+            after_response=True,
+        )
         return [notify(w.NotifyType.AUTHENTICATION_FAILED)]
     sa.conn = conn
     sa.local_id = local_identity(conn, sa)
     psk = eng.config.find_psk(sa.local_id, remote_id)
     if psk is None or int(auth.method) != PSK:
         eng.fail_ike(
-            sa, f"no pre-shared key for '{sa.local_id}' - '{remote_id}' or AUTH method {int(auth.method)} not PSK", now,
-            notify_peer=False, after_response=True,
+            sa,
+            f"no pre-shared key for '{sa.local_id}' - '{remote_id}' or AUTH method {int(auth.method)} not PSK",
+            now,
+            notify_peer=False,
+            after_response=True,
         )
         return [notify(w.NotifyType.AUTHENTICATION_FAILED)]
     expected = _auth_data(eng, sa, psk, initiator_side=True, id_body=idi.id_body())
     if not hmac.compare_digest(expected, auth.data):
         eng.fail_ike(
-            sa, f"AUTHENTICATION_FAILED: pre-shared key of '{remote_id}' does not verify", now,
-            notify_peer=False, after_response=True,
+            sa,
+            f"AUTHENTICATION_FAILED: pre-shared key of '{remote_id}' does not verify",
+            now,
+            notify_peer=False,
+            after_response=True,
         )
         return [notify(w.NotifyType.AUTHENTICATION_FAILED)]
-    if any(isinstance(p, w.Notify) and p.notify_type == w.NotifyType.INITIAL_CONTACT for p in payloads):
+    if any(
+        isinstance(p, w.Notify) and p.notify_type == w.NotifyType.INITIAL_CONTACT for p in payloads
+    ):
         eng.initial_contact(sa, now)
     my_idr = w.IdentificationResponder(w.IdType(sa.local_id.id_type), sa.local_id.data)
     out: list[w.Payload] = [
         my_idr,
-        w.Authentication(PSK, _auth_data(eng, sa, psk, initiator_side=False, id_body=my_idr.id_body())),
+        w.Authentication(
+            PSK, _auth_data(eng, sa, psk, initiator_side=False, id_body=my_idr.id_body())
+        ),
     ]
     eng.ike_established(sa, now)
     out.extend(child_respond(eng, sa, payloads, now, in_auth=True))

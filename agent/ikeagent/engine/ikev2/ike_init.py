@@ -27,7 +27,9 @@ NONCE_LEN = 32
 NATT_PORT = 4500
 
 
-def setup_keys(sa: IkeSa, chosen: proposals.Chosen, shared: bytes, *, old: IkeSa | None = None) -> None:
+def setup_keys(
+    sa: IkeSa, chosen: proposals.Chosen, shared: bytes, *, old: IkeSa | None = None
+) -> None:
     """Derive the IKE SA's keys and its SK ciphers for our role."""
     assert chosen.prf is not None
     sa.chosen = chosen
@@ -65,8 +67,16 @@ def _nat_notifies(eng: Engine, sa: IkeSa, spi_r: int) -> list[w.Payload]:
 
 
 def _detect_nat(sa: IkeSa, payloads: list[w.Payload], spi_r: int) -> None:
-    srcs = [p.data for p in payloads if isinstance(p, w.Notify) and p.notify_type == w.NotifyType.NAT_DETECTION_SOURCE_IP]
-    dsts = [p.data for p in payloads if isinstance(p, w.Notify) and p.notify_type == w.NotifyType.NAT_DETECTION_DESTINATION_IP]
+    srcs = [
+        p.data
+        for p in payloads
+        if isinstance(p, w.Notify) and p.notify_type == w.NotifyType.NAT_DETECTION_SOURCE_IP
+    ]
+    dsts = [
+        p.data
+        for p in payloads
+        if isinstance(p, w.Notify) and p.notify_type == w.NotifyType.NAT_DETECTION_DESTINATION_IP
+    ]
     if srcs:
         theirs = nat_hash(sa.spi_i, spi_r, sa.remote[0], sa.remote[1])
         sa.nat_remote = not any(hmac.compare_digest(theirs, s) for s in srcs)
@@ -99,17 +109,29 @@ class IkeInitTask:
         if sa.cookie is not None:
             payloads.append(notify(w.NotifyType.COOKIE, sa.cookie))
         payloads += [
-            w.SecurityAssociation(proposals.to_wire(conn.proposals, w.ProtocolId.IKE, b"", dh_first=group)),
+            w.SecurityAssociation(
+                proposals.to_wire(conn.proposals, w.ProtocolId.IKE, b"", dh_first=group)
+            ),
             w.KeyExchange(group, sa.ke.public),
             w.Nonce(sa.ni),
             *_nat_notifies(eng, sa, 0),
         ]
         if conn.fragmentation:
             payloads.append(notify(w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-        sa.init_request = encode_plain(sa.spi_i, 0, w.ExchangeType.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads)
+        sa.init_request = encode_plain(
+            sa.spi_i, 0, w.ExchangeType.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads
+        )
         return sa.init_request
 
-    def on_plain_response(self, eng: Engine, sa: IkeSa, data: bytes, header: w.Header, payloads: list[w.Payload], now: float) -> None:
+    def on_plain_response(
+        self,
+        eng: Engine,
+        sa: IkeSa,
+        data: bytes,
+        header: w.Header,
+        payloads: list[w.Payload],
+        now: float,
+    ) -> None:
         conn = sa.conn
         assert conn is not None
         cookie = w.find_notify(payloads, w.NotifyType.COOKIE)
@@ -130,16 +152,32 @@ class IkeInitTask:
                 sa.ke_retries += 1
                 sa.dh_group = group
                 sa.ke = None
-                eng.log.info("%s: peer asks for DH group %s, retrying IKE_SA_INIT", sa.peer_label(), _group_name(group))
+                eng.log.info(
+                    "%s: peer asks for DH group %s, retrying IKE_SA_INIT",
+                    sa.peer_label(),
+                    _group_name(group),
+                )
                 eng.restart_init(sa, now)
                 return
-            eng.fail_ike(sa, f"peer answered INVALID_KE_PAYLOAD for group {_group_name(group)}, which we do not offer", now, notify_peer=False)
+            eng.fail_ike(
+                sa,
+                f"peer answered INVALID_KE_PAYLOAD for group {_group_name(group)}, which we do not offer",
+                now,
+                notify_peer=False,
+            )
             return
-        err = next((p for p in payloads if isinstance(p, w.Notify) and int(p.notify_type) < 16384), None)
+        err = next(
+            (p for p in payloads if isinstance(p, w.Notify) and int(p.notify_type) < 16384), None
+        )
         if err is not None:
             name = w.NotifyType(int(err.notify_type)).name
             if err.notify_type == w.NotifyType.NO_PROPOSAL_CHOSEN:
-                eng.fail_ike(sa, f"peer answered NO_PROPOSAL_CHOSEN to our offer {proposals.describe_configured(conn.proposals)}", now, notify_peer=False)
+                eng.fail_ike(
+                    sa,
+                    f"peer answered NO_PROPOSAL_CHOSEN to our offer {proposals.describe_configured(conn.proposals)}",
+                    now,
+                    notify_peer=False,
+                )
             else:
                 eng.fail_ike(sa, f"peer answered {name}", now, notify_peer=False)
             return
@@ -155,7 +193,9 @@ class IkeInitTask:
             return
         assert sa.ke is not None
         if chosen.dh.id != sa.ke.group or ke.group != sa.ke.group:
-            eng.fail_ike(sa, "peer's KE group differs from the chosen proposal", now, notify_peer=False)
+            eng.fail_ike(
+                sa, "peer's KE group differs from the chosen proposal", now, notify_peer=False
+            )
             return
         if not 16 <= len(nonce.data) <= 256:
             eng.fail_ike(sa, "peer's nonce length is out of range", now, notify_peer=False)
@@ -169,7 +209,10 @@ class IkeInitTask:
         sa.nr = nonce.data
         sa.init_response = data
         _detect_nat(sa, payloads, header.spi_r)
-        sa.frag_supported = conn.fragmentation and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        sa.frag_supported = (
+            conn.fragmentation
+            and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        )
         setup_keys(sa, chosen, shared)
         sa.ke = None  # the private value is no longer needed
         if sa.encap and sa.local[1] != NATT_PORT and sa.remote[1] == 500:
@@ -197,12 +240,22 @@ def cookie_for(secret: bytes, ni: bytes, remote: Endpoint, spi_i: int) -> bytes:
 
 
 def respond(
-    eng: Engine, data: bytes, header: w.Header, payloads: list[w.Payload], local: Endpoint, remote: Endpoint, now: float
+    eng: Engine,
+    data: bytes,
+    header: w.Header,
+    payloads: list[w.Payload],
+    local: Endpoint,
+    remote: Endpoint,
+    now: float,
 ) -> None:
     """Handle a new IKE_SA_INIT request (retransmits were answered by the caller)."""
 
     def reply(ps: list[w.Payload], spi_r: int = 0) -> None:
-        eng.send_plain(encode_plain(header.spi_i, spi_r, w.ExchangeType.IKE_SA_INIT, w.FLAG_RESPONSE, 0, ps), local, remote)
+        eng.send_plain(
+            encode_plain(header.spi_i, spi_r, w.ExchangeType.IKE_SA_INIT, w.FLAG_RESPONSE, 0, ps),
+            local,
+            remote,
+        )
 
     candidates = eng.candidates_for(local, remote)
     if not candidates:
@@ -234,7 +287,8 @@ def respond(
         eng.count("no_proposal_chosen")
         eng.log.warning(
             "%s:%d: NO_PROPOSAL_CHOSEN: peer offered %s; we accept %s",
-            remote[0], remote[1],
+            remote[0],
+            remote[1],
             proposals.describe_offer(sa_p.proposals),
             "; ".join(proposals.describe_configured(c.proposals) for c in candidates),
         )
@@ -242,7 +296,13 @@ def respond(
         return
     if ke.group != chosen.dh.id:
         eng.count("invalid_ke")
-        eng.log.info("%s:%d: KE group %s, asking for %s", remote[0], remote[1], _group_name(ke.group), chosen.dh.keyword)
+        eng.log.info(
+            "%s:%d: KE group %s, asking for %s",
+            remote[0],
+            remote[1],
+            _group_name(ke.group),
+            chosen.dh.keyword,
+        )
         reply([notify(w.NotifyType.INVALID_KE_PAYLOAD, chosen.dh.id.to_bytes(2, "big"))])
         return
     mine = KeyExchange.generate(chosen.dh.id, eng.rng)
@@ -260,7 +320,10 @@ def respond(
     sa.dh_group = chosen.dh.id
     sa.init_request = data
     _detect_nat(sa, payloads, 0)
-    sa.frag_supported = conn.fragmentation and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    sa.frag_supported = (
+        conn.fragmentation
+        and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    )
     setup_keys(sa, chosen, shared)
     out: list[w.Payload] = [
         w.SecurityAssociation((proposals.chosen_to_wire(chosen, w.ProtocolId.IKE, b""),)),
@@ -270,7 +333,9 @@ def respond(
     ]
     if sa.frag_supported:
         out.append(notify(w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-    sa.init_response = encode_plain(sa.spi_i, sa.spi_r, w.ExchangeType.IKE_SA_INIT, w.FLAG_RESPONSE, 0, out)
+    sa.init_response = encode_plain(
+        sa.spi_i, sa.spi_r, w.ExchangeType.IKE_SA_INIT, w.FLAG_RESPONSE, 0, out
+    )
     sa.set_state(IkeState.CONNECTING)
     sa.expected_msgid = 1
     sa.last_response = (0, [sa.init_response])

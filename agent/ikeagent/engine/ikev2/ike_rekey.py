@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from ikeagent.engine.core import Engine
 
 
-def _new_sa_from(eng: Engine, old: IkeSa, *, we_initiated: bool, spi_i: int, spi_r: int, now: float) -> IkeSa:
+def _new_sa_from(
+    eng: Engine, old: IkeSa, *, we_initiated: bool, spi_i: int, spi_r: int, now: float
+) -> IkeSa:
     sa = IkeSa(
         uid=eng.new_uid(),
         conn=old.conn,
@@ -58,7 +60,14 @@ class IkeRekeyTask:
         self.group = self.group or sa.dh_group or conn.proposals[0].dh[0].id
         self.ke = KeyExchange.generate(self.group, eng.rng)
         return [
-            w.SecurityAssociation(proposals.to_wire(conn.proposals, w.ProtocolId.IKE, self.spi_i.to_bytes(8, "big"), dh_first=self.group)),
+            w.SecurityAssociation(
+                proposals.to_wire(
+                    conn.proposals,
+                    w.ProtocolId.IKE,
+                    self.spi_i.to_bytes(8, "big"),
+                    dh_first=self.group,
+                )
+            ),
             w.Nonce(self.ni),
             w.KeyExchange(self.group, self.ke.public),
         ]
@@ -104,7 +113,13 @@ class IkeRekeyTask:
             self._abort(eng, sa, "response lacks SA, Nonce or KE", now)
             return
         chosen = proposals.accept_response(conn.proposals, sa_p.proposals, w.ProtocolId.IKE)
-        if chosen is None or chosen.dh is None or chosen.dh.id != self.ke.group or ke.group != self.ke.group or len(chosen.spi) != 8:
+        if (
+            chosen is None
+            or chosen.dh is None
+            or chosen.dh.id != self.ke.group
+            or ke.group != self.ke.group
+            or len(chosen.spi) != 8
+        ):
             self._abort(eng, sa, "peer's choice is not within our offer", now)
             return
         if not 16 <= len(nonce.data) <= 256:
@@ -115,13 +130,22 @@ class IkeRekeyTask:
         except InvalidPublicKey as exc:
             self._abort(eng, sa, f"invalid KE: {exc}", now)
             return
-        new = _new_sa_from(eng, sa, we_initiated=True, spi_i=self.spi_i, spi_r=int.from_bytes(chosen.spi, "big"), now=now)
+        new = _new_sa_from(
+            eng,
+            sa,
+            we_initiated=True,
+            spi_i=self.spi_i,
+            spi_r=int.from_bytes(chosen.spi, "big"),
+            now=now,
+        )
         new.ni, new.nr, new.dh_group = self.ni, nonce.data, chosen.dh.id
         setup_keys(new, chosen, shared, old=sa)
         eng.finish_ike_rekey(sa, new, now)
 
 
-def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], sa_p: w.SecurityAssociation, now: float) -> list[w.Payload]:
+def respond(
+    eng: Engine, sa: IkeSa, payloads: list[w.Payload], sa_p: w.SecurityAssociation, now: float
+) -> list[w.Payload]:
     conn = sa.conn
     assert conn is not None
     if sa.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
@@ -130,15 +154,21 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], sa_p: w.SecurityA
     from ikeagent.engine.ikev2.informational import DeleteChildTask
     from ikeagent.engine.ikev2.state import ChildState
 
-    busy = sa.outstanding is not None and isinstance(sa.outstanding.task, CreateChildTask | DeleteChildTask)
-    if busy or any(c.state in (ChildState.REKEYING, ChildState.DELETING, ChildState.CREATING) for c in sa.children):
+    busy = sa.outstanding is not None and isinstance(
+        sa.outstanding.task, CreateChildTask | DeleteChildTask
+    )
+    if busy or any(
+        c.state in (ChildState.REKEYING, ChildState.DELETING, ChildState.CREATING)
+        for c in sa.children
+    ):
         # a child exchange of ours is in flight: ask the peer to retry (as charon does)
         return [notify(w.NotifyType.TEMPORARY_FAILURE)]
     chosen = proposals.select(conn.proposals, sa_p.proposals, w.ProtocolId.IKE)
     if chosen is None or chosen.dh is None or chosen.prf is None or len(chosen.spi) != 8:
         eng.log.warning(
             "%s: IKE rekey: NO_PROPOSAL_CHOSEN: peer offered %s",
-            sa.peer_label(), proposals.describe_offer(sa_p.proposals),
+            sa.peer_label(),
+            proposals.describe_offer(sa_p.proposals),
         )
         return [notify(w.NotifyType.NO_PROPOSAL_CHOSEN)]
     nonce = w.payload(payloads, w.Nonce)
@@ -153,12 +183,16 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], sa_p: w.SecurityA
     except InvalidPublicKey:
         return [notify(w.NotifyType.INVALID_SYNTAX)]
     spi_r = eng.new_ike_spi()
-    new = _new_sa_from(eng, sa, we_initiated=False, spi_i=int.from_bytes(chosen.spi, "big"), spi_r=spi_r, now=now)
+    new = _new_sa_from(
+        eng, sa, we_initiated=False, spi_i=int.from_bytes(chosen.spi, "big"), spi_r=spi_r, now=now
+    )
     new.ni, new.nr, new.dh_group = nonce.data, eng.rng.randbytes(NONCE_LEN), chosen.dh.id
     setup_keys(new, chosen, shared, old=sa)
     eng.peer_rekeyed_ike(sa, new, now)
     return [
-        w.SecurityAssociation((proposals.chosen_to_wire(chosen, w.ProtocolId.IKE, spi_r.to_bytes(8, "big")),)),
+        w.SecurityAssociation(
+            (proposals.chosen_to_wire(chosen, w.ProtocolId.IKE, spi_r.to_bytes(8, "big")),)
+        ),
         w.Nonce(new.nr),
         w.KeyExchange(chosen.dh.id, mine.public),
     ]

@@ -82,12 +82,16 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
                 eng.log.info("%s: peer deleted the IKE_SA", sa.peer_label())
                 theirs = sa.rekeyed_by_peer
                 out_task = sa.outstanding.task if sa.outstanding is not None else None
-                if theirs is not None and out_task is not None and out_task.describe() == "rekey IKE_SA":
+                if (
+                    theirs is not None
+                    and out_task is not None
+                    and out_task.describe() == "rekey IKE_SA"
+                ):
                     # the peer won a rekey collision and its delete overtook its answer to our
                     # rekey: keep this SA until that answer comes, so we can delete the
                     # redundant SA it created for us
                     sa.peer_deleted = True
-                    eng.after_response(sa, lambda: eng.peer_rekey_wins(sa, theirs, now))
+                    eng.after_response(sa, lambda t=theirs: eng.peer_rekey_wins(sa, t, now))
                     return []
                 eng.after_response(sa, lambda: eng.destroy_ike(sa, "deleted by peer", now))
                 return []
@@ -107,10 +111,19 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
             t = int(p.notify_type)
             if t == w.NotifyType.AUTHENTICATION_FAILED:
                 # charon tells an initiator this way that it rejected our AUTH (RFC 7296 2.21.2)
-                eng.log.error("%s: AUTHENTICATION_FAILED: the peer rejected our authentication", sa.peer_label())
-                eng.after_response(sa, lambda: eng.destroy_ike(sa, "peer sent AUTHENTICATION_FAILED", now))
+                eng.log.error(
+                    "%s: AUTHENTICATION_FAILED: the peer rejected our authentication",
+                    sa.peer_label(),
+                )
+                eng.after_response(
+                    sa, lambda: eng.destroy_ike(sa, "peer sent AUTHENTICATION_FAILED", now)
+                )
             elif t < 16384:
-                eng.log.warning("%s: peer sent error notify %s", sa.peer_label(), w.NotifyType(t).name)
+                eng.log.warning(
+                    "%s: peer sent error notify %s", sa.peer_label(), w.NotifyType(t).name
+                )
             else:
-                eng.log.debug("%s: peer sent %s, acknowledged", sa.peer_label(), w.NotifyType(t).name)
+                eng.log.debug(
+                    "%s: peer sent %s, acknowledged", sa.peer_label(), w.NotifyType(t).name
+                )
     return out

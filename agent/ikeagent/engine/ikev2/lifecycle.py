@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from ikeagent.config.model import ChildConfig
 from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp, RemovePolicy
 from ikeagent.engine.ikev2.child_create import CreateChildTask, notify
+from ikeagent.engine.ikev2.identities import same_identity
 from ikeagent.engine.ikev2.ike_auth import IkeAuthTask
 from ikeagent.engine.ikev2.ike_init import IkeInitTask
-from ikeagent.engine.ikev2.identities import same_identity
 from ikeagent.engine.ikev2.informational import DeleteChildTask, DeleteIkeTask
 from ikeagent.engine.ikev2.sa import ChildEntry, IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
@@ -47,8 +47,10 @@ class Lifecycle:
         self.log.info(
             "%s: IKE_SA established between %s[%s]...%s[%s] (%s, %s)",
             sa.peer_label(),
-            sa.local[0], sa.local_id,
-            sa.remote[0], sa.remote_id,
+            sa.local[0],
+            sa.local_id,
+            sa.remote[0],
+            sa.remote_id,
             sa.chosen.describe(),
             "initiator" if sa.initiator else "responder",
         )
@@ -72,7 +74,9 @@ class Lifecycle:
 
     def is_first_contact(self: Engine, sa: IkeSa) -> bool:
         return not any(
-            o is not sa and o.conn is sa.conn and o.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+            o is not sa
+            and o.conn is sa.conn
+            and o.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
             for o in self.sas.values()
         )
 
@@ -81,20 +85,35 @@ class Lifecycle:
         for o in list(self.sas.values()):
             if o is sa or o.conn is not sa.conn:
                 continue
-            if not (same_identity(o.remote_id, sa.remote_id) and same_identity(o.local_id, sa.local_id)):
+            if not (
+                same_identity(o.remote_id, sa.remote_id) and same_identity(o.local_id, sa.local_id)
+            ):
                 continue
             if o.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
-                self.log.info("%s: INITIAL_CONTACT: dropping stale IKE_SA %s[%d]", sa.peer_label(), o.name, o.uid)
+                self.log.info(
+                    "%s: INITIAL_CONTACT: dropping stale IKE_SA %s[%d]",
+                    sa.peer_label(),
+                    o.name,
+                    o.uid,
+                )
                 self.destroy_ike(o, "replaced after the peer restarted (INITIAL_CONTACT)", now)
 
     def fail_ike(
-        self: Engine, sa: IkeSa, reason: str, now: float, *, notify_peer: bool = True, after_response: bool = False
+        self: Engine,
+        sa: IkeSa,
+        reason: str,
+        now: float,
+        *,
+        notify_peer: bool = True,
+        after_response: bool = False,
     ) -> None:
         sa.fail_reason = reason
         self.count("ike_failures")
         self.log.error("%s: %s", sa.peer_label(), reason)
         if notify_peer and sa.sk_out is not None and "AUTHENTICATION_FAILED" in reason:
-            self.send_oneshot(sa, w.ExchangeType.INFORMATIONAL, [notify(w.NotifyType.AUTHENTICATION_FAILED)])
+            self.send_oneshot(
+                sa, w.ExchangeType.INFORMATIONAL, [notify(w.NotifyType.AUTHENTICATION_FAILED)]
+            )
         if after_response:
             self.after_response(sa, lambda: self.destroy_ike(sa, reason, now))
         else:
@@ -136,7 +155,11 @@ class Lifecycle:
         if child.state is ChildState.DESTROYED:
             return
         child.set_state(ChildState.DESTROYED)
-        holder = sa if child in sa.children else next((s for s in self.sas.values() if child in s.children), sa)
+        holder = (
+            sa
+            if child in sa.children
+            else next((s for s in self.sas.values() if child in s.children), sa)
+        )
         if child in holder.children:
             holder.children.remove(child)
         self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
@@ -145,16 +168,32 @@ class Lifecycle:
         if not still:
             self.emit(RemovePolicy(child.reqid))
             self.emit(ChildDown(child.name, sa.name, child.reqid, reason))
-        self.log.info("%s: CHILD_SA %s{%d} SPIs %08x_i %08x_o deleted: %s", sa.peer_label(), child.name, child.reqid, child.spi_in, child.spi_out, reason)
+        self.log.info(
+            "%s: CHILD_SA %s{%d} SPIs %08x_i %08x_o deleted: %s",
+            sa.peer_label(),
+            child.name,
+            child.reqid,
+            child.spi_in,
+            child.spi_out,
+            reason,
+        )
 
-    def delete_children(self: Engine, sa: IkeSa, children: list[ChildEntry], reason: str, now: float) -> None:
+    def delete_children(
+        self: Engine, sa: IkeSa, children: list[ChildEntry], reason: str, now: float
+    ) -> None:
         self.queue_task(sa, DeleteChildTask(children, reason), now)
 
-    def finish_child_rekey(self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float) -> None:
+    def finish_child_rekey(
+        self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float
+    ) -> None:
         theirs = old.peer_replacement
         if theirs is not None and theirs.state is not ChildState.DESTROYED:
             if min(new.nonces) < min(theirs.nonces):
-                self.log.info("%s: CHILD_SA %s rekey collision lost: deleting our redundant SA", sa.peer_label(), old.name)
+                self.log.info(
+                    "%s: CHILD_SA %s rekey collision lost: deleting our redundant SA",
+                    sa.peer_label(),
+                    old.name,
+                )
                 if old.state not in (ChildState.REKEYED, ChildState.DESTROYED, ChildState.DELETING):
                     old.set_state(ChildState.REKEYED)
                     old.delete_at = now + REKEYED_GRACE
@@ -166,7 +205,9 @@ class Lifecycle:
                 old.set_state(ChildState.REKEYED)
             self.delete_children(sa, [old], "rekeyed", now)
 
-    def peer_rekeyed_child(self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float) -> None:
+    def peer_rekeyed_child(
+        self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float
+    ) -> None:
         if old.state is ChildState.REKEYING:
             old.peer_replacement = new
             return
@@ -203,7 +244,10 @@ class Lifecycle:
         theirs = old.rekeyed_by_peer
         if theirs is not None and theirs.state is not IkeState.DESTROYED:
             if min(new.ni, new.nr) < min(theirs.ni, theirs.nr):
-                self.log.info("%s: IKE_SA rekey collision lost: deleting our redundant IKE_SA", old.peer_label())
+                self.log.info(
+                    "%s: IKE_SA rekey collision lost: deleting our redundant IKE_SA",
+                    old.peer_label(),
+                )
                 self._move_children(old, theirs)
                 if old.state is not IkeState.REKEYED:
                     old.set_state(IkeState.REKEYED)
@@ -221,7 +265,14 @@ class Lifecycle:
         self._move_children(old, new)
         if old.state is not IkeState.REKEYED:
             old.set_state(IkeState.REKEYED)
-        self.log.info("%s: IKE_SA rekeyed to %s[%d] (SPIs %016x_i %016x_r)", old.peer_label(), new.name, new.uid, new.spi_i, new.spi_r)
+        self.log.info(
+            "%s: IKE_SA rekeyed to %s[%d] (SPIs %016x_i %016x_r)",
+            old.peer_label(),
+            new.name,
+            new.uid,
+            new.spi_i,
+            new.spi_r,
+        )
         self.queue_task(old, DeleteIkeTask("rekeyed"), now)
         self._kick(new, now)
 

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from ikeagent.engine.core import Engine
 
 
-def _create_child_sa(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> list[w.Payload]:
+def _create_child_sa(
+    eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float
+) -> list[w.Payload]:
     sa_p = w.payload(payloads, w.SecurityAssociation)
     if sa_p is not None and sa_p.proposals and int(sa_p.proposals[0].protocol) == w.ProtocolId.IKE:
         return ike_rekey.respond(eng, sa, payloads, sa_p, now)
@@ -42,8 +44,18 @@ REQUEST_HANDLERS: dict[int, RequestHandler] = {
 # which exchanges may be requested in which state of the IKE SA
 ALLOWED: dict[int, frozenset[IkeState]] = {
     w.ExchangeType.IKE_AUTH: frozenset({IkeState.CONNECTING}),
-    w.ExchangeType.CREATE_CHILD_SA: frozenset({IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING}),
-    w.ExchangeType.INFORMATIONAL: frozenset({IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING, IkeState.CONNECTING}),
+    w.ExchangeType.CREATE_CHILD_SA: frozenset(
+        {IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING}
+    ),
+    w.ExchangeType.INFORMATIONAL: frozenset(
+        {
+            IkeState.ESTABLISHED,
+            IkeState.REKEYING,
+            IkeState.REKEYED,
+            IkeState.DELETING,
+            IkeState.CONNECTING,
+        }
+    ),
 }
 
 
@@ -75,8 +87,12 @@ class TaskManager:
                     continue
                 msgid = sa.next_msgid
                 sa.next_msgid += 1
-                datagrams = encode_protected(sa, task.exchange, msgid, False, payloads, self.rng, self.ike_mtu(sa))
-            sa.outstanding = Outstanding(task, msgid, datagrams, 0, now + self.config.retransmit_timeout)
+                datagrams = encode_protected(
+                    sa, task.exchange, msgid, False, payloads, self.rng, self.ike_mtu(sa)
+                )
+            sa.outstanding = Outstanding(
+                task, msgid, datagrams, 0, now + self.config.retransmit_timeout
+            )
             self._send(sa, datagrams)
         self._refresh(sa)
 
@@ -91,11 +107,23 @@ class TaskManager:
             if on_timeout is not None:
                 on_timeout(self, sa, now)
             else:
-                self.destroy_ike(sa, f"peer did not answer {out.task.describe()} after {out.tries - 1} retransmits", now)
+                self.destroy_ike(
+                    sa,
+                    f"peer did not answer {out.task.describe()} after {out.tries - 1} retransmits",
+                    now,
+                )
             return
         self.count("retransmits")
-        self.log.info("%s: retransmit %d of %s (message ID %d)", sa.peer_label(), out.tries, out.task.describe(), out.message_id)
-        out.deadline = now + self.config.retransmit_timeout * (self.config.retransmit_base**out.tries)
+        self.log.info(
+            "%s: retransmit %d of %s (message ID %d)",
+            sa.peer_label(),
+            out.tries,
+            out.task.describe(),
+            out.message_id,
+        )
+        out.deadline = now + self.config.retransmit_timeout * (
+            self.config.retransmit_base**out.tries
+        )
         self._send(sa, out.datagrams)
 
     def _send(self: Engine, sa: IkeSa, datagrams: list[bytes]) -> None:
@@ -104,7 +132,9 @@ class TaskManager:
 
     # ---- input -----------------------------------------------------------------------------
 
-    def _on_response(self: Engine, sa: IkeSa, data: bytes, header: w.Header, outer: list[w.Payload], now: float) -> None:
+    def _on_response(
+        self: Engine, sa: IkeSa, data: bytes, header: w.Header, outer: list[w.Payload], now: float
+    ) -> None:
         out = sa.outstanding
         if out is None or header.message_id != out.message_id:
             self.count("unexpected_response")
@@ -140,7 +170,9 @@ class TaskManager:
         task.on_response(self, sa, payloads, now)
         self._kick(sa, now)
 
-    def _on_request(self: Engine, sa: IkeSa, data: bytes, header: w.Header, outer: list[w.Payload], now: float) -> None:
+    def _on_request(
+        self: Engine, sa: IkeSa, data: bytes, header: w.Header, outer: list[w.Payload], now: float
+    ) -> None:
         mid = header.message_id
         if mid != sa.expected_msgid:
             if sa.last_response is not None and sa.last_response[0] == mid:
@@ -155,7 +187,12 @@ class TaskManager:
         handler = REQUEST_HANDLERS.get(int(header.exchange))
         if handler is None or sa.state not in ALLOWED.get(int(header.exchange), frozenset()):
             self.count("unexpected_request")
-            self.log.info("%s: ignored %s request in state %s", sa.peer_label(), w.ExchangeType(int(header.exchange)).name, sa.state.value)
+            self.log.info(
+                "%s: ignored %s request in state %s",
+                sa.peer_label(),
+                w.ExchangeType(int(header.exchange)).name,
+                sa.state.value,
+            )
             return
         try:
             payloads = open_protected(sa, data, header, outer, now)
@@ -164,7 +201,16 @@ class TaskManager:
             self.log.info("%s: dropped request: %s", sa.peer_label(), exc)
             return
         except UnsupportedCriticalPayload as exc:
-            self._answer(sa, header, [child_create.notify(w.NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type & 0xFF]))], now)
+            self._answer(
+                sa,
+                header,
+                [
+                    child_create.notify(
+                        w.NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type & 0xFF])
+                    )
+                ],
+                now,
+            )
             return
         except DecodeError as exc:
             self.count("malformed")
@@ -183,8 +229,12 @@ class TaskManager:
             fn()
         self._kick(sa, now)
 
-    def _answer(self: Engine, sa: IkeSa, header: w.Header, reply: list[w.Payload], now: float) -> None:
-        datagrams = encode_protected(sa, header.exchange, header.message_id, True, reply, self.rng, self.ike_mtu(sa))
+    def _answer(
+        self: Engine, sa: IkeSa, header: w.Header, reply: list[w.Payload], now: float
+    ) -> None:
+        datagrams = encode_protected(
+            sa, header.exchange, header.message_id, True, reply, self.rng, self.ike_mtu(sa)
+        )
         sa.expected_msgid = header.message_id + 1
         sa.last_response = (header.message_id, datagrams)
         self._reply_path(sa, datagrams)
@@ -203,10 +253,14 @@ class TaskManager:
     def after_response(self: Engine, sa: IkeSa, fn: Callable[[], None]) -> None:
         self._after.append(fn)
 
-    def send_oneshot(self: Engine, sa: IkeSa, exchange: w.ExchangeType, payloads: list[w.Payload]) -> None:
+    def send_oneshot(
+        self: Engine, sa: IkeSa, exchange: w.ExchangeType, payloads: list[w.Payload]
+    ) -> None:
         """A request we do not wait for (a notify before we tear the SA down)."""
         if sa.sk_out is None:
             return
         msgid = sa.next_msgid
         sa.next_msgid += 1
-        self._send(sa, encode_protected(sa, exchange, msgid, False, payloads, self.rng, self.ike_mtu(sa)))
+        self._send(
+            sa, encode_protected(sa, exchange, msgid, False, payloads, self.rng, self.ike_mtu(sa))
+        )

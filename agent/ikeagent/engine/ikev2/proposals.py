@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ikeagent.crypto.suites import Algorithm, Proposal, TransformType
-from ikeagent.wire.v2 import Attribute, ProtocolId
+from ikeagent.wire.v2 import Attribute, ProtocolId, Transform
 from ikeagent.wire.v2 import Proposal as WireProposal
-from ikeagent.wire.v2 import Transform
 
 KEY_LENGTH = 14
 
@@ -91,7 +90,9 @@ def _offered(wp: WireProposal) -> dict[TransformType, list[tuple[int, int | None
     return offered
 
 
-def _match(p: Proposal, wp: WireProposal, *, ignore_dh: bool, prefer_dh: int | None = None) -> Chosen | None:
+def _match(
+    p: Proposal, wp: WireProposal, *, ignore_dh: bool, prefer_dh: int | None = None
+) -> Chosen | None:
     offered = _offered(wp)
     mine = _by_type(p)
     picked: dict[TransformType, Algorithm | None] = {}
@@ -116,7 +117,9 @@ def _match(p: Proposal, wp: WireProposal, *, ignore_dh: bool, prefer_dh: int | N
         if t is TransformType.DH and prefer_dh is not None:
             # the group the peer already sent a KE for saves an INVALID_KE_PAYLOAD round trip
             ours = tuple(sorted(ours, key=lambda a: a.id != prefer_dh))
-        choice = next((a for a in ours if any(i == a.id and kl == a.key_bits for i, kl in theirs)), None)
+        choice = next(
+            (a for a in ours if any(i == a.id and kl == a.key_bits for i, kl in theirs)), None
+        )
         if choice is None:
             return None
         picked[t] = choice

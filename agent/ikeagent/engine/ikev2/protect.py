@@ -36,7 +36,12 @@ def flags_for(sa: IkeSa, response: bool) -> int:
 
 
 def encode_plain(
-    spi_i: int, spi_r: int, exchange: ExchangeType, flags: int, msgid: int, payloads: Sequence[Payload]
+    spi_i: int,
+    spi_r: int,
+    exchange: ExchangeType,
+    flags: int,
+    msgid: int,
+    payloads: Sequence[Payload],
 ) -> bytes:
     first, body = encode_payloads(payloads)
     header = Header(spi_i, spi_r, first, exchange, flags, msgid, HEADER_LEN + len(body))
@@ -44,8 +49,16 @@ def encode_plain(
 
 
 def _seal(
-    sk: SkCipher, spi_i: int, spi_r: int, exchange: ExchangeType, flags: int, msgid: int,
-    inner_first: int, plaintext: bytes, rng: RandomSource, fragment: tuple[int, int] | None,
+    sk: SkCipher,
+    spi_i: int,
+    spi_r: int,
+    exchange: ExchangeType,
+    flags: int,
+    msgid: int,
+    inner_first: int,
+    plaintext: bytes,
+    rng: RandomSource,
+    fragment: tuple[int, int] | None,
 ) -> bytes:
     body_len = sk.encrypted_length(len(plaintext))
     if fragment is None:
@@ -85,8 +98,16 @@ def encode_protected(
     total = len(pieces)
     return [
         _seal(
-            sk, sa.spi_i, sa.spi_r, exchange, flags, msgid,
-            first if n == 1 else 0, piece, rng, (n, total),
+            sk,
+            sa.spi_i,
+            sa.spi_r,
+            exchange,
+            flags,
+            msgid,
+            first if n == 1 else 0,
+            piece,
+            rng,
+            (n, total),
         )
         for n, piece in enumerate(pieces, start=1)
     ]

@@ -137,7 +137,9 @@ class IkeSa:
         return self.chosen.prf.id
 
     def peer_label(self) -> str:
-        rid_v = self.remote_id or (self.conn.remote.id if self.conn is not None and self.initiator else None)
+        rid_v = self.remote_id or (
+            self.conn.remote.id if self.conn is not None and self.initiator else None
+        )
         rid = f" '{rid_v}'" if rid_v else ""
         return f"{self.name}[{self.uid}] {self.remote[0]}:{self.remote[1]}{rid}"
 

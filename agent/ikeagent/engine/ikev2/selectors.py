@@ -66,7 +66,13 @@ class TsRange:
 
 def from_config(ts: tuple[TrafficSelector, ...]) -> tuple[TsRange, ...]:
     return tuple(
-        TsRange(t.network.network_address, t.network.broadcast_address, t.protocol, t.port_start, t.port_end)
+        TsRange(
+            t.network.network_address,
+            t.network.broadcast_address,
+            t.protocol,
+            t.port_start,
+            t.port_end,
+        )
         for t in ts
     )
 

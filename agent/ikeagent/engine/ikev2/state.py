@@ -22,8 +22,18 @@ class IkeState(Enum):
 _IKE = {
     IkeState.CREATED: {IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.DESTROYED},
     IkeState.CONNECTING: {IkeState.ESTABLISHED, IkeState.DELETING, IkeState.DESTROYED},
-    IkeState.ESTABLISHED: {IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING, IkeState.DESTROYED},
-    IkeState.REKEYING: {IkeState.ESTABLISHED, IkeState.REKEYED, IkeState.DELETING, IkeState.DESTROYED},
+    IkeState.ESTABLISHED: {
+        IkeState.REKEYING,
+        IkeState.REKEYED,
+        IkeState.DELETING,
+        IkeState.DESTROYED,
+    },
+    IkeState.REKEYING: {
+        IkeState.ESTABLISHED,
+        IkeState.REKEYED,
+        IkeState.DELETING,
+        IkeState.DESTROYED,
+    },
     IkeState.REKEYED: {IkeState.DELETING, IkeState.DESTROYED},
     IkeState.DELETING: {IkeState.DESTROYED},
     IkeState.DESTROYED: set(),
@@ -41,8 +51,18 @@ class ChildState(Enum):
 
 _CHILD = {
     ChildState.CREATING: {ChildState.INSTALLED, ChildState.DESTROYED},
-    ChildState.INSTALLED: {ChildState.REKEYING, ChildState.REKEYED, ChildState.DELETING, ChildState.DESTROYED},
-    ChildState.REKEYING: {ChildState.INSTALLED, ChildState.REKEYED, ChildState.DELETING, ChildState.DESTROYED},
+    ChildState.INSTALLED: {
+        ChildState.REKEYING,
+        ChildState.REKEYED,
+        ChildState.DELETING,
+        ChildState.DESTROYED,
+    },
+    ChildState.REKEYING: {
+        ChildState.INSTALLED,
+        ChildState.REKEYED,
+        ChildState.DELETING,
+        ChildState.DESTROYED,
+    },
     ChildState.REKEYED: {ChildState.DELETING, ChildState.DESTROYED},
     ChildState.DELETING: {ChildState.DESTROYED},
     ChildState.DESTROYED: set(),

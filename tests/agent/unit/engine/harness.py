@@ -92,11 +92,28 @@ Filter = Callable[[str, Any], bool]
 
 
 class Pair:
-    def __init__(self, cfg_a: dict[str, Any], cfg_b: dict[str, Any], *, seed: int = 1, force_encap: bool = False) -> None:
+    def __init__(
+        self,
+        cfg_a: dict[str, Any],
+        cfg_b: dict[str, Any],
+        *,
+        seed: int = 1,
+        force_encap: bool = False,
+    ) -> None:
         self.now = 1000.0
         self.rng = random.Random(seed)
-        self.a = Side("a", Engine(parse_config(cfg_a), random.Random(seed * 2 + 1), self.now, force_encap=force_encap))
-        self.b = Side("b", Engine(parse_config(cfg_b), random.Random(seed * 2 + 2), self.now, force_encap=force_encap))
+        self.a = Side(
+            "a",
+            Engine(
+                parse_config(cfg_a), random.Random(seed * 2 + 1), self.now, force_encap=force_encap
+            ),
+        )
+        self.b = Side(
+            "b",
+            Engine(
+                parse_config(cfg_b), random.Random(seed * 2 + 2), self.now, force_encap=force_encap
+            ),
+        )
         self.filter: Filter | None = None
         self.wire: list[tuple[str, Any]] = []  # everything that was sent, in order
         self.in_flight: list[tuple[str, Any]] = []
@@ -136,7 +153,12 @@ class Pair:
         src, d = self.in_flight.pop(0)
         dst = self.other(src)
         # the receiving side sees the sender's address as remote and its own as local
-        dst.engine.receive_datagram(d.data, (d.remote[0] or dst.addr, d.remote[1]), (d.local[0] or self.side(src).addr, d.local[1]), self.now)
+        dst.engine.receive_datagram(
+            d.data,
+            (d.remote[0] or dst.addr, d.remote[1]),
+            (d.local[0] or self.side(src).addr, d.local[1]),
+            self.now,
+        )
         self.delivered += 1
         self.flush()
         return True
@@ -152,7 +174,9 @@ class Pair:
         end = self.now + seconds
         while self.now < end:
             self.run()
-            nxt = [t for t in (self.a.engine.get_timer(), self.b.engine.get_timer()) if t is not None]
+            nxt = [
+                t for t in (self.a.engine.get_timer(), self.b.engine.get_timer()) if t is not None
+            ]
             t = min([end] + [x for x in nxt if x > self.now] + [self.now + step])
             self.now = min(t, end)
             for s in (self.a, self.b):

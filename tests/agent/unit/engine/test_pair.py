@@ -32,7 +32,10 @@ def ike_states(side) -> list[str]:
     ],
 )
 def test_establish_each_suite(ike: str, esp: str) -> None:
-    p = Pair(site_config("a", proposals=[ike], esp=[esp]), site_config("b", proposals=[ike], esp=[esp], start=False))
+    p = Pair(
+        site_config("a", proposals=[ike], esp=[esp]),
+        site_config("b", proposals=[ike], esp=[esp], start=False),
+    )
     established(p)
     sa = p.a.engine.list_sas()[0]
     assert sa.state == "ESTABLISHED" and sa.children[0].state == "INSTALLED"
@@ -41,7 +44,9 @@ def test_establish_each_suite(ike: str, esp: str) -> None:
 
 def test_responder_prefers_its_own_order() -> None:
     a = site_config("a", proposals=["aes128-sha256-modp2048", "aes256gcm16-prfsha256-x25519"])
-    b = site_config("b", proposals=["aes256gcm16-prfsha256-x25519", "aes128-sha256-modp2048"], start=False)
+    b = site_config(
+        "b", proposals=["aes256gcm16-prfsha256-x25519", "aes128-sha256-modp2048"], start=False
+    )
     p = Pair(a, b)
     established(p)
     assert p.b.engine.list_sas()[0].encryption == "AES_GCM_16_256"
@@ -188,7 +193,9 @@ def test_simultaneous_ike_rekey_leaves_one_ike_sa() -> None:
     p.run()
     p.advance(40)
     sas_a, sas_b = p.a.engine.list_sas(), p.b.engine.list_sas()
-    assert [s.state for s in sas_a] == ["ESTABLISHED"] and [s.state for s in sas_b] == ["ESTABLISHED"]
+    assert [s.state for s in sas_a] == ["ESTABLISHED"] and [s.state for s in sas_b] == [
+        "ESTABLISHED"
+    ]
     assert (sas_a[0].spi_i, sas_a[0].spi_r) == (sas_b[0].spi_i, sas_b[0].spi_r)
     assert len(sas_a[0].children) == 1 and len(sas_b[0].children) == 1
     assert assert_matching_children(p.a, p.b) == 1
@@ -254,7 +261,9 @@ def test_fragmentation_of_large_messages() -> None:
     established(p)
     sizes = [len(d.data) for _, d in p.wire]
     assert max(sizes) <= 576
-    frags = [d for _, d in p.wire if w.Message.from_bytes(d.data).payloads[-1].TYPE == w.PayloadType.SKF]
+    frags = [
+        d for _, d in p.wire if w.Message.from_bytes(d.data).payloads[-1].TYPE == w.PayloadType.SKF
+    ]
     assert len(frags) >= 4
     sa = p.b.engine.list_sas()[0]
     assert len(sa.children[0].remote_ts) >= 1
@@ -376,7 +385,9 @@ def test_rekey_collision_with_delete_overtaking_the_response(seed: int, ike: boo
     p.advance(60)
     assert assert_matching_children(p.a, p.b) == 1
     sas_a, sas_b = p.a.engine.list_sas(), p.b.engine.list_sas()
-    assert [s.state for s in sas_a] == ["ESTABLISHED"] and [s.state for s in sas_b] == ["ESTABLISHED"]
+    assert [s.state for s in sas_a] == ["ESTABLISHED"] and [s.state for s in sas_b] == [
+        "ESTABLISHED"
+    ]
     assert (sas_a[0].spi_i, sas_a[0].spi_r) == (sas_b[0].spi_i, sas_b[0].spi_r)
 
 
@@ -396,7 +407,11 @@ def test_responder_answers_where_the_request_came_from() -> None:
         established(p)
     finally:
         type(ea).start_auth = real
-    auth_answers = [d for src, d in p.wire if src == "b" and w.Header.from_bytes(d.data).exchange == w.ExchangeType.IKE_AUTH]
+    auth_answers = [
+        d
+        for src, d in p.wire
+        if src == "b" and w.Header.from_bytes(d.data).exchange == w.ExchangeType.IKE_AUTH
+    ]
     assert auth_answers and all(d.local[1] == 4500 and d.remote[1] == 4500 for d in auth_answers)
 
 
