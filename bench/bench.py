@@ -8,12 +8,14 @@ measured without ``--rows``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
 import time
 from pathlib import Path
 
+from ike_bench import measure_rate, rate_table
 from throughput import ThroughputResult, measure, plain_peer, responder_only
 
 from ikelab_testing.peers import PeerFactory, agent_peer, charon_peer
@@ -25,7 +27,7 @@ ROWS: list[tuple[str, str, PeerFactory, PeerFactory]] = [
     ("charon", "charon <-> charon (kernel-libipsec)", charon_peer, charon_peer),
     ("agent", "ikeagent <-> ikeagent (userspace)", agent_peer, agent_peer),
 ]
-DEFAULT_ROWS = ("plain", "charon")
+DEFAULT_ROWS = ("plain", "charon", "agent")
 
 
 def table(results: list[ThroughputResult]) -> str:
@@ -59,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", default=",".join(DEFAULT_ROWS), help=f"comma list of {keys} or 'all'"
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="iperf3 duration per row")
+    parser.add_argument(
+        "--ike-seconds", type=float, default=8.0, help="load duration per IKE responder (0: skip)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per row; the table shows the median"
+    )
     args = parser.parse_args(argv)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
     if wanted == ["all"]:
@@ -72,12 +80,42 @@ def main(argv: list[str] | None = None) -> int:
         if key not in wanted:
             continue
         print(f"measuring: {label} ...", file=sys.stderr, flush=True)
-        results.append(measure(label, factory_a, factory_b, seconds=args.seconds))
+        runs = [
+            measure(label, factory_a, factory_b, seconds=args.seconds) for _ in range(args.repeat)
+        ]
+        runs.sort(key=lambda r: r.mbit_s)
+        results.append(runs[len(runs) // 2])
+
+    rates = []
+    if args.ike_seconds > 0:
+        for kind in ("agent", "charon"):
+            print(
+                f"measuring: IKEv2 SAs per CPU-second, {kind} responder ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            runs = [measure_rate(kind, args.ike_seconds) for _ in range(args.repeat)]
+            runs.sort(key=lambda r: r.sas_per_cpu_second or 0.0)
+            rates.append(runs[len(runs) // 2])
 
     print(
         "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP aes256gcm16"
     )
     print(table(results))
+    by_label = {r.label: r for r in results}
+    agent_tp = by_label.get("ikeagent <-> ikeagent (userspace)")
+    charon_tp = by_label.get("charon <-> charon (kernel-libipsec)")
+    if agent_tp and charon_tp and charon_tp.mbit_s and not (agent_tp.error or charon_tp.error):
+        print(f"throughput ratio agent/charon: {agent_tp.mbit_s / charon_tp.mbit_s:.2f}")
+    if rates:
+        print(
+            "\nIKEv2 SAs per CPU-second of the responder (aes128-sha256-x25519, PSK, one CHILD_SA each)"
+        )
+        print(rate_table(rates))
+        if rates[0].sas_per_cpu_second and rates[1].sas_per_cpu_second:
+            print(
+                f"SAs/CPU-s ratio agent/charon: {rates[0].sas_per_cpu_second / rates[1].sas_per_cpu_second:.2f}"
+            )
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"throughput-{stamp}.json"
@@ -86,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         "time": stamp,
         "machine": {"kernel": platform.release(), "cpus": _cpus()},
         "results": [r.as_dict() for r in results],
+        "ike_rate": [dataclasses.asdict(r) for r in rates],
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nresults: {path.relative_to(RESULTS.parent.parent)}")
-    return 1 if any(r.error for r in results) else 0
+    return 1 if any(r.error for r in results) or any(r.error for r in rates) else 0
 
 
 def _cpus() -> int:

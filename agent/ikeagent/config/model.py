@@ -114,7 +114,7 @@ class AgentConfig:
     dataplane: str = "auto"  # userspace | xfrm | auto | memory
     port: int = 500  # UDP port the agent listens on for IKE (strongSwan charon.port)
     natt_port: int = 4500  # UDP port for NAT-T / non-ESP-marker IKE and ESP (charon.port_nat_t)
-    cookie_threshold: int = 10  # half-open IKE SAs before COOKIEs are demanded
+    cookie_threshold: int = 30  # half-open IKE SAs before COOKIEs are demanded
     fragment_size: int = 1280  # bytes of an IKE message before it is fragmented (RFC 7383)
     retransmit_timeout: float = 1.0
     retransmit_tries: int = 5

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
 
 
 def nat_hash(spi_i: int, spi_r: int, ip: str, port: int) -> bytes:
@@ -11,11 +17,10 @@ def nat_hash(spi_i: int, spi_r: int, ip: str, port: int) -> bytes:
 
     IP is 4 octets for IPv4, 16 for IPv6; SPIs are 8 octets and the port 2, all network order.
     """
-    addr = ipaddress.ip_address(ip)
     data = (
         int(spi_i).to_bytes(8, "big")
         + int(spi_r).to_bytes(8, "big")
-        + addr.packed
+        + _packed(ip)
         + int(port).to_bytes(2, "big")
     )
     return hashlib.sha1(data, usedforsecurity=False).digest()

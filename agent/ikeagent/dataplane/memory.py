@@ -18,6 +18,7 @@ PairKey = tuple[int, int, int]  # (reqid, inbound SPI, outbound SPI)
 
 class MemoryDataplane:
     name = "memory"
+    inline_calls = True
 
     def __init__(self) -> None:
         self.started = False

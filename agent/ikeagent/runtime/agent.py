@@ -111,7 +111,10 @@ class Agent:
         self._dp_thread = ThreadPoolExecutor(1, thread_name_prefix="ikeagent-dataplane")
 
     def dp(self, method: str, *args: Any) -> Any:
-        """Call a data-plane method on the data-plane thread and wait for its result."""
+        """Call a data-plane method on the data-plane thread and wait for its result (or
+        directly, for data planes whose calls never block on netlink)."""
+        if method not in ("start", "close") and getattr(self.dataplane, "inline_calls", False):
+            return getattr(self.dataplane, method)(*args)
         return self._dp_thread.submit(getattr(self.dataplane, method), *args).result()
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ a lone 0xff byte is a NAT-keepalive (RFC 3948 section 2.3); everything else is E
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -37,8 +38,14 @@ def classify_natt(data: bytes) -> tuple[str, bytes]:
     return Kind.ESP, data
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parsed addresses, cached: the same few peers are sent to over and over."""
+    return ipaddress.ip_address(addr)
+
+
 def family_of(addr: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+    return socket.AF_INET6 if _ip(addr).version == 6 else socket.AF_INET
 
 
 @dataclass(slots=True)
@@ -57,7 +64,7 @@ class UdpSocket:
 
     @property
     def wildcard(self) -> bool:
-        return ipaddress.ip_address(self.addr).is_unspecified
+        return _ip(self.addr).is_unspecified
 
     @classmethod
     def open(cls, addr: str, port: int, natt: bool) -> UdpSocket:
@@ -94,7 +101,7 @@ class UdpSocket:
         """Send ``data`` (framing already applied), from ``local_ip`` when the socket is bound
         to the wildcard address."""
         ancillary = []
-        if local_ip and self.wildcard and not ipaddress.ip_address(local_ip).is_unspecified:
+        if local_ip and self.wildcard and not _ip(local_ip).is_unspecified:
             packed = socket.inet_pton(self.family, local_ip)
             if self.family == socket.AF_INET6:
                 ancillary.append(
@@ -109,9 +116,9 @@ class UdpSocket:
         """Whether this socket can send from ``local_ip`` (None: any source) to ``family``."""
         if family != self.family:
             return False
-        if local_ip is None or ipaddress.ip_address(local_ip).is_unspecified:
+        if local_ip is None or _ip(local_ip).is_unspecified:
             return True
-        return self.wildcard or ipaddress.ip_address(local_ip) == ipaddress.ip_address(self.addr)
+        return self.wildcard or _ip(local_ip) == _ip(self.addr)
 
     def close(self) -> None:
         self.sock.close()

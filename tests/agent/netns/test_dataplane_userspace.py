@@ -356,9 +356,11 @@ def driver() -> None:  # pragma: no cover - runs in a subprocess
                     encap=(4500, 4500),
                 )
                 plane.install_child(child)
+                plane.flush()  # routes are applied by the link worker: wait for them
                 answer = {"ok": True}
             elif op == "remove":
                 plane.remove_policy(request["reqid"])
+                plane.flush()
                 answer = {"ok": True}
             elif op == "counters":
                 pair = None

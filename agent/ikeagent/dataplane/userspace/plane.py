@@ -34,9 +34,9 @@ from collections.abc import Callable
 from ikeagent.crypto.esp import EspAuthError, EspError, EspPadError, EspTruncated
 
 from ..base import ChildSa, DataplaneEvent, Endpoint, ExpireKind, IkeSink, SaCounters, SaExpired
-from .routes import Routes
+from .link_worker import LinkWorker
 from .sad import Sad, _Metered
-from .tun import configure_link, open_tun
+from .tun import open_tun
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ class UserspaceDataplane:
     """ESP in userspace over a TUN device; see the module docstring."""
 
     name = "userspace"
+    # every method but start/close may be called straight from the agent's event loop: none
+    # of them waits for netlink (routes are applied in order by the link worker)
+    inline_calls = True
 
     def __init__(
         self,
@@ -93,9 +96,7 @@ class UserspaceDataplane:
         self.manage_routes = manage_routes
         self.ifindex = 0
         self._sad = Sad()
-        self._ipr = None
-        self._routes: Routes | None = None
-        self._route_keys: dict[int, list[str]] = {}
+        self._link: LinkWorker | None = None
         self._tun_fd = -1
         self._running = False
         self._threads: list[threading.Thread] = []
@@ -114,18 +115,16 @@ class UserspaceDataplane:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        from pyroute2 import IPRoute
-
         if self._running:
             return
         self._tun_fd, self.ifname = open_tun(self.ifname)
         try:
-            self._ipr = IPRoute()
-            self.ifindex = configure_link(self._ipr, self.ifname, self.mtu)
-            if self.manage_routes:
-                self._routes = Routes(self._ipr, self.ifindex, self.route_table, self.rule_priority)
-                self._routes.setup()
+            self._link = LinkWorker(
+                self.ifname, self.mtu, self.manage_routes, self.route_table, self.rule_priority
+            )
+            self.ifindex = self._link.start()
         except BaseException:
+            self._link = None
             self._release()
             raise
         self._wake_in = _pipe()
@@ -153,13 +152,15 @@ class UserspaceDataplane:
             self.remove_policy(reqid)
         self._release()
 
+    def flush(self) -> None:
+        """Wait until every route change asked for so far is applied (tests, shutdown)."""
+        if self._link is not None:
+            self._link.flush()
+
     def _release(self) -> None:
-        if self._routes is not None:
-            self._routes.teardown()
-            self._routes = None
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        if self._link is not None:
+            self._link.stop()
+            self._link = None
         if self._tun_fd >= 0:
             os.close(self._tun_fd)
             self._tun_fd = -1
@@ -185,8 +186,8 @@ class UserspaceDataplane:
 
     def install_child(self, sa: ChildSa) -> None:
         policy, new = self._sad.install(sa)
-        if new and self._routes is not None:
-            self._route_keys[sa.reqid] = self._routes.add_child(policy.first)
+        if new and self._link is not None:
+            self._link.add_routes(sa.reqid, policy.first)
         log.info("installed %r", sa)
 
     def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
@@ -195,9 +196,8 @@ class UserspaceDataplane:
 
     def remove_policy(self, reqid: int) -> None:
         self._sad.remove(reqid)
-        keys = self._route_keys.pop(reqid, None)
-        if keys and self._routes is not None:
-            self._routes.remove(keys)
+        if self._link is not None:
+            self._link.remove_routes(reqid)
 
     def counters(self, reqid: int, spi_in: int, spi_out: int) -> SaCounters:
         return self._sad.pair(reqid, spi_in, spi_out).counters()

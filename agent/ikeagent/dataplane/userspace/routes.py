@@ -85,16 +85,27 @@ class Routes:
     def add_child(self, child: ChildSa) -> list[str]:
         """Add the routes of a child's remote selectors; returns their keys for ``remove``."""
         keys: list[str] = []
-        sources = self.local_source(child.local_ts)
+        sources: dict[int, str] | None = None  # looked up only when a new route is needed
         remote = ipaddress.ip_address(child.remote_addr)
         if any(
             remote in ts.network for ts in child.remote_ts if ts.network.version == remote.version
         ):
-            pin = self._pin_spec(remote)
-            if pin is not None and self._add(f"pin:{remote}", pin):
-                keys.append(f"pin:{remote}")
+            pin_key = f"pin:{remote}"
+            if pin_key in self._refs:
+                self._refs[pin_key] += 1
+                keys.append(pin_key)
+            else:
+                pin = self._pin_spec(remote)
+                if pin is not None and self._add(pin_key, pin):
+                    keys.append(pin_key)
         for ts in child.remote_ts:
             net = ts.network
+            if str(net) in self._refs:
+                self._refs[str(net)] += 1
+                keys.append(str(net))
+                continue
+            if sources is None:
+                sources = self.local_source(child.local_ts)
             spec = {
                 "dst": str(net),
                 "oif": self.ifindex,
