@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP aes256gcm16"
     )
     print(table(results))
+    print(
+        "(setup ms: from the initiate command until both sides show the CHILD_SA; for the agent"
+        " it includes starting ikectl processes to poll, so it is not a protocol timing)"
+    )
     by_label = {r.label: r for r in results}
     agent_tp = by_label.get("ikeagent <-> ikeagent (userspace)")
     charon_tp = by_label.get("charon <-> charon (kernel-libipsec)")

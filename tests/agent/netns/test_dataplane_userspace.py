@@ -283,10 +283,20 @@ def test_peer_inside_remote_selector_is_pinned() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("iperf3"), reason="needs iperf3")
-@pytest.mark.parametrize("suite", ["aes128gcm16", "aes256-sha256"])
-def test_iperf3_throughput(suite: str) -> None:
-    """Measures (and prints) TCP throughput through the tunnel; asserts only that data flowed."""
-    with tunnel(suite) as (a, b, da, db):
+@pytest.mark.parametrize(
+    ("suite", "options"),
+    [
+        ("aes128gcm16", {}),
+        ("aes256-sha256", {}),
+        # the other modes: a thread per direction, and plain TUN writes without coalescing
+        ("aes128gcm16", {"threads": 2, "coalesce": False}),
+    ],
+    ids=["gcm", "cbc", "gcm-two-threads-plain"],
+)
+def test_iperf3_throughput(suite: str, options: dict) -> None:
+    """Measures (and prints) TCP throughput through the tunnel; asserts that data flowed and
+    that batching, segmentation and coalescing lost nothing to replay or ICV checks."""
+    with tunnel(suite, options) as (a, b, da, db):
         install(a, b, da, db, suite)
         server = subprocess.Popen(
             ["ip", "netns", "exec", b.ns, "iperf3", "-s", "-1", "-B", b.inner],
@@ -306,6 +316,9 @@ def test_iperf3_throughput(suite: str) -> None:
         counters = da.ask({"op": "counters"})["pair"]
         print(f"\n{suite}: {bps / 1e6:.0f} Mbit/s, {counters['packets_out']} ESP packets out")
         assert bps > 0 and counters["packets_out"] > 0
+        for stats in (da.ask({"op": "counters"})["stats"], db.ask({"op": "counters"})["stats"]):
+            assert stats["auth"] == stats["replay"] == stats["error"] == 0, stats
+            assert stats["tun_write"] == stats["send_failed"] == 0, stats
 
 
 # -- the driver (runs inside a namespace) ----------------------------------------------------

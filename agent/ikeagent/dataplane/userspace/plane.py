@@ -1,19 +1,22 @@
 """The userspace ESP data plane: a TUN device plus UDP-encapsulated ESP (RFC 4303, RFC 3948).
 
-Two data-plane threads (not asyncio) move packets, each blocking in ``poll`` only when its
-source is drained:
+By default one data-plane thread (not asyncio) serves both directions, alternating batches and
+blocking in ``poll`` only when both sources are drained (``threads=2`` runs one thread per
+direction instead; measured slower, as the two then keep handing the GIL to each other):
 
 - outbound: read a packet from the TUN device, find the policy (reqid) whose selectors cover
-  it, seal it with the newest outbound SA of that reqid and send it to the peer's encap port;
-- inbound: read datagrams from the encap socket(s). Four zero bytes (the non-ESP marker) mean
-  IKE: the marker is stripped and the rest handed to ``ike_sink`` *from the inbound thread*
-  (the runtime's sink is thread-safe, e.g. it uses ``loop.call_soon_threadsafe``); a single
-  0xFF byte is a NAT-keepalive and is dropped; anything else is ESP: SA by SPI, anti-replay
-  check, ICV, decryption, selector check of the inner packet, write to the TUN device.
+  it, seal it with the newest outbound SA of that reqid; sealed packets of one SA queue back to
+  back and leave in one ``UDP_SEGMENT`` send to the peer's encap port (``udp``);
+- inbound: read datagrams from the encap socket(s), several per read with ``UDP_GRO``. Four
+  zero bytes (the non-ESP marker) mean IKE: the marker is stripped and the rest handed to
+  ``ike_sink`` *from the data-plane thread* (the runtime's sink is thread-safe, e.g. it uses
+  ``loop.call_soon_threadsafe``); a single 0xFF byte is a NAT-keepalive and is dropped;
+  anything else is ESP: SA by SPI, anti-replay check, ICV, decryption, selector check of the
+  inner packet, write to the TUN device. With ``coalesce`` (``IFF_VNET_HDR``) in-order TCP
+  segments of one flow are merged into one GSO write (``gro``).
 
 Packets are read into and sealed or opened in preallocated buffers (``os.readv``,
-``socket.recvfrom_into``, in-place AEAD), so the per-packet path allocates little. The two
-threads run in parallel while either waits in a system call; the ciphers hold the GIL.
+``socket.recvmsg_into``, in-place AEAD), so the per-packet path allocates little.
 
 Every method of the ``Dataplane`` protocol is called from the runtime's thread; changes to the
 SA database replace whole dicts and tuples (see ``sad``), and events are queued under a lock
@@ -34,14 +37,21 @@ from collections.abc import Callable
 from ikeagent.crypto.esp import EspAuthError, EspError, EspPadError, EspTruncated
 
 from ..base import ChildSa, DataplaneEvent, Endpoint, ExpireKind, IkeSink, SaCounters, SaExpired
+from .buffers import MAX_PACKET, PAYLOAD_POS, _Batch, _Buffers
+from .gro import PLAIN_HDR, VNET_HDR_LEN, Coalescer
 from .link_worker import LinkWorker
 from .sad import Sad, _Metered
 from .tun import open_tun
+from .udp import (
+    GRO_ANC_SIZE,
+    enable_gro,
+    gro_size,
+    send_segmented,
+    widen_buffers,
+)
 
 log = logging.getLogger(__name__)
 
-BUFFER_SIZE = 65536 + 1024
-PAYLOAD_POS = 64  # where a TUN packet is read, leaving room for the largest ESP prefix
 NON_ESP_MARKER = b"\0\0\0\0"
 SEND_WAIT_MS = 50
 BATCH_FOREVER = -1  # a pump limit that never reaches zero
@@ -82,13 +92,16 @@ class UserspaceDataplane:
         route_table: int = 220,
         rule_priority: int = 220,
         manage_routes: bool = True,
-        threads: int = 2,
-        batch: int = 32,
+        threads: int = 1,
+        batch: int = 64,
+        coalesce: bool = True,
     ) -> None:
         if threads not in (1, 2):
             raise ValueError("threads must be 1 or 2")
         self.threads = threads
         self.batch = batch
+        self.coalesce = coalesce  # merge inbound TCP segments into GSO writes (IFF_VNET_HDR)
+        self._vnet = False  # the TUN fd carries virtio_net_hdr (set when the device is opened)
         self.ifname = ifname
         self.mtu = mtu
         self.route_table = route_table
@@ -104,6 +117,7 @@ class UserspaceDataplane:
         # (socket, local endpoint, sink) per attached encap socket; socks by address family
         self._encap: tuple[tuple[socket.socket, Endpoint, IkeSink], ...] = ()
         self._socks: dict[int, socket.socket] = {}
+        self._gso = True  # UDP_SEGMENT sends work (cleared at the first refusal)
         self._events: list[DataplaneEvent] = []
         self._events_lock = threading.Lock()
         self._wakeup: Callable[[], None] | None = None
@@ -117,7 +131,8 @@ class UserspaceDataplane:
     def start(self) -> None:
         if self._running:
             return
-        self._tun_fd, self.ifname = open_tun(self.ifname)
+        self._tun_fd, self.ifname = open_tun(self.ifname, vnet_hdr=self.coalesce)
+        self._vnet = self.coalesce
         try:
             self._link = LinkWorker(
                 self.ifname, self.mtu, self.manage_routes, self.route_table, self.rule_priority
@@ -176,6 +191,9 @@ class UserspaceDataplane:
         if not isinstance(sock, socket.socket):  # e.g. an asyncio TransportSocket wrapper
             sock = socket.socket(fileno=os.dup(sock.fileno()))  # type: ignore[attr-defined]
         sock.setblocking(False)
+        if sock.type == socket.SOCK_DGRAM and sock.family in (socket.AF_INET, socket.AF_INET6):
+            enable_gro(sock)
+            widen_buffers(sock)
         self._encap = (*self._encap, (sock, local, ike_sink))
         self._socks = {**self._socks, sock.family: sock}
         if self._wake_in[1] >= 0:
@@ -269,6 +287,8 @@ class UserspaceDataplane:
         attached: tuple | None = None
         poller = select.poll()
         wake = self._wake_in[0]
+        batch = self.batch
+        reads = max(1, batch // 8)
         while self._running:
             if self._encap is not attached:
                 attached = self._encap
@@ -278,37 +298,48 @@ class UserspaceDataplane:
                 poller.register(self._tun_fd, _POLLIN)
                 for sock, _, _ in attached:
                     poller.register(sock, _POLLIN)
-            drained = self._pump_tun(buffers, self.batch)
+            drained = self._pump_tun(buffers, batch)
             for sock, local, sink in attached:
-                drained &= self._pump_sock(sock, local, sink, buffers, self.batch)
+                # a read may hold up to 64 datagrams (UDP_GRO): fewer reads per turn
+                drained &= self._pump_sock(sock, local, sink, buffers, reads)
             if drained and poller.poll() and self._running:
                 _drain_pipe(wake)
 
     # -- outbound: TUN -> ESP ---------------------------------------------------------------
 
     def _pump_tun(self, buffers: _Buffers, limit: int) -> bool:
-        """Move up to ``limit`` packets from the TUN device; True when it ran dry."""
+        """Move up to ``limit`` packets from the TUN device; True when it ran dry.
+
+        Sealed packets of one SA are laid out back to back in ``buffers.out`` and leave
+        together (one ``UDP_SEGMENT`` send) when the batch is full, the SA or the packet size
+        changes, or the TUN device runs dry; nothing is held back when this returns."""
         tun = self._tun_fd
         buf = buffers.out
         mv = buffers.out_mv
-        pos = PAYLOAD_POS
-        target = buffers.out_target
         readv = os.readv
         monotonic = time.monotonic
         stats = self._out_stats
         lookup = self._sad.lookup_outbound
         socks = self._socks
+        batch = buffers.batch
+        batch.reset()
+        pos = PAYLOAD_POS
+        dry = False
+        vhl = VNET_HDR_LEN if self._vnet else 0
+        head = buffers.vnet_mv[:vhl]
         while limit and self._running:
             limit -= 1
             try:
-                n = readv(tun, target)
+                n = readv(tun, [head, mv[pos : pos + MAX_PACKET]]) - vhl
             except BlockingIOError:
-                return True
+                dry = True
+                break
             except OSError as exc:
                 if self._running:
                     log.warning("TUN read failed: %s", exc)
                     stats["error"] += 1
-                return True
+                dry = True
+                break
             try:
                 policy = lookup(buf, pos, n)
                 if policy is None:
@@ -324,9 +355,10 @@ class UserspaceDataplane:
                     sa.hard_done = True
                     self._raise(SaExpired(sa.reqid, sa.spi, ExpireKind.HARD))
                     continue
-                sa.seq = seq
                 cipher = sa.cipher
-                end = cipher.seal_inplace(buf, pos, sa.spi, seq, n, 41 if buf[pos] >> 4 == 6 else 4)
+                if sa is not batch.sa and batch.count:
+                    # another SA: send what is pending before this header may overwrite it
+                    pos = self._flush(batch, pos, n)
                 sock = socks.get(sa.family)
                 if sock is None:
                     socks = self._socks
@@ -334,26 +366,65 @@ class UserspaceDataplane:
                     if sock is None:
                         stats["no_socket"] += 1
                         continue
-                packet = mv[pos - cipher.prefix_len : end]
-                try:
-                    sock.sendto(packet, sa.remote)
-                except BlockingIOError:
-                    if not _send_later(sock, packet, sa.remote):
-                        stats["send_failed"] += 1
-                        continue
-                except OSError:
-                    stats["send_failed"] += 1
-                    continue
-                stats["esp_out"] += 1
+                sa.seq = seq
+                end = cipher.seal_inplace(mv, pos, sa.spi, seq, n, 41 if buf[pos] >> 4 == 6 else 4)
+                size = end - pos + cipher.prefix_len
                 sa.packets += 1
                 sa.bytes += n
                 sa.last_used = monotonic()
+                if batch.count:
+                    if size > batch.size:  # cannot follow the batch's segments
+                        self._send(batch)
+                        batch.start(sa, sock, end - size, size, n)
+                    else:
+                        batch.add(size, n)
+                else:
+                    batch.start(sa, sock, end - size, size, n)
+                if size < batch.size or batch.full(end):
+                    self._send(batch)
+                    pos = PAYLOAD_POS
+                else:
+                    pos = end + cipher.prefix_len
                 if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
                     self._lifetime(sa)
             except Exception:
                 stats["error"] += 1
                 log.exception("outbound packet failed")
-        return False
+        if batch.count:
+            self._send(batch)
+        return dry
+
+    def _flush(self, batch: _Batch, pos: int, n: int) -> int:
+        """Send the pending batch and move the packet just read (``n`` bytes at ``pos``) to
+        the start of the buffer; returns its new position."""
+        self._send(batch)
+        mv = batch.mv
+        mv[PAYLOAD_POS : PAYLOAD_POS + n] = bytes(mv[pos : pos + n])
+        return PAYLOAD_POS
+
+    def _send(self, batch: _Batch) -> None:
+        """Send the batch's datagrams (one segmented send when there are several)."""
+        stats = self._out_stats
+        sa = batch.sa
+        count = batch.count
+        data = batch.mv[batch.begin : batch.end]
+        if count == 1:
+            try:
+                batch.sock.sendto(data, sa.remote)
+                sent = 1
+            except BlockingIOError:
+                sent = 1 if _send_later(batch.sock, data, sa.remote) else 0
+            except OSError:
+                sent = 0
+        else:
+            sent, self._gso = send_segmented(batch.sock, data, batch.size, sa.remote, self._gso)
+        stats["esp_out"] += sent
+        if sent < count:
+            failed = count - sent
+            stats["send_failed"] += failed
+            sa.packets -= failed
+            sa.bytes -= batch.inner if not sent else failed * (batch.inner // count)
+        batch.reset()
 
     # -- inbound: UDP -> TUN ----------------------------------------------------------------
 
@@ -365,110 +436,133 @@ class UserspaceDataplane:
         buffers: _Buffers,
         limit: int,
     ) -> bool:
-        """Process up to ``limit`` datagrams from ``sock``; True when it ran dry."""
+        """Process up to ``limit`` reads from ``sock``; True when it ran dry. A read may hold
+        several datagrams of one size (``UDP_GRO``), processed one by one."""
         rbuf = buffers.rx
         rmv = buffers.rx_mv
+        target = buffers.rx_target
         obuf = buffers.plain
         omv = buffers.plain_mv
-        recv = sock.recvfrom_into
+        recv = sock.recvmsg_into
         tun = self._tun_fd
         write = os.write
+        writev = os.writev
         unpack = _HEADER.unpack_from
         monotonic = time.monotonic
         stats = self._in_stats
+        gro = None
+        if self._vnet:
+            gro = buffers.gro
+            if gro is None or gro.fd != tun:
+                gro = buffers.gro = Coalescer(tun)
         while limit and self._running:
             limit -= 1
             try:
-                n, addr = recv(rbuf)
+                total, anc, _, addr = recv(target, GRO_ANC_SIZE)
             except BlockingIOError:
+                if gro is not None:
+                    self._tun_lost(gro.flush())
                 return True
             except OSError as exc:
                 log.warning("encap socket read failed: %s", exc)
                 stats["error"] += 1
+                if gro is not None:
+                    self._tun_lost(gro.flush())
                 return True
-            try:
-                if n < 8:
-                    if n == 1 and rbuf[0] == 0xFF:
-                        stats["keepalive_in"] += 1
-                    elif n > 4 and rbuf[0:4] == NON_ESP_MARKER:
+            size = gro_size(anc) if anc else 0
+            if size <= 0 or size >= total:
+                size = total
+            sas = self._sad.inbound
+            for off in range(0, total, size) if total else (0,):
+                n = min(size, total - off)
+                try:
+                    if n < 8:
+                        if n == 1 and rbuf[off] == 0xFF:
+                            stats["keepalive_in"] += 1
+                        elif n > 4 and rbuf[off : off + 4] == NON_ESP_MARKER:
+                            stats["ike_in"] += 1
+                            sink(bytes(rmv[off + 4 : off + n]), local, addr)
+                        else:
+                            stats["truncated"] += 1
+                        continue
+                    spi, seq = unpack(rbuf, off)
+                    if spi == 0:
                         stats["ike_in"] += 1
-                        sink(bytes(rmv[4:n]), local, addr)
-                    else:
+                        sink(bytes(rmv[off + 4 : off + n]), local, addr)
+                        continue
+                    sa = sas.get(spi)
+                    if sa is None:
+                        stats["unknown_spi"] += 1
+                        continue
+                    if sa.hard_done:
+                        stats["expired"] += 1
+                        continue
+                    window = sa.window
+                    if sa.esn:
+                        seq = window.infer(seq)
+                    if not window.check(seq):
+                        stats["replay"] += 1
+                        sa.replay_drops += 1
+                        continue
+                    try:
+                        nh, start, length = sa.cipher.open_into(rmv[off : off + n], omv, seq >> 32)
+                    except EspAuthError:
+                        stats["auth"] += 1
+                        sa.auth_failures += 1
+                        continue
+                    except EspPadError:
+                        stats["pad"] += 1
+                        continue
+                    except EspTruncated:
                         stats["truncated"] += 1
-                    continue
-                spi, seq = unpack(rbuf, 0)
-                if spi == 0:
-                    stats["ike_in"] += 1
-                    sink(bytes(rmv[4:n]), local, addr)
-                    continue
-                sa = self._sad.inbound.get(spi)
-                if sa is None:
-                    stats["unknown_spi"] += 1
-                    continue
-                if sa.hard_done:
-                    stats["expired"] += 1
-                    continue
-                window = sa.window
-                if sa.esn:
-                    seq = window.infer(seq)
-                if not window.check(seq):
-                    stats["replay"] += 1
-                    sa.replay_drops += 1
-                    continue
-                try:
-                    nh, start, length = sa.cipher.open_into(rmv[:n], omv, seq >> 32)
-                except EspAuthError:
-                    stats["auth"] += 1
-                    sa.auth_failures += 1
-                    continue
-                except EspPadError:
-                    stats["pad"] += 1
-                    continue
-                except EspTruncated:
+                        continue
+                    window.update(seq)
+                    if nh != 4 and nh != 41:
+                        stats["dummy_in" if nh == 59 else "next_header"] += 1
+                        continue
+                    if not length or (obuf[start] >> 4 == 6) != (nh == 41):
+                        stats["next_header"] += 1
+                        continue
+                    if not sa.policy.allows_inbound(obuf, start, length):
+                        stats["selector"] += 1
+                        continue
+                    if gro is None:
+                        try:
+                            write(tun, omv[start : start + length])
+                        except OSError:
+                            stats["tun_write"] += 1
+                            continue
+                    else:
+                        lost = gro.add(sa, obuf, omv, start, length)
+                        if lost < 0:  # not mergeable: after what is pending, alone
+                            self._tun_lost(gro.flush())
+                            try:
+                                writev(tun, [PLAIN_HDR, omv[start : start + length]])
+                            except OSError:
+                                stats["tun_write"] += 1
+                                continue
+                        elif lost:
+                            self._tun_lost(lost)
+                    stats["esp_in"] += 1
+                    sa.packets += 1
+                    sa.bytes += length
+                    sa.last_used = monotonic()
+                    if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
+                        self._lifetime(sa)
+                except EspError:
                     stats["truncated"] += 1
-                    continue
-                window.update(seq)
-                if nh != 4 and nh != 41:
-                    stats["dummy_in" if nh == 59 else "next_header"] += 1
-                    continue
-                if not length or (obuf[start] >> 4 == 6) != (nh == 41):
-                    stats["next_header"] += 1
-                    continue
-                if not sa.policy.allows_inbound(obuf, start, length):
-                    stats["selector"] += 1
-                    continue
-                try:
-                    write(tun, omv[start : start + length])
-                except OSError:
-                    stats["tun_write"] += 1
-                    continue
-                stats["esp_in"] += 1
-                sa.packets += 1
-                sa.bytes += length
-                sa.last_used = monotonic()
-                if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
-                    self._lifetime(sa)
-            except EspError:
-                stats["truncated"] += 1
-            except Exception:
-                stats["error"] += 1
-                log.exception("inbound datagram failed")
+                except Exception:
+                    stats["error"] += 1
+                    log.exception("inbound datagram failed")
+        if gro is not None:
+            self._tun_lost(gro.flush())
         return False
 
-
-class _Buffers:
-    """Per-thread packet buffers, allocated once."""
-
-    __slots__ = ("out", "out_mv", "out_target", "rx", "rx_mv", "plain", "plain_mv")
-
-    def __init__(self) -> None:
-        self.out = bytearray(BUFFER_SIZE)
-        self.out_mv = memoryview(self.out)
-        self.out_target = [self.out_mv[PAYLOAD_POS : PAYLOAD_POS + 65535]]
-        self.rx = bytearray(BUFFER_SIZE)
-        self.rx_mv = memoryview(self.rx)
-        self.plain = bytearray(BUFFER_SIZE)
-        self.plain_mv = memoryview(self.plain)
+    def _tun_lost(self, count: int) -> None:
+        """``count`` inbound packets, counted as delivered, failed to reach the TUN device."""
+        if count:
+            self._in_stats["tun_write"] += count
+            self._in_stats["esp_in"] -= count
 
 
 def _send_later(sock: socket.socket, packet: memoryview, remote: tuple) -> bool:

@@ -4,6 +4,7 @@ tests pump each direction by hand, so every step is deterministic."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -24,6 +25,7 @@ from ikeagent.dataplane.base import (
 )
 from ikeagent.dataplane.userspace import UserspaceDataplane
 from ikeagent.dataplane.userspace.plane import _Buffers
+from ikeagent.dataplane.userspace.udp import GRO_ANC_SIZE, gro_size, segment_cmsg, send_segmented
 
 
 def ts(text: str, protocol: int = 0, ports: tuple[int, int] = (0, 65535)) -> TrafficSelector:
@@ -389,3 +391,213 @@ def test_pumps_report_dry_sources(pair: tuple[Side, Side]) -> None:
     assert a.plane._pump_tun(a.buffers, 4) is True
     assert a.plane._pump_sock(a.encap, ("127.0.0.1", a.port), a.sink, a.buffers, 4) is True
     assert os.get_blocking(a.encap.fileno()) is False
+
+
+# -- batching: UDP_SEGMENT on send, UDP_GRO on receive --------------------------------------
+
+
+def raw_datagrams(sock: socket.socket) -> list[bytes]:
+    """Every datagram waiting on ``sock`` (a GRO-enabled socket), coalesced reads split."""
+    out = []
+    while True:
+        try:
+            n, anc, _, _ = sock.recvmsg_into([buf := bytearray(65536)], GRO_ANC_SIZE)
+        except BlockingIOError:
+            return out
+        size = gro_size(anc) or n
+        out.extend(bytes(buf[off : min(off + size, n)]) for off in range(0, n, size))
+
+
+def test_burst_leaves_in_one_segmented_send_and_arrives_in_order(
+    pair: tuple[Side, Side],
+) -> None:
+    a, b = pair
+    wire(a, b)
+    big = [ipv4("10.1.0.1", "10.2.0.1", payload=bytes([i]) * 1000) for i in range(10)]
+    small = [ipv4("10.1.0.1", "10.2.0.1", payload=b"s" * 100)]
+    tail = [ipv4("10.1.0.1", "10.2.0.1", payload=bytes([50 + i]) * 1000) for i in range(3)]
+    packets = big + small + tail
+    for p in packets:
+        a.kernel.send(p)
+    assert a.plane._pump_tun(a.buffers, 64) is True
+    # the ten equal packets plus the shorter one close one segmented send: the receiving
+    # socket (UDP_GRO on) gets them in one read of 11 segments
+    n, anc, _, _ = b.encap.recvmsg_into([first := bytearray(65536)], GRO_ANC_SIZE)
+    size = gro_size(anc)
+    assert size == 8 + 8 + 1020 + 2 + 2 + 16
+    assert n == 10 * size + 8 + 8 + 120 + 2 + 2 + 16
+    rest = raw_datagrams(b.encap)
+    assert len(rest) == 3
+    datagrams = [bytes(first[off : min(off + size, n)]) for off in range(0, n, size)] + rest
+    assert [struct.unpack(">II", d[:8]) for d in datagrams] == [(0x2001, s) for s in range(1, 15)]
+    for d in datagrams:
+        a.encap.sendto(d, ("127.0.0.1", b.port))
+    b.pump_in()
+    b.pump_in()
+    assert b.delivered() == packets
+    assert a.plane.stats()["esp_out"] == 14 and b.plane.stats()["esp_in"] == 14
+    sent = a.plane.counters(1, 0x1001, 0x2001)
+    assert (sent.packets_out, sent.bytes_out) == (14, sum(map(len, packets)))
+    got = b.plane.counters(1, 0x2001, 0x1001)
+    assert (got.packets_in, got.bytes_in) == (14, sum(map(len, packets)))
+
+
+def test_coalesced_read_is_split_and_each_datagram_checked(pair: tuple[Side, Side]) -> None:
+    a, b = pair
+    wire(a, b)
+    packets = [ipv4("10.1.0.1", "10.2.0.1", payload=bytes([i]) * 500) for i in range(6)]
+    for p in packets:
+        a.kernel.send(p)
+    a.plane._pump_tun(a.buffers, 64)
+    datagrams = raw_datagrams(b.encap)
+    assert len(datagrams) == 6
+    # resend them as one segmented send with a replay and a forgery inside the batch
+    forged = bytearray(datagrams[3])
+    forged[-1] ^= 1
+    batch = datagrams[:3] + [datagrams[1], bytes(forged)] + datagrams[4:]
+    a.encap.sendmsg([b"".join(batch)], segment_cmsg(len(datagrams[0])), 0, ("127.0.0.1", b.port))
+    b.pump_in()
+    assert b.delivered() == packets[:3] + packets[4:]
+    stats = b.plane.stats()
+    assert (stats["esp_in"], stats["replay"], stats["auth"]) == (5, 1, 1)
+
+
+def test_batches_never_mix_sas(pair: tuple[Side, Side]) -> None:
+    a, b = pair
+    wire(a, b)
+    a.plane.install_child(
+        child(
+            a, b, 0x1003, 0x2003, reqid=2, local=(ts("10.1.0.0/24"),), remote=(ts("10.3.0.0/24"),)
+        )
+    )
+    for i in range(6):
+        a.kernel.send(ipv4("10.1.0.1", "10.2.0.1" if i % 3 else "10.3.0.1", payload=bytes(64)))
+    a.plane._pump_tun(a.buffers, 64)
+    heads = [struct.unpack(">II", d[:8]) for d in raw_datagrams(b.encap)]
+    assert heads == [(0x2003, 1), (0x2001, 1), (0x2001, 2), (0x2003, 2), (0x2001, 3), (0x2001, 4)]
+
+
+class _NoGsoSocket:
+    """A socket whose kernel refuses segmented sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendmsg(self, *args: object) -> int:
+        raise OSError(errno.EIO, "no GSO")
+
+    def sendto(self, data: memoryview, remote: tuple) -> int:
+        self.sent.append(bytes(data))
+        return len(data)
+
+
+def test_refused_segmentation_falls_back_to_single_sends() -> None:
+    sock = _NoGsoSocket()
+    data = memoryview(b"a" * 100 + b"b" * 100 + b"c" * 30)
+    sent, gso = send_segmented(sock, data, 100, ("127.0.0.1", 4500), True)  # type: ignore[arg-type]
+    assert (sent, gso) == (3, False)
+    assert sock.sent == [b"a" * 100, b"b" * 100, b"c" * 30]
+
+
+# -- coalescing TCP segments into one GSO write (IFF_VNET_HDR) --------------------------------
+
+
+def tcp(seq: int, data: bytes, flags: int = 0x10, dst: str = "10.1.0.1") -> bytes:
+    header = struct.pack(">HHIIBBHHH", 5201, 40000, seq, 7, 5 << 4, flags, 512, 0xBEEF, 0)
+    return ipv4("10.2.0.1", dst, 6, header + data)
+
+
+def checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum, word by word."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def vnet_side(pair: tuple[Side, Side]) -> tuple[Side, Side]:
+    a, b = pair
+    wire(a, b)
+    a.plane._vnet = True  # A's fake TUN now carries virtio_net_hdr
+    return a, b
+
+
+def deliver(b: Side, a: Side, packets: list[bytes]) -> list[bytes]:
+    for p in packets:
+        b.kernel.send(p)
+    b.plane._pump_tun(b.buffers, 64)
+    a.pump_in()
+    return a.delivered()
+
+
+def test_tcp_segments_merge_into_one_gso_write(pair: tuple[Side, Side]) -> None:
+    a, b = vnet_side(pair)
+    data = [bytes([i]) * 1000 for i in range(4)] + [b"z" * 300]
+    segments = [tcp(1000 + 1000 * i, d) for i, d in enumerate(data)]
+    segments[-1] = tcp(5000, data[-1], flags=0x18)  # ACK+PSH ends the run
+    writes = deliver(b, a, segments)
+    assert len(writes) == 1
+    flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = struct.unpack(
+        "=BBHHHH", writes[0][:10]
+    )
+    assert (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) == (1, 1, 40, 1000, 20, 16)
+    merged = writes[0][10:]
+    assert len(merged) == 40 + 4300
+    assert struct.unpack(">H", merged[2:4])[0] == len(merged)
+    assert checksum(merged[:20]) == 0  # the IP header checksum verifies
+    assert merged[40:] == b"".join(data)
+    assert struct.unpack(">I", merged[24:28])[0] == 1000 and merged[33] == 0x18
+    # finishing the partial checksum as the kernel will gives the merged segment's checksum
+    pseudo = merged[12:20] + struct.pack(">BBH", 0, 6, len(merged) - 20)
+    tcp_part = bytearray(merged[20:])
+    partial = struct.unpack(">H", tcp_part[16:18])[0]
+    tcp_part[16:18] = b"\0\0"
+    expected = checksum(pseudo + bytes(tcp_part))
+    tcp_part[16:18] = struct.pack(">H", partial)
+    assert checksum(bytes(tcp_part)) == expected
+    assert a.plane.stats()["esp_in"] == 5
+    assert a.plane.counters(1, 0x1001, 0x2001).packets_in == 5
+
+
+def test_unmergeable_packets_keep_their_order(pair: tuple[Side, Side]) -> None:
+    a, b = vnet_side(pair)
+    ping = ipv4("10.2.0.1", "10.1.0.1")
+    packets = [
+        tcp(1, b"a" * 100),
+        tcp(101, b"b" * 100),
+        ping,
+        tcp(201, b"c" * 100),
+        tcp(999, b"d" * 100),  # not the next sequence number
+        tcp(1099, b"e" * 100, flags=0x11),  # FIN: never merged
+    ]
+    writes = deliver(b, a, packets)
+    headers = [w[:10] for w in writes]
+    bodies = [w[10:] for w in writes]
+    assert len(writes) == 5
+    assert bodies[0][40:] == b"a" * 100 + b"b" * 100 and headers[0][1] == 1
+    assert bodies[1:] == [ping, packets[3], packets[4], packets[5]]
+    assert headers[1:] == [bytes(10)] * 4
+    assert a.plane.stats()["esp_in"] == 6
+
+
+def test_coalesced_write_failure_counts_every_segment(pair: tuple[Side, Side]) -> None:
+    a, b = vnet_side(pair)
+    for p in [tcp(1 + 100 * i, b"x" * 100) for i in range(3)]:
+        b.kernel.send(p)
+    b.plane._pump_tun(b.buffers, 64)
+    a.kernel.close()  # the fake TUN's peer is gone: every write fails
+    a.pump_in()
+    stats = a.plane.stats()
+    assert (stats["esp_in"], stats["tun_write"]) == (0, 3)
+    a.kernel = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # for the fixture's close
+
+
+def test_virtio_header_is_stripped_from_packets_read(pair: tuple[Side, Side]) -> None:
+    a, b = vnet_side(pair)
+    ping = ipv4("10.1.0.1", "10.2.0.1")
+    a.kernel.send(bytes([2]) + bytes(9) + ping)  # DATA_VALID, no GSO
+    assert a.plane._pump_tun(a.buffers, 4) is True
+    b.pump_in()
+    assert b.delivered() == [ping]
