@@ -18,8 +18,10 @@ from __future__ import annotations
 import hmac
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
+from cryptography.hazmat.primitives.ciphers.modes import CBC, GCM
 
 from ikeagent.crypto.suites import EncrId, encr_info, integ_info
 
@@ -51,6 +53,7 @@ class SkCipher:
         "_integ_key",
         "_hash",
         "_gcm_short",
+        "_algo",
     )
 
     def __init__(
@@ -67,6 +70,7 @@ class SkCipher:
                 f"{info.name}: key material of {len(encr_key)} octets is the wrong size"
             )
         self._key = key
+        self._algo: AES | None = None  # built once: AES-CBC and short-tag GCM
         self._gcm_short = False
         if info.aead:
             if integ_id:
@@ -82,6 +86,7 @@ class SkCipher:
             else:  # 8 and 12 octet tags need the lower-level GCM mode
                 self._aead = None
                 self._gcm_short = True
+                self._algo = AES(key)
         else:
             if not integ_id:
                 raise ValueError(f"{info.name} needs an integrity algorithm")
@@ -93,6 +98,7 @@ class SkCipher:
             self._integ_key = bytes(integ_key)
             self._hash = integ.hash_name
             self._aead = None
+            self._algo = AES(key)
 
     def __repr__(self) -> str:
         return f"SkCipher(encr={self.encr_id}, integ={self.integ_id})"
@@ -115,11 +121,11 @@ class SkCipher:
         if self._aead is not None:
             return bytes(iv) + self._aead.encrypt(self._salt + iv, data, bytes(aad))
         if self._gcm_short:
-            enc = Cipher(algorithms.AES(self._key), modes.GCM(self._salt + iv)).encryptor()
+            enc = Cipher(self._algo, GCM(self._salt + iv)).encryptor()
             enc.authenticate_additional_data(bytes(aad))
             ct = enc.update(data) + enc.finalize()
             return bytes(iv) + ct + enc.tag[: self.icv_len]
-        enc = Cipher(algorithms.AES(self._key), modes.CBC(iv)).encryptor()
+        enc = Cipher(self._algo, CBC(iv)).encryptor()
         ct = enc.update(data) + enc.finalize()
         icv = hmac.digest(self._integ_key, bytes(aad) + iv + ct, self._hash)[: self.icv_len]
         return bytes(iv) + ct + icv
@@ -141,7 +147,7 @@ class SkCipher:
                 raise IntegrityError("integrity check value mismatch")
             if len(ct) % self.block_size:
                 raise DecryptError("ciphertext is not a multiple of the block size")
-            dec = Cipher(algorithms.AES(self._key), modes.CBC(iv)).decryptor()
+            dec = Cipher(self._algo, CBC(iv)).decryptor()
             data = dec.update(ct) + dec.finalize()
         pad = data[-1]
         if pad + 1 > len(data):
@@ -153,8 +159,8 @@ class SkCipher:
             if self._aead is not None:
                 return self._aead.decrypt(self._salt + iv, ct + tag, aad)
             dec = Cipher(
-                algorithms.AES(self._key),
-                modes.GCM(self._salt + iv, tag, min_tag_length=self.icv_len),
+                self._algo,
+                GCM(self._salt + iv, tag, min_tag_length=self.icv_len),
             ).decryptor()
             dec.authenticate_additional_data(aad)
             return dec.update(ct) + dec.finalize()

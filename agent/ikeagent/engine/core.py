@@ -24,7 +24,7 @@ from ikeagent.engine.ikev2.sa import IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.engine.status import snapshot
 from ikeagent.wire import v2 as w
-from ikeagent.wire.errors import DecodeError
+from ikeagent.wire.errors import DecodeError, InvalidLength, Truncated
 
 MAX_DATAGRAM = 65535
 
@@ -57,6 +57,10 @@ class Engine(TaskManager, Lifecycle):
         self._stats: Counter[str] = Counter()
         self._uid = 0
         self._reqid = 0
+        # reqids shared by live Child SAs with the same policy (see ``policy_reqid``)
+        self._reqid_of: dict[tuple, int] = {}
+        self._policy_of: dict[int, tuple] = {}
+        self._lineage = 0
         self._spis_in: set[int] = set()
         self._ike_spis: set[int] = set()
         self._heap: list[tuple[float, int, int]] = []
@@ -73,6 +77,27 @@ class Engine(TaskManager, Lifecycle):
     def new_reqid(self) -> int:
         self._reqid += 1
         return self._reqid
+
+    def policy_reqid(self, policy: tuple) -> int:
+        """The reqid for a new Child SA whose policy (connection, child, selectors, peer) is
+        ``policy``: the one a live Child SA with the same policy holds (as strongSwan shares
+        reqids between identical policies), else a new one."""
+        reqid = self._reqid_of.get(policy)
+        if reqid is None:
+            reqid = self.new_reqid()
+            self._reqid_of[policy] = reqid
+            self._policy_of[reqid] = policy
+        return reqid
+
+    def new_lineage(self) -> int:
+        self._lineage += 1
+        return self._lineage
+
+    def release_reqid(self, reqid: int) -> None:
+        """No Child SA holds ``reqid`` any more: its policy gets a new one next time."""
+        policy = self._policy_of.pop(reqid, None)
+        if policy is not None and self._reqid_of.get(policy) == reqid:
+            del self._reqid_of[policy]
 
     def new_spi_in(self) -> int:
         while True:
@@ -104,9 +129,17 @@ class Engine(TaskManager, Lifecycle):
             del self.sas[sa.our_spi]
         self._ike_spis.discard(sa.our_spi)
         self._by_uid.pop(sa.uid, None)
-        self.half_open.pop((sa.spi_i, sa.remote[0], sa.remote[1]), None)
+        self.forget_half_open(sa)
         if self._recent_init.get((sa.spi_i, sa.remote[0])) is sa:
             del self._recent_init[(sa.spi_i, sa.remote[0])]
+
+    def forget_half_open(self, sa: IkeSa) -> None:
+        """The SA is no longer half-open (established or gone): it stops counting towards
+        the COOKIE threshold. Keyed by where its IKE_SA_INIT came from, since ``sa.remote``
+        may have floated to the NAT-T port since."""
+        key = sa.half_open_key or (sa.spi_i, sa.remote[0], sa.remote[1])
+        if self.half_open.get(key) is sa:
+            del self.half_open[key]
 
     def set_spi_r(self, sa: IkeSa, spi_r: int) -> None:
         sa.spi_r = spi_r
@@ -266,13 +299,18 @@ class Engine(TaskManager, Lifecycle):
         if header.major != 2:
             self.count("unsupported_version")
             return
-        try:
-            msg = w.Message.from_bytes(data)
+        try:  # what Message.from_bytes checks, without decoding the header a second time
+            if type(data) is not bytes:
+                data = bytes(data)
+            if header.length != len(data):
+                raise (Truncated if header.length > len(data) else InvalidLength)(
+                    f"IKE header says {header.length} bytes, got {len(data)}"
+                )
+            outer = w.decode_payloads(header.next_payload, data[w.HEADER_LEN :])
         except DecodeError as exc:
             self.count("malformed")
             self.log.debug("%s:%d: malformed datagram dropped: %s", remote[0], remote[1], exc)
             return
-        outer = list(msg.payloads)
         if header.exchange == w.ExchangeType.IKE_SA_INIT:
             self._on_init(data, header, outer, local, remote, now)
             return
@@ -375,7 +413,8 @@ class Engine(TaskManager, Lifecycle):
         sa.force_encap = self.force_encap or conn.encap
         sa.half_open_until = now + HALF_OPEN_TIMEOUT
         self.register(sa)
-        self.half_open[(spi_i, remote[0], remote[1])] = sa
+        sa.half_open_key = (spi_i, remote[0], remote[1])
+        self.half_open[sa.half_open_key] = sa
         self._recent_init[(spi_i, remote[0])] = sa
         self._refresh(sa)
         return sa

@@ -15,6 +15,7 @@ import logging
 import random
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # IKE uses port 4500 for NAT-T whatever port the agent listens on for it
 STANDARD_NATT_PORT = 4500
+# datagrams handled per wake-up before other callbacks get a turn
+RX_BATCH = 64
 
 
 class EngineLike(Protocol):
@@ -106,6 +109,12 @@ class Agent:
         self._deadline: float | None = None
         self._stopping: asyncio.Event | None = None
         self._closed = False
+        # IKE datagrams handed over by the data plane's thread: appended there, drained here;
+        # one loop wake-up per batch (``_ike_wake`` is set while one is scheduled)
+        self._ike_in: deque[tuple[bytes, Endpoint, Endpoint]] = deque()
+        self._ike_wake = False
+        # (local endpoint, remote ip, remote port is 4500) -> (socket, NAT-T framing)
+        self._routes: dict[tuple[Endpoint, str, bool], tuple[UdpSocket, bool]] = {}
         # every data-plane call runs on this one thread: backends using pyroute2 (whose sync
         # API runs its own asyncio loop) cannot be called from the agent's running loop
         self._dp_thread = ThreadPoolExecutor(1, thread_name_prefix="ikeagent-dataplane")
@@ -186,10 +195,16 @@ class Agent:
     def _offer_encap(self, s: UdpSocket) -> None:
         loop = self._loop
         assert loop is not None  # internal invariant, not peer input
+        queue = self._ike_in
 
         def sink(data: bytes, local: Endpoint, remote: Endpoint) -> None:
-            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                loop.call_soon_threadsafe(self._on_ike, data, local, remote)
+            # runs on the data plane's thread: queue, and wake the loop once per batch (the
+            # loop clears the flag before it drains, so nothing queued is left behind)
+            queue.append((data, local, remote))
+            if not self._ike_wake:
+                self._ike_wake = True
+                with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                    loop.call_soon_threadsafe(self._drain_ike)
 
         s.read_by_dataplane = bool(self.dp("attach_encap_socket", s.sock, (s.addr, s.port), sink))
         if s.read_by_dataplane:
@@ -254,6 +269,7 @@ class Agent:
         log.info("agent stopped")
 
     def _close_sockets(self) -> None:
+        self._routes.clear()
         for s in self.sockets:
             if not s.read_by_dataplane and self._loop is not None:
                 with contextlib.suppress(Exception):
@@ -289,22 +305,27 @@ class Agent:
         self.stats[key] = self.stats.get(key, 0) + n
 
     def _on_readable(self, s: UdpSocket) -> None:
-        for _ in range(64):  # bounded batch, then let others run
+        receive = s.receive
+        port = s.port
+        fed = 0
+        for _ in range(RX_BATCH):  # bounded batch, then let others run
             try:
-                data, local_ip, remote = s.receive()
+                data, local_ip, remote = receive()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:  # e.g. ICMP port unreachable reported on the socket
                 self._count("rx_errors")
-                log.debug("receive on port %d: %s", s.port, e)
+                log.debug("receive on port %d: %s", port, e)
                 break
             if s.natt:
                 kind, data = classify_natt(data)
                 if kind != Kind.IKE:
                     self._count("rx_keepalive" if kind == Kind.KEEPALIVE else "rx_esp_unhandled")
                     continue
-            self._count("rx_ike")
-            self._feed(data, (local_ip, s.port), remote)
+            fed += 1
+            self._feed(data, (local_ip, port), remote)
+        if fed:
+            self._count("rx_ike", fed)
         self.process()
 
     def _on_ike(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
@@ -315,8 +336,36 @@ class Agent:
         self._feed(data, local, remote)
         self.process()
 
+    def _drain_ike(self) -> None:
+        """Feed what the data plane's reader queued (marker already stripped), then drain
+        the engine once for the whole batch."""
+        self._ike_wake = False
+        queue = self._ike_in
+        if self._closed:
+            queue.clear()
+            return
+        fed = 0
+        while queue and fed < RX_BATCH:
+            data, local, remote = queue.popleft()
+            fed += 1
+            self._feed(data, local, remote)
+        if queue and not self._ike_wake:  # more than a batch: continue on the next turn
+            self._ike_wake = True
+            assert self._loop is not None  # internal invariant, not peer input
+            self._loop.call_soon(self._drain_ike)
+        if fed:
+            self._count("rx_ike", fed)
+            self.process()
+
     def _feed(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
-        self.engine_call("receive_datagram", data, local, remote, self.clock())
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            engine.receive_datagram(data, local, remote, self.clock())
+        except Exception:
+            self._count("engine_errors")
+            log.exception("engine.receive_datagram failed")
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -375,14 +424,20 @@ class Agent:
         if deadline is not None and self._loop is not None:
             self._timer = self._loop.call_later(max(0.0, deadline - self.clock()), self._on_timer)
 
-    def _send(self, d: ev.Datagram) -> None:
+    def _socket_for(self, d: ev.Datagram) -> tuple[UdpSocket, bool] | None:
+        """The socket to send ``d`` from and whether it is the NAT-T one (cached per local
+        endpoint, remote address and remote port class); None after counting the failure."""
+        key = (d.local, d.remote[0], d.remote[1] == STANDARD_NATT_PORT)
+        found = self._routes.get(key)
+        if found is not None:
+            return found
         natt = STANDARD_NATT_PORT in (d.local[1], d.remote[1]) or d.local[1] == self.natt_port
         try:
             family = family_of(d.remote[0])
         except ValueError:
             self._count("tx_bad_address")
             log.warning("cannot send to %r: not an IP address", d.remote[0])
-            return
+            return None
         sock = next(
             (s for s in self.sockets if s.natt == natt and s.serves(d.local[0] or None, family)),
             None,
@@ -390,7 +445,17 @@ class Agent:
         if sock is None:
             self._count("tx_no_socket")
             log.warning("no socket to send from %s:%d to %s:%d", *d.local, *d.remote)
+            return None
+        if len(self._routes) >= 4096:
+            self._routes.clear()
+        self._routes[key] = found = (sock, natt)
+        return found
+
+    def _send(self, d: ev.Datagram) -> None:
+        found = self._socket_for(d)
+        if found is None:
             return
+        sock, natt = found
         data = NON_ESP_MARKER + d.data if natt else d.data
         try:
             sock.send(data, d.local[0], d.remote)
@@ -409,8 +474,9 @@ class Agent:
         except Exception:
             self._count("dataplane_errors")
             log.exception("applying %s failed", type(event).__name__)
-        for w in list(self.waiters):
-            w.feed(event)
+        if self.waiters:
+            for w in list(self.waiters):
+                w.feed(event)
 
     def _install_child(self, e: ev.InstallChild) -> None:
         log.info(
@@ -431,7 +497,8 @@ class Agent:
         self.dp("remove_policy", e.reqid)
 
     def _log_status(self, e: ev.Event) -> None:
-        log.info("%s", _describe(e))
+        if log.isEnabledFor(logging.INFO):  # no text built for a level that is off
+            log.info("%s", _describe(e))
 
     # --- commands (used by runtime.commands) ------------------------------------------------
 

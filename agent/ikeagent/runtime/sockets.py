@@ -44,6 +44,18 @@ def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(addr)
 
 
+@functools.lru_cache(maxsize=4096)
+def _source(family: socket.AddressFamily, local_ip: str) -> tuple[tuple[int, int, bytes], ...]:
+    """The ancillary data choosing ``local_ip`` as the source address (none for ``::`` or
+    ``0.0.0.0``), cached: built once per local address."""
+    if _ip(local_ip).is_unspecified:
+        return ()
+    packed = socket.inet_pton(family, local_ip)
+    if family == socket.AF_INET6:
+        return ((socket.IPPROTO_IPV6, IPV6_PKTINFO, struct.pack("=16sI", packed, 0)),)
+    return ((socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=I4s4s", 0, packed, b"\x00" * 4)),)
+
+
 def family_of(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if _ip(addr).version == 6 else socket.AF_INET
 
@@ -100,17 +112,10 @@ class UdpSocket:
     def send(self, data: bytes, local_ip: str | None, remote: tuple[str, int]) -> None:
         """Send ``data`` (framing already applied), from ``local_ip`` when the socket is bound
         to the wildcard address."""
-        ancillary = []
-        if local_ip and self.wildcard and not _ip(local_ip).is_unspecified:
-            packed = socket.inet_pton(self.family, local_ip)
-            if self.family == socket.AF_INET6:
-                ancillary.append(
-                    (socket.IPPROTO_IPV6, IPV6_PKTINFO, struct.pack("=16sI", packed, 0))
-                )
-            else:
-                cdata = struct.pack("=I4s4s", 0, packed, b"\x00" * 4)
-                ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, cdata))
-        self.sock.sendmsg([data], ancillary, 0, remote)
+        if local_ip and self.wildcard:
+            self.sock.sendmsg([data], _source(self.family, local_ip), 0, remote)
+        else:
+            self.sock.sendto(data, remote)
 
     def serves(self, local_ip: str | None, family: socket.AddressFamily) -> bool:
         """Whether this socket can send from ``local_ip`` (None: any source) to ``family``."""

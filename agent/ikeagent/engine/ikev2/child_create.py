@@ -173,6 +173,7 @@ class CreateChildTask:
             local_ts=l_ts,
             remote_ts=r_ts,
             reqid=old.reqid if old else None,
+            lineage=old.lineage if old else None,
             now=now,
         )
         if old is None:
@@ -286,6 +287,7 @@ def respond(
         local_ts=local_ts,
         remote_ts=remote_ts,
         reqid=old.reqid if old else None,
+        lineage=old.lineage if old else None,
         now=now,
     )
     if old is not None:

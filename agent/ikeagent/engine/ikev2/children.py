@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import ChildConfig
@@ -43,6 +44,7 @@ def install(
     remote_ts: tuple[TsRange, ...],
     reqid: int | None,
     now: float,
+    lineage: int | None = None,
 ) -> ChildEntry:
     """Derive the keys of a negotiated pair, emit InstallChild and return the entry."""
     assert sa.keys is not None
@@ -63,7 +65,9 @@ def install(
         out_e, out_a, in_e, in_a = keys.encr_r, keys.integ_r, keys.encr_i, keys.integ_i
     integ_id = chosen.integ.id if chosen.integ else None
     if reqid is None:
-        reqid = eng.new_reqid()
+        reqid = eng.policy_reqid((sa.name, cfg.name, local_ts, remote_ts, sa.remote[0]))
+    if lineage is None:
+        lineage = eng.new_lineage()
     entry = ChildEntry(
         config=cfg,
         reqid=reqid,
@@ -75,6 +79,7 @@ def install(
         encap=sa.encap,
         installed_at=now,
         nonces=(ni, nr),
+        lineage=lineage,
     )
     entry.rekey_at, entry.expire_at = rekey_deadlines(eng, cfg, now)
     lifetime = Lifetime(
@@ -99,15 +104,16 @@ def install(
     sa.children.append(entry)
     eng.emit(InstallChild(child_sa))
     eng.emit(ChildUp(cfg.name, sa.name, reqid))
-    eng.log.info(
-        "%s: CHILD_SA %s{%d} established with SPIs %08x_i %08x_o, %s, TS %s === %s",
-        sa.peer_label(),
-        cfg.name,
-        reqid,
-        spi_in,
-        spi_out,
-        chosen.describe(),
-        ", ".join(map(str, local_ts)),
-        ", ".join(map(str, remote_ts)),
-    )
+    if eng.log.isEnabledFor(logging.INFO):  # the selectors' text is not free
+        eng.log.info(
+            "%s: CHILD_SA %s{%d} established with SPIs %08x_i %08x_o, %s, TS %s === %s",
+            sa.peer_label(),
+            cfg.name,
+            reqid,
+            spi_in,
+            spi_out,
+            chosen.describe(),
+            ", ".join(map(str, local_ts)),
+            ", ".join(map(str, remote_ts)),
+        )
     return entry

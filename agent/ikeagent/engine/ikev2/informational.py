@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ikeagent.engine.ikev2.sa import ChildEntry, IkeSa
@@ -79,7 +80,8 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
     for p in payloads:
         if isinstance(p, w.Delete):
             if int(p.protocol) == w.ProtocolId.IKE:
-                eng.log.info("%s: peer deleted the IKE_SA", sa.peer_label())
+                if eng.log.isEnabledFor(logging.INFO):
+                    eng.log.info("%s: peer deleted the IKE_SA", sa.peer_label())
                 theirs = sa.rekeyed_by_peer
                 out_task = sa.outstanding.task if sa.outstanding is not None else None
                 if (

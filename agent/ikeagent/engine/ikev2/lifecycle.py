@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import ChildConfig
@@ -39,21 +40,22 @@ class Lifecycle:
         sa.set_state(IkeState.ESTABLISHED)
         sa.established_at = now
         sa.half_open_until = None
-        self.half_open.pop((sa.spi_i, sa.remote[0], sa.remote[1]), None)
+        self.forget_half_open(sa)
         sa.rekey_at = self._ike_rekey_deadline(sa, now)
         sa.dpd_at = now + conn.dpd_delay if conn.dpd_delay > 0 else None
         self.emit(IkeSaUp(sa.name, sa.uid))
         assert sa.chosen is not None
-        self.log.info(
-            "%s: IKE_SA established between %s[%s]...%s[%s] (%s, %s)",
-            sa.peer_label(),
-            sa.local[0],
-            sa.local_id,
-            sa.remote[0],
-            sa.remote_id,
-            sa.chosen.describe(),
-            "initiator" if sa.initiator else "responder",
-        )
+        if self.log.isEnabledFor(logging.INFO):  # describe() is not free
+            self.log.info(
+                "%s: IKE_SA established between %s[%s]...%s[%s] (%s, %s)",
+                sa.peer_label(),
+                sa.local[0],
+                sa.local_id,
+                sa.remote[0],
+                sa.remote_id,
+                sa.chosen.describe(),
+                "initiator" if sa.initiator else "responder",
+            )
 
     def _ike_rekey_deadline(self: Engine, sa: IkeSa, now: float) -> float | None:
         conn = sa.conn
@@ -147,7 +149,8 @@ class Lifecycle:
         self.unregister(sa)
         if sa.replaced_by is None:
             self.emit(IkeSaDown(sa.name, sa.uid, reason))
-        self.log.info("%s: IKE_SA deleted: %s", sa.peer_label(), reason)
+        if self.log.isEnabledFor(logging.INFO):
+            self.log.info("%s: IKE_SA deleted: %s", sa.peer_label(), reason)
 
     # ---- Child SAs -------------------------------------------------------------------------
 
@@ -164,19 +167,24 @@ class Lifecycle:
             holder.children.remove(child)
         self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
         self.release_spi_in(child.spi_in)
-        still = any(c.reqid == child.reqid for s in self.sas.values() for c in s.children)
-        if not still:
+        # the policy stays while a pair holds its reqid (a rekeyed pair, or one of another IKE
+        # SA with the same policy); the Child SA is down when its rekey chain has no pair left
+        left = [c for s in self.sas.values() for c in s.children if c.reqid == child.reqid]
+        if not left:
+            self.release_reqid(child.reqid)
             self.emit(RemovePolicy(child.reqid))
+        if not any(c.lineage == child.lineage for c in left):
             self.emit(ChildDown(child.name, sa.name, child.reqid, reason))
-        self.log.info(
-            "%s: CHILD_SA %s{%d} SPIs %08x_i %08x_o deleted: %s",
-            sa.peer_label(),
-            child.name,
-            child.reqid,
-            child.spi_in,
-            child.spi_out,
-            reason,
-        )
+        if self.log.isEnabledFor(logging.INFO):
+            self.log.info(
+                "%s: CHILD_SA %s{%d} SPIs %08x_i %08x_o deleted: %s",
+                sa.peer_label(),
+                child.name,
+                child.reqid,
+                child.spi_in,
+                child.spi_out,
+                reason,
+            )
 
     def delete_children(
         self: Engine, sa: IkeSa, children: list[ChildEntry], reason: str, now: float

@@ -7,6 +7,7 @@ transform type the first configured algorithm that the offer contains.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ikeagent.crypto.suites import Algorithm, Proposal, TransformType
@@ -80,8 +81,14 @@ def to_wire(
 
 
 def _offered(wp: WireProposal) -> dict[TransformType, list[tuple[int, int | None]]]:
+    return _offered_transforms(wp.transforms)
+
+
+def _offered_transforms(
+    transforms: tuple[Transform, ...],
+) -> dict[TransformType, list[tuple[int, int | None]]]:
     offered: dict[TransformType, list[tuple[int, int | None]]] = {}
-    for tr in wp.transforms:
+    for tr in transforms:
         try:
             ttype = TransformType(int(tr.type))
         except ValueError:
@@ -93,7 +100,19 @@ def _offered(wp: WireProposal) -> dict[TransformType, list[tuple[int, int | None
 def _match(
     p: Proposal, wp: WireProposal, *, ignore_dh: bool, prefer_dh: int | None = None
 ) -> Chosen | None:
-    offered = _offered(wp)
+    picked = _pick(p, wp.transforms, ignore_dh, prefer_dh)
+    if picked is None:
+        return None
+    encr, integ, prf, dh, esn = picked
+    return Chosen(number=wp.number, encr=encr, integ=integ, prf=prf, dh=dh, esn=esn, spi=wp.spi)
+
+
+@functools.lru_cache(maxsize=1024)  # peers send the same few offers over and over
+def _pick(
+    p: Proposal, transforms: tuple[Transform, ...], ignore_dh: bool, prefer_dh: int | None
+) -> tuple[Algorithm, Algorithm | None, Algorithm | None, Algorithm | None, bool] | None:
+    """(encr, integ, prf, dh, esn) of our proposal ``p`` that the offered transforms allow."""
+    offered = _offered_transforms(transforms)
     mine = _by_type(p)
     picked: dict[TransformType, Algorithm | None] = {}
     for t in _TYPES:
@@ -127,14 +146,12 @@ def _match(
     if encr is None:
         return None
     esn = picked[TransformType.ESN]
-    return Chosen(
-        number=wp.number,
-        encr=encr,
-        integ=picked[TransformType.INTEG],
-        prf=picked[TransformType.PRF],
-        dh=picked[TransformType.DH],
-        esn=bool(esn and esn.id == 1),
-        spi=wp.spi,
+    return (
+        encr,
+        picked[TransformType.INTEG],
+        picked[TransformType.PRF],
+        picked[TransformType.DH],
+        bool(esn and esn.id == 1),
     )
 
 

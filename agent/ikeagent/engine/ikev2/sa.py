@@ -35,6 +35,8 @@ class ChildEntry:
     state: ChildState = ChildState.INSTALLED
     peer_replacement: ChildEntry | None = None  # set when the peer rekeyed it during our rekey
     delete_at: float | None = None  # REKEYED: delete ourselves if the peer never does
+    # the rekey chain this pair belongs to (the reqid may be shared with other chains)
+    lineage: int = 0
 
     def set_state(self, new: ChildState) -> None:
         self.state = check_child(self.state, new)
@@ -110,6 +112,8 @@ class IkeSa:
     last_recv: float = 0.0
     dpd_at: float | None = None
     half_open_until: float | None = None
+    # responder: its key in Engine.half_open (the IKE_SA_INIT's source: ``remote`` may float)
+    half_open_key: tuple[int, str, int] | None = None
     delete_at: float | None = None  # REKEYED SAs: destroy if the peer never deletes
     pending_children: list[ChildConfig] = field(default_factory=list)
     child_retries: list[tuple[float, ChildConfig]] = field(default_factory=list)

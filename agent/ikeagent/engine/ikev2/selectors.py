@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class TsRange:
         return text
 
 
+@functools.lru_cache(maxsize=1024)  # config selectors: a few distinct tuples, asked for often
 def from_config(ts: tuple[TrafficSelector, ...]) -> tuple[TsRange, ...]:
     return tuple(
         TsRange(
@@ -103,6 +105,7 @@ def is_subset(narrowed: tuple[TsRange, ...], proposed: tuple[TsRange, ...]) -> b
     return bool(narrowed) and all(any(p.contains(n) for p in proposed) for n in narrowed)
 
 
+@functools.lru_cache(maxsize=1024)  # negotiated selectors repeat from one SA to the next
 def to_config(ranges: tuple[TsRange, ...]) -> tuple[TrafficSelector, ...]:
     out: list[TrafficSelector] = []
     for r in ranges:
