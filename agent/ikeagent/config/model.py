@@ -116,6 +116,7 @@ class AgentConfig:
     natt_port: int = 4500  # UDP port for NAT-T / non-ESP-marker IKE and ESP (charon.port_nat_t)
     cookie_threshold: int = 30  # half-open IKE SAs before COOKIEs are demanded
     fragment_size: int = 1280  # bytes of an IKE message before it is fragmented (RFC 7383)
+    keep_alive: float = 20.0  # NAT-T keepalive interval while behind a NAT (0: off)
     retransmit_timeout: float = 1.0
     retransmit_tries: int = 5
     retransmit_base: float = 1.8

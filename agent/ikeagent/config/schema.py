@@ -27,7 +27,7 @@ Example::
 Defaults follow swanctl.conf(5) of strongSwan 5.9:
 
 - agent: log_level info, dataplane auto, port 500, natt_port 4500 (strongSwan's charon.port and
-  charon.port_nat_t), cookie_threshold 30, fragment_size 1280, retransmit_timeout 1s,
+  charon.port_nat_t), cookie_threshold 30, fragment_size 1280, keep_alive 20s, retransmit_timeout 1s,
   retransmit_tries 5, retransmit_base 1.8 (charon.retransmit_*).
 - connection: version 2 (swanctl's 0 = "any" is not supported), local_addrs/remote_addrs %any,
   local_port = agent port, remote_port 500, proposals "default", local/remote auth pubkey and
@@ -99,6 +99,7 @@ AGENT_FIELDS = (
     Field("natt_port", Port(), 4500, "UDP port for NAT-T (IKE with non-ESP marker and ESP)"),
     Field("cookie_threshold", Int(0), 30, "half-open IKE SAs before COOKIEs are demanded"),
     Field("fragment_size", Int(576, 65535), 1280, "IKE message size before fragmenting"),
+    Field("keep_alive", Duration(), 20.0, "NAT-T keepalive interval while behind a NAT (0: off)"),
     Field("retransmit_timeout", Duration(), 1.0, "first retransmission timeout"),
     Field("retransmit_tries", Int(0), 5, "retransmissions before giving up"),
     Field("retransmit_base", Number(1.0), 1.8, "exponential backoff base"),

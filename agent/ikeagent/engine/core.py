@@ -149,8 +149,10 @@ class Engine(TaskManager, Lifecycle):
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
-    def send_plain(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
-        self._out.append(Datagram(data, local, remote))
+    def send_plain(
+        self, data: bytes, local: Endpoint, remote: Endpoint, *, raw: bool = False
+    ) -> None:
+        self._out.append(Datagram(data, local, remote, raw))
 
     def count(self, what: str, n: int = 1) -> None:
         self._stats[what] += n
@@ -473,6 +475,8 @@ class Engine(TaskManager, Lifecycle):
                 times.append(sa.rekey_at)
             if sa.dpd_at is not None:
                 times.append(sa.dpd_at)
+            if sa.keepalive_at is not None:
+                times.append(sa.keepalive_at)
         if sa.half_open_until is not None and sa.state in (IkeState.CONNECTING, IkeState.CREATED):
             times.append(sa.half_open_until)
         if sa.delete_at is not None:
@@ -547,6 +551,11 @@ class Engine(TaskManager, Lifecycle):
             if sa.rekey_at is not None and sa.rekey_at <= now:
                 sa.rekey_at = None
                 self.queue_task(sa, IkeRekeyTask(), now)
+            if sa.keepalive_at is not None and sa.keepalive_at <= now:
+                # RFC 3948 2.3: keep the NAT's mapping of our port 4500 alive
+                self.send_plain(b"\xff", sa.local, sa.remote, raw=True)
+                self.count("keepalives_sent")
+                sa.keepalive_at = now + self.config.keep_alive
             if sa.dpd_at is not None and sa.dpd_at <= now:
                 idle = now - sa.last_recv
                 if idle >= conn.dpd_delay and sa.outstanding is None and not sa.queue:

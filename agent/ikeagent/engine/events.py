@@ -35,6 +35,7 @@ class Datagram:
     data: bytes
     local: Endpoint
     remote: Endpoint
+    raw: bool = False  # send as it is, without the non-ESP marker (NAT-T keepalives)
 
 
 @dataclass(frozen=True, slots=True)

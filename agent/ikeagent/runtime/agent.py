@@ -456,10 +456,10 @@ class Agent:
         if found is None:
             return
         sock, natt = found
-        data = NON_ESP_MARKER + d.data if natt else d.data
+        data = NON_ESP_MARKER + d.data if natt and not d.raw else d.data
         try:
             sock.send(data, d.local[0], d.remote)
-            self._count("tx_ike")
+            self._count("tx_keepalive" if d.raw else "tx_ike")
         except OSError as e:
             self._count("tx_errors")
             log.warning("send to %s:%d failed: %s", d.remote[0], d.remote[1], e.strerror or e)

@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 
 import pytest
 
+from ikelab_testing.agent import Agent
 from ikelab_testing.checks import assert_blocked, assert_encrypted, assert_passes
 from ikelab_testing.netns import HOST_IF, LAN, WAN, Lab, Site, TopologySpec
-from ikelab_testing.peers import End, TunnelSpec, agent_peer, charon_peer
+from ikelab_testing.peers import AgentPeer, End, TunnelSpec, agent_config, charon_peer
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
 PRIVATE = "198.18.1.0/24"
+KEEP_ALIVE = 1.0
+
+
+def agent_peer(end: End) -> AgentPeer:
+    """The lab's agent peer, with NAT-T keepalives every second so the test sees them."""
+    peer = AgentPeer.__new__(AgentPeer)
+    peer.end = end
+    cfg = agent_config(end)
+    cfg["agent"] = {"keep_alive": f"{KEEP_ALIVE:g}s"}
+    peer.agent = Agent(end.site.gw, cfg, end.topology.lab).start()
+    return peer
 
 
 class NatTopology:
@@ -114,8 +127,15 @@ def test_tunnel_through_a_real_nat(
                 [ike] = peer.charon.list_sas().values()
                 assert ike["state"] == "ESTABLISHED"
                 assert ike.get("nat-local" if inside else "nat-remote") == "yes", ike
+        if behind_nat == "agent":
+            # behind the NAT the agent keeps the mapping alive (RFC 3948 2.3)
+            time.sleep(2.5 * KEEP_ALIVE)
+            stats = peer_a.agent.status()["stats"]["engine"]
+            assert stats.get("keepalives_sent", 0) >= 2, stats
         summary = cap.summary()
         assert_encrypted(summary, topo, udp=True)  # type: ignore[arg-type]
+        if behind_nat == "agent":
+            assert summary.of("keepalive"), summary.describe()
     except BaseException:
         for p in (peer_a, peer_b):
             if hasattr(p, "agent"):

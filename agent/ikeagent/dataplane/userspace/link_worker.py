@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,8 +62,9 @@ class LinkWorker:
         self._queue.put(("call", 0, fn))
 
     def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued is applied, lingering unused routes included."""
         done = threading.Event()
-        self._queue.put(("call", 0, done.set))
+        self._queue.put(("flush", 0, done.set))
         done.wait(timeout)
 
     def stop(self) -> None:
@@ -93,7 +95,14 @@ class LinkWorker:
         self._ready.set()
         try:
             while True:
-                item = self._queue.get()
+                timeout = None
+                if routes is not None and (expiry := routes.next_expiry()) is not None:
+                    timeout = max(0.0, expiry - time.monotonic())
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    routes.expire(time.monotonic())  # type: ignore[union-attr]
+                    continue
                 if item is _STOP:
                     break
                 op, reqid, arg = item
@@ -105,6 +114,10 @@ class LinkWorker:
                         if keys:
                             routes.remove(keys)
                     elif op == "call":
+                        arg()
+                    elif op == "flush":
+                        if routes is not None:
+                            routes.expire()
                         arg()
                 except Exception:
                     log.exception("netlink operation %s for reqid %d failed", op, reqid)

@@ -7,6 +7,11 @@ routing rule (priority 220, both address families) consults before ``main``; wit
 host has such an address), reference-counted because several children may share a network.
 When the peer's own address lies inside a remote selector (e.g. 0.0.0.0/0), a host route to
 the peer copied from the current path is added first, so ESP and IKE never loop into the TUN.
+
+A route whose last user went away is kept for ``grace`` seconds before it is deleted: SAs of
+the same networks come and go (rekeys, reconnects, many peers with one policy), and a route
+re-used within that time costs no netlink round trip. Meanwhile traffic for those networks
+still goes to the TUN device, where, with no SA, it is dropped: never sent in clear.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import time
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -31,8 +37,12 @@ def _family(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
 
 
 class Routes:
-    def __init__(self, ipr: object, ifindex: int, table: int = 220, priority: int = 220) -> None:
+    def __init__(
+        self, ipr: object, ifindex: int, table: int = 220, priority: int = 220, grace: float = 5.0
+    ) -> None:
         self.ipr = ipr
+        self.grace = grace
+        self._doomed: dict[str, float] = {}  # unused routes -> when to delete them
         self.ifindex = ifindex
         self.table = table
         self.priority = priority
@@ -58,6 +68,7 @@ class Routes:
         for key in list(self._refs):
             self._delete(key)
         self._refs.clear()
+        self._doomed.clear()
         for family in self._rules:
             try:
                 self.ipr.rule("del", family=family, table=self.table, priority=self.priority)
@@ -91,8 +102,7 @@ class Routes:
             remote in ts.network for ts in child.remote_ts if ts.network.version == remote.version
         ):
             pin_key = f"pin:{remote}"
-            if pin_key in self._refs:
-                self._refs[pin_key] += 1
+            if self._reuse(pin_key):
                 keys.append(pin_key)
             else:
                 pin = self._pin_spec(remote)
@@ -100,8 +110,7 @@ class Routes:
                     keys.append(pin_key)
         for ts in child.remote_ts:
             net = ts.network
-            if str(net) in self._refs:
-                self._refs[str(net)] += 1
+            if self._reuse(str(net)):
                 keys.append(str(net))
                 continue
             if sources is None:
@@ -120,12 +129,36 @@ class Routes:
         return keys
 
     def remove(self, keys: list[str]) -> None:
+        now = time.monotonic()
         for key in keys:
             count = self._refs.get(key, 0) - 1
             if count > 0:
                 self._refs[key] = count
             elif key in self._refs:
-                self._delete(key)
+                if self.grace > 0:
+                    self._refs[key] = 0
+                    self._doomed[key] = now + self.grace
+                else:
+                    self._delete(key)
+
+    def _reuse(self, key: str) -> bool:
+        """Take another reference on an existing (or lingering) route."""
+        if key not in self._refs:
+            return False
+        self._refs[key] += 1
+        self._doomed.pop(key, None)
+        return True
+
+    def next_expiry(self) -> float | None:
+        return min(self._doomed.values()) if self._doomed else None
+
+    def expire(self, now: float | None = None) -> None:
+        """Delete the unused routes whose grace ran out (all of them when ``now`` is None)."""
+        for key, deadline in list(self._doomed.items()):
+            if now is None or deadline <= now:
+                del self._doomed[key]
+                if self._refs.get(key) == 0:
+                    self._delete(key)
 
     def _pin_spec(self, remote: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict | None:
         try:
@@ -148,8 +181,7 @@ class Routes:
         return spec
 
     def _add(self, key: str, spec: dict) -> bool:
-        if key in self._refs:
-            self._refs[key] += 1
+        if self._reuse(key):
             return True
         try:
             self.ipr.route("add", **spec)

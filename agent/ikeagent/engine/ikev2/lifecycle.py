@@ -43,6 +43,7 @@ class Lifecycle:
         self.forget_half_open(sa)
         sa.rekey_at = self._ike_rekey_deadline(sa, now)
         sa.dpd_at = now + conn.dpd_delay if conn.dpd_delay > 0 else None
+        sa.keepalive_at = self._keepalive_deadline(sa, now)
         self.emit(IkeSaUp(sa.name, sa.uid))
         assert sa.chosen is not None
         if self.log.isEnabledFor(logging.INFO):  # describe() is not free
@@ -56,6 +57,12 @@ class Lifecycle:
                 sa.chosen.describe(),
                 "initiator" if sa.initiator else "responder",
             )
+
+    def _keepalive_deadline(self: Engine, sa: IkeSa, now: float) -> float | None:
+        """Behind a NAT (RFC 3948 2.3) we send keepalives so its mapping does not expire."""
+        if not sa.nat_local or self.config.keep_alive <= 0:
+            return None
+        return now + self.config.keep_alive
 
     def _ike_rekey_deadline(self: Engine, sa: IkeSa, now: float) -> float | None:
         conn = sa.conn
@@ -244,6 +251,7 @@ class Lifecycle:
         new.rekey_at = self._ike_rekey_deadline(new, now)
         conn = new.conn
         new.dpd_at = now + conn.dpd_delay if conn is not None and conn.dpd_delay > 0 else None
+        new.keepalive_at = self._keepalive_deadline(new, now)
         old.replaced_by = new
         self.emit(IkeSaUp(new.name, new.uid))
 

@@ -111,6 +111,7 @@ class IkeSa:
     rekey_at: float | None = None
     last_recv: float = 0.0
     dpd_at: float | None = None
+    keepalive_at: float | None = None  # next NAT-T keepalive (RFC 3948 2.3) while behind a NAT
     half_open_until: float | None = None
     # responder: its key in Engine.half_open (the IKE_SA_INIT's source: ``remote`` may float)
     half_open_key: tuple[int, str, int] | None = None

@@ -438,3 +438,42 @@ def test_peer_rekeys_ike_while_our_child_exchange_is_in_flight() -> None:
     assert assert_matching_children(p.a, p.b) == 1
     assert [s.state for s in p.a.engine.list_sas()] == ["ESTABLISHED"]
     assert [s.state for s in p.b.engine.list_sas()] == ["ESTABLISHED"]
+
+
+def test_half_open_table_empties_after_nat_t_float() -> None:
+    """The responder forgets half-open SAs once established, also after the peer floated to
+    4500; otherwise every later IKE_SA_INIT would be answered with a COOKIE."""
+    p = Pair(site_config("a"), site_config("b", start=False), force_encap=True)
+    established(p)
+    for _ in range(40):
+        p.a.engine.terminate("to-b", p.now)
+        p.run()
+        p.a.engine.initiate("to-b", p.now)
+        p.run()
+    assert p.b.engine.half_open == {}
+    assert p.b.engine.stats().get("cookie_sent", 0) == 0
+    assert len(p.b.up()) == 41
+
+
+def test_identical_policies_share_a_reqid_and_policy_goes_with_the_last() -> None:
+    """Two IKE SAs of one connection with the same child policy share the reqid (as strongSwan
+    does); the policy is removed only when the last pair under it goes."""
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    first = next(iter(p.b.engine.sas.values()))
+    # a second IKE SA of the same connection (as a peer that restarted without INITIAL_CONTACT)
+    p.a.engine.is_first_contact = lambda sa: False  # type: ignore[method-assign]
+    for sa in list(p.a.engine.sas.values()):
+        p.a.engine.destroy_ike(sa, "test: forget silently", p.now)
+    p.flush()
+    p.a.engine.initiate("to-b", p.now)
+    p.run()
+    b_pairs = p.b.pairs()
+    assert len(b_pairs) == 2 and len({pair.reqid for pair in b_pairs}) == 1
+    p.b.engine.destroy_ike(first, "test: first goes", p.now)
+    p.flush()
+    assert len(p.b.pairs()) == 1 and p.b.dp.policies
+    for sa in list(p.b.engine.sas.values()):
+        p.b.engine.destroy_ike(sa, "test: last goes", p.now)
+    p.flush()
+    assert p.b.pairs() == [] and p.b.dp.policies == {}
