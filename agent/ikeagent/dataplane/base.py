@@ -92,6 +92,11 @@ class ChildSa:
     encap: tuple[int, int] | None = None  # (local port, remote port)
     replay_window: int = 64
     lifetime: Lifetime = field(default_factory=Lifetime)
+    # False: install the outbound SA but keep sending on the reqid's previous pair until the
+    # first packet arrives on this pair's inbound SA (the peer uses it, so it has it) or the
+    # previous pair is deleted. A rekey responder installs this way: the initiator installs
+    # its inbound SA only when our response reaches it (RFC 7296 2.8; strongSwan does so too).
+    outbound_active: bool = True
 
     def __repr__(self) -> str:
         return (

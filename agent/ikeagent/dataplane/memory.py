@@ -88,9 +88,12 @@ class MemoryDataplane:
     # -- test helpers -----------------------------------------------------------------------
 
     def outbound_pair(self, reqid: int) -> ChildSa | None:
-        """The pair outbound traffic of ``reqid`` would use (the newest), None without one."""
+        """The pair outbound traffic of ``reqid`` would use (the newest active one), None
+        without one."""
         pairs = self.pairs.get(reqid)
-        return pairs[-1] if pairs else None
+        if not pairs:
+            return None
+        return next((p for p in reversed(pairs) if p.outbound_active), pairs[-1])
 
     def installed_spis(self) -> set[int]:
         """Every SPI (both directions) currently installed."""

@@ -65,7 +65,7 @@ class NatTopology:
         self.host_b.add_route("0.0.0.0/0", gateway=s.gw_b_inner)
         ruleset = (
             "table ip ikelabnat {\n"
-            ' chain post { type nat hook postrouting priority 100; oifname "out0" masquerade random; }\n'
+            ' chain post { type nat hook postrouting priority 100; oifname "out0" meta l4proto udp masquerade to :20000-60000 random; oifname "out0" masquerade; }\n'
             "}\n"
         )
         self.nat.run(["nft", "-f", "-"], input=ruleset)

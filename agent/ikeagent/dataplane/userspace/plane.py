@@ -547,6 +547,8 @@ class UserspaceDataplane:
                     sa.packets += 1
                     sa.bytes += length
                     sa.last_used = monotonic()
+                    if sa.activates is not None:
+                        sa.activate()
                     if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
                         self._lifetime(sa)
                 except EspError:

@@ -88,7 +88,7 @@ class _Metered:
 
 
 class InboundSa(_Metered):
-    __slots__ = ("window", "esn", "policy", "replay_drops", "auth_failures")
+    __slots__ = ("window", "esn", "policy", "replay_drops", "auth_failures", "activates")
 
     def __init__(self, reqid: int, keys: SaKeys, lifetime: Lifetime, window: int) -> None:
         super().__init__(reqid, keys, lifetime)
@@ -97,6 +97,18 @@ class InboundSa(_Metered):
         self.policy: Policy | None = None
         self.replay_drops = 0
         self.auth_failures = 0
+        # the outbound SA of this pair, while it waits for the peer to use this inbound SA
+        self.activates: OutboundSa | None = None
+
+    def activate(self) -> None:
+        """The peer sends on this pair: it has it installed, so we may send on it too."""
+        out, self.activates = self.activates, None
+        if (
+            out is not None
+            and self.policy is not None
+            and any(p.outbound is out for p in self.policy.pairs)
+        ):
+            self.policy.out = out
 
 
 class OutboundSa(_Metered):
@@ -189,7 +201,10 @@ class Sad:
             policy = Policy(child)
         inbound.policy = policy
         policy.pairs = (*policy.pairs, SaPair(child, inbound, outbound))
-        policy.out = outbound
+        if child.outbound_active or policy.out is None:
+            policy.out = outbound
+        else:
+            inbound.activates = outbound
         if new:
             self.policies = {**self.policies, child.reqid: policy}
             self._reindex()
@@ -207,7 +222,11 @@ class Sad:
         if found is None:
             return None
         policy.pairs = tuple(p for p in policy.pairs if p is not found)
-        policy.out = policy.pairs[-1].outbound if policy.pairs else None
+        if policy.out is found.outbound or policy.out is None:
+            # the pair we sent on is gone: the newest remaining one carries on
+            policy.out = policy.pairs[-1].outbound if policy.pairs else None
+            if policy.pairs:
+                policy.pairs[-1].inbound.activates = None
         self.inbound = {k: v for k, v in self.inbound.items() if v is not found.inbound}
         return found
 

@@ -289,6 +289,9 @@ def respond(
         reqid=old.reqid if old else None,
         lineage=old.lineage if old else None,
         now=now,
+        # a rekey initiator installs its inbound SA only when our answer reaches it: we keep
+        # sending on the old pair until the peer sends on the new one (or deletes the old)
+        outbound_active=old is None,
     )
     if old is not None:
         eng.peer_rekeyed_child(sa, old, entry, now)

@@ -45,6 +45,7 @@ def install(
     reqid: int | None,
     now: float,
     lineage: int | None = None,
+    outbound_active: bool = True,
 ) -> ChildEntry:
     """Derive the keys of a negotiated pair, emit InstallChild and return the entry."""
     assert sa.keys is not None
@@ -100,6 +101,7 @@ def install(
         encap=(sa.local[1], sa.remote[1]) if sa.encap else None,
         replay_window=cfg.replay_window,
         lifetime=lifetime,
+        outbound_active=outbound_active,
     )
     sa.children.append(entry)
     eng.emit(InstallChild(child_sa))
