@@ -477,3 +477,47 @@ def test_identical_policies_share_a_reqid_and_policy_goes_with_the_last() -> Non
         p.b.engine.destroy_ike(sa, "test: last goes", p.now)
     p.flush()
     assert p.b.pairs() == [] and p.b.dp.policies == {}
+
+
+def test_reload_applies_only_the_differences() -> None:
+    from ikeagent.config.schema import parse_config
+
+    a_cfg = site_config("a")
+    p = Pair(a_cfg, site_config("b", start=False))
+    established(p)
+    before = [(s.uid, s.spi_i) for s in p.a.engine.list_sas()]
+    # an added connection (to nowhere reachable) leaves the running SA alone
+    added = dict(a_cfg, connections=dict(a_cfg["connections"]))
+    extra = dict(a_cfg["connections"]["to-b"], remote_addrs=["192.0.2.99"])
+    extra["children"] = {"net": dict(extra["children"]["net"], start_action="none")}
+    added["connections"]["spare"] = extra
+    p.a.engine.load_config(parse_config(added), p.now)
+    p.run()
+    assert [(s.uid, s.spi_i) for s in p.a.engine.list_sas()] == before
+    # a changed connection is torn down and, with start_action=start, comes back
+    changed = site_config("a", esp=["aes256gcm16", "aes128gcm16"])
+    p.a.engine.load_config(parse_config(changed), p.now)
+    p.run()
+    after = p.a.engine.list_sas()
+    assert len(after) == 1 and after[0].uid not in {uid for uid, _ in before}
+    assert after[0].state == "ESTABLISHED" and after[0].children[0].state == "INSTALLED"
+    assert assert_matching_children(p.a, p.b) == 1
+
+
+def test_volume_lifetime_events_rekey_then_delete() -> None:
+    from ikeagent.dataplane.base import ExpireKind, SaExpired
+
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    [pair] = p.a.pairs()
+    p.a.engine.handle_dataplane_event(
+        SaExpired(pair.reqid, pair.outbound.spi, ExpireKind.SOFT), p.now
+    )
+    p.run()
+    [new] = p.a.pairs()
+    assert new.inbound.spi != pair.inbound.spi  # soft limit: rekeyed
+    assert assert_matching_children(p.a, p.b) == 1
+    p.a.engine.handle_dataplane_event(SaExpired(new.reqid, new.inbound.spi, ExpireKind.HARD), p.now)
+    p.run()
+    assert p.a.pairs() == [] and p.b.pairs() == []  # hard limit: deleted on both sides
+    assert [s.state for s in p.a.engine.list_sas()] == ["ESTABLISHED"]
