@@ -139,5 +139,9 @@ def create_dataplane(name: str, **options: object) -> Dataplane:
         name, _ = choose_dataplane(name)
     factory = _FACTORIES.get(name)
     if factory is None:
-        raise DataplaneUnavailable(f"data plane {name!r} is not available")
+        known = ", ".join(sorted([*_FACTORIES, "auto"]))
+        hint = " (the kernel XFRM data plane is not built yet)" if name == "xfrm" else ""
+        raise DataplaneUnavailable(
+            f"data plane {name!r} is not available{hint}; choose one of {known}"
+        )
     return factory(**options)
