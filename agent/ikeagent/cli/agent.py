@@ -81,6 +81,9 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(config.log_level)
     from ikeagent.runtime.agent import Agent
+    from ikeagent.runtime.resolve import resolve_names
+
+    config = resolve_names(config)
 
     try:
         dataplane, reason = _create_dataplane(config)
@@ -91,7 +94,7 @@ def run(argv: list[str] | None = None) -> int:
     agent = Agent(
         config,
         dataplane,
-        config_loader=lambda: load_config(args.config, overrides),
+        config_loader=lambda: resolve_names(load_config(args.config, overrides)),
         socket_path=args.socket,
         listen=tuple(args.listen) if args.listen else ("0.0.0.0", "::"),
         dataplane_reason=reason,

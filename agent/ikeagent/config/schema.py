@@ -195,7 +195,12 @@ CHILD = Section(CHILD_FIELDS, _build_child, "a CHILD_SA")
 CONNECTION_FIELDS = (
     Field("version", Version(), 2, "IKE version: 1 or 2"),
     Field("local_addrs", ListOf(Address()), (), "local addresses (default %any)"),
-    Field("remote_addrs", ListOf(Address()), (), "remote addresses (default %any)"),
+    Field(
+        "remote_addrs",
+        ListOf(Address(ranges=True)),
+        (),
+        "remote addresses, names, subnets or ranges (default %any)",
+    ),
     Field("local_port", Port(), DERIVED, "local IKE port (default: agent port)"),
     Field("remote_port", Port(), 500, "remote IKE port"),
     Field("proposals", Proposals("IKE"), Raw("default"), "IKE proposals"),

@@ -193,7 +193,12 @@ class Count(Converter):
 
 
 class Address(Converter):
-    """An IP address or a DNS name of a gateway; ``%any`` parses to None (any address)."""
+    """An IP address or a DNS name of a gateway; ``%any`` parses to None (any address).
+    With ``ranges`` (remote_addrs, as in swanctl) also a subnet or an address range, which a
+    responder accepts peers from (an initiator needs an address or a name first)."""
+
+    def __init__(self, ranges: bool = False) -> None:
+        self.ranges = ranges
 
     def check(self, value: Any) -> str | None:
         if not isinstance(value, str):
@@ -206,13 +211,33 @@ class Address(Converter):
         except ValueError:
             pass
         if "/" in text or re.fullmatch(r"[0-9a-fA-F.:]+-[0-9a-fA-F.:]+", text):
-            raise Invalid(f"{text!r}: subnets and ranges are not supported, give an address")
+            if not self.ranges:
+                raise Invalid(
+                    f"{text!r}: subnets and ranges are not supported here, give an address"
+                )
+            return _subnet_or_range(text)
         if re.fullmatch(r"[\d.]+", text) or ":" in text or not _HOSTNAME.match(text):
             raise Invalid(f"{text!r} is not an IP address or a host name")
         return text
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "description": "IP address, host name or %any"}
+
+
+def _subnet_or_range(text: str) -> str:
+    if "/" in text:
+        try:
+            return str(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise Invalid(f"{text!r} is not a subnet") from None
+    lo_text, hi_text = text.split("-", 1)
+    try:
+        lo, hi = ipaddress.ip_address(lo_text), ipaddress.ip_address(hi_text)
+    except ValueError:
+        raise Invalid(f"{text!r} is not an address range") from None
+    if lo.version != hi.version or lo > hi:
+        raise Invalid(f"{text!r}: a range runs from a lower to a higher address of one family")
+    return f"{lo}-{hi}"
 
 
 class IdentityValue(Converter):

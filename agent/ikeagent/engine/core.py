@@ -178,7 +178,14 @@ class Engine(TaskManager, Lifecycle, Timers):
                 c.name for c in conn.children.values() if c.start_action is StartAction.START
             ]
             if starting and conn.remote_addrs:
-                self.initiate(conn.name, now, starting)
+                self._start_one(conn.name, now, starting)
+
+    def _start_one(self, name: str, now: float, children: list[str]) -> None:
+        try:
+            self.initiate(name, now, children)
+        except UnknownConnection as exc:
+            self.count("start_failed")
+            self.log.error("cannot start %s: %s", name, exc.args[0] if exc.args else exc)
 
     def load_config(self, config: AgentConfig, now: float) -> None:
         """Apply a new configuration: removed or changed connections are torn down, new or
@@ -203,7 +210,7 @@ class Engine(TaskManager, Lifecycle, Timers):
                 c.name for c in conn.children.values() if c.start_action is StartAction.START
             ]
             if starting and conn.remote_addrs:
-                self.initiate(name, now, starting)
+                self._start_one(name, now, starting)
 
     def _conn(self, name: str) -> ConnectionConfig:
         conn = self.config.connections.get(name)
@@ -240,6 +247,11 @@ class Engine(TaskManager, Lifecycle, Timers):
         remote_ip = conn.remote_addrs[0]
         local_ip = conn.local_addrs[0] if conn.local_addrs else ""
         for what, value in (("remote_addrs", remote_ip), ("local_addrs", local_ip)):
+            if value and ("/" in value or "-" in value) and not _is_ip(value):
+                raise UnknownConnection(
+                    f"{name}: {what} {value!r} is a subnet or range: it can only accept peers; "
+                    "list an address or a host name first to initiate"
+                )
             if value and not _is_ip(value):
                 raise UnknownConnection(
                     f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address"
@@ -478,7 +490,12 @@ def _addr_ok(allowed: tuple[str, ...], addr: str) -> bool:
         if a in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0") or a == addr:
             return True
         try:
-            if ipaddress.ip_address(addr) in ipaddress.ip_network(a, strict=False):
+            ip = ipaddress.ip_address(addr)
+            if "-" in a:  # a range, as swanctl writes it: 192.0.2.10-192.0.2.20
+                lo, hi = (ipaddress.ip_address(x.strip()) for x in a.split("-", 1))
+                if lo.version == ip.version and lo <= ip <= hi:
+                    return True
+            elif ip in ipaddress.ip_network(a, strict=False):
                 return True
         except ValueError:
             continue

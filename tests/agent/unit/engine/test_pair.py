@@ -521,3 +521,21 @@ def test_volume_lifetime_events_rekey_then_delete() -> None:
     p.run()
     assert p.a.pairs() == [] and p.b.pairs() == []  # hard limit: deleted on both sides
     assert [s.state for s in p.a.engine.list_sas()] == ["ESTABLISHED"]
+
+
+@pytest.mark.parametrize(
+    "allowed,ok",
+    [
+        (["192.0.2.1"], True),
+        (["192.0.2.0/24"], True),
+        (["192.0.2.0-192.0.2.9"], True),
+        (["192.0.2.5-192.0.2.9"], False),
+        (["%any"], True),
+        (["198.18.0.1", "2001:db8::/32"], False),
+    ],
+)
+def test_responder_matches_remote_addrs_forms(allowed: list[str], ok: bool) -> None:
+    b = site_config("b", start=False, conn={"remote_addrs": allowed})
+    p = Pair(site_config("a"), b)
+    p.start()
+    assert bool(p.b.up()) is ok
