@@ -97,10 +97,26 @@ async def list_conns(agent: Agent, request: dict[str, Any]) -> Any:
     return [connection_view(c) for c in agent.config.connections.values()]
 
 
+def _up_target(agent: Agent, request: dict[str, Any]) -> tuple[str, set[str]]:
+    """A connection (all its children) or, as swanctl --initiate --child, one child by name."""
+    name = request.get("name")
+    if isinstance(name, str) and name and name not in agent.config.connections:
+        owners = [c for c in agent.config.connections.values() if name in c.children]
+        if len(owners) == 1:
+            return owners[0].name, {name}
+        if len(owners) > 1:
+            raise CommandError(
+                f"child {name!r} is in several connections ({', '.join(c.name for c in owners)}):"
+                " name the connection"
+            )
+        raise CommandError(f"no connection or child named {name!r}")
+    conn = _name(agent, request)
+    return conn, set(agent.config.connections[conn].children)
+
+
 async def up(agent: Agent, request: dict[str, Any]) -> Any:
-    name = _name(agent, request)
+    name, children = _up_target(agent, request)
     timeout = _timeout(request, 30.0)
-    children = set(agent.config.connections[name].children)
     try:
         await agent.wait_up(name, children, timeout)
     except TimeoutError:

@@ -71,7 +71,7 @@ class FakeEngine:
         self.config = config
         self.calls.append(("load_config", tuple(sorted(config.connections))))
 
-    def initiate(self, name: str, now: float) -> None:
+    def initiate(self, name: str, now: float, children: list[str] | None = None) -> None:
         if name not in self.config.connections:
             raise KeyError(f"no connection {name}")
         self.calls.append(("initiate", name))

@@ -164,7 +164,7 @@ def test_exit_codes_against_a_running_agent(tmp_path):
             code, out, _ = await asyncio.to_thread(_ikectl, *sock, "list-sas")
             assert (code, out) == (0, "no IKE SAs\n")
             code, _, err = await asyncio.to_thread(_ikectl, *sock, "up", "nope")
-            assert code == 1 and "no connection named 'nope'" in err
+            assert code == 1 and "no connection or child named 'nope'" in err
             code, _, err = await asyncio.to_thread(
                 _ikectl, *sock, "up", "site-b", "--timeout", "0.2"
             )

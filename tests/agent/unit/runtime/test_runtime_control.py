@@ -112,7 +112,7 @@ def test_bad_requests_get_errors_and_the_connection_survives():
                 (b'{"nocmd": 1}\n', '"cmd"'),
                 (b'{"cmd": "frobnicate"}\n', "unknown command"),
                 (b'{"cmd": "up"}\n', "name"),
-                (b'{"cmd": "up", "name": "nope"}\n', "no connection named"),
+                (b'{"cmd": "up", "name": "nope"}\n', "no connection or child named"),
                 (b'{"cmd": "up", "name": "site-b", "timeout": -1}\n', "timeout"),
             ):
                 writer.write(line)

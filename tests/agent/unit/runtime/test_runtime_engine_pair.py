@@ -114,6 +114,12 @@ def test_two_agents_establish_and_delete_over_udp():
                     break
                 await asyncio.sleep(0.05)
             assert not a.dataplane.installed_spis() and not b.dataplane.installed_spis()
+            # as swanctl --initiate --child: a child name brings its connection up with it
+            again = await asyncio.to_thread(
+                request, a.socket_path, "up", {"name": "net", "timeout": 10}, wait=15
+            )
+            assert again["ok"] is True, again
+            assert [c["name"] for c in again["result"][0]["children"]] == ["net"]
         finally:
             await a.shutdown()
             await b.shutdown()
