@@ -33,7 +33,10 @@ TSHARK_FIELDS = (
     "udp.dstport",
     "esp.spi",
     "frame.len",
+    "icmpv6.type",
 )
+# ICMPv6 router/neighbour discovery and redirects (RFC 4861) keep the link itself working
+ND_TYPES = {"133", "134", "135", "136", "137"}
 LINK_PROTOCOLS = {"arp", "lldp", "stp"}
 
 
@@ -213,7 +216,7 @@ def analyse(path: str | os.PathLike[str]) -> CaptureSummary:
 
 def _packet(line: str) -> Packet:
     cols = (line.split("\t") + [""] * len(TSHARK_FIELDS))[: len(TSHARK_FIELDS)]
-    number, protocols, src4, dst4, src6, dst6, sport, dport, spi, length = cols
+    number, protocols, src4, dst4, src6, dst6, sport, dport, spi, length, icmp6 = cols
     protos = tuple(protocols.split(":")) if protocols else ()
     sp = int(sport) if sport else None
     dp = int(dport) if dport else None
@@ -226,7 +229,7 @@ def _packet(line: str) -> Packet:
         dport=dp,
         spi=spi,
         length=int(length or 0),
-        kind=_classify(protos, sp, dp, src6),
+        kind="link" if icmp6 in ND_TYPES else _classify(protos, sp, dp, src6),
     )
 
 
