@@ -280,6 +280,18 @@ class Engine(TaskManager, Lifecycle, Timers):
         for sa in self.sas_of(name):
             self.delete_ike(sa, reason, now)
 
+    def terminate_child(
+        self, name: str, child: str, now: float, reason: str = "terminated by command"
+    ) -> None:
+        """Delete the Child SAs named ``child`` of connection ``name``; the IKE SA stays."""
+        self.now = now
+        for sa in self.sas_of(name):
+            if sa.state is not IkeState.ESTABLISHED:
+                continue
+            doomed = [c for c in sa.children if c.name == child and c.state is ChildState.INSTALLED]
+            if doomed:
+                self.delete_children(sa, doomed, reason, now)
+
     def rekey(self, name: str, now: float, *, ike: bool = True, children: bool = True) -> None:
         self.now = now
         for sa in self.sas_of(name):

@@ -544,6 +544,17 @@ class Agent:
         finally:
             self.waiters.remove(waiter)
 
+    async def wait_child_down(self, name: str, child: str, timeout: float) -> bool:
+        self.engine_call("terminate_child", name, child, self.clock())
+        self.process()
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            sas = [sa for sa in self.engine_call("list_sas") or [] if sa.name == name]
+            if not any(c.name == child for sa in sas for c in sa.children):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def wait_down(self, name: str, timeout: float) -> bool:
         self.engine_call("terminate", name, self.clock())
         self.process()

@@ -127,8 +127,15 @@ async def up(agent: Agent, request: dict[str, Any]) -> Any:
 
 
 async def down(agent: Agent, request: dict[str, Any]) -> Any:
-    name = _name(agent, request)
+    """A connection (its IKE SA and every child) or, by child name, one Child SA (the IKE SA
+    stays, as with swanctl --terminate --child)."""
+    name = request.get("name")
     timeout = _timeout(request, 5.0)
+    if isinstance(name, str) and name and name not in agent.config.connections:
+        conn, children = _up_target(agent, request)
+        (child,) = children
+        return {"terminated": await agent.wait_child_down(conn, child, timeout)}
+    name = _name(agent, request)
     return {"terminated": await agent.wait_down(name, timeout)}
 
 

@@ -120,6 +120,13 @@ def test_two_agents_establish_and_delete_over_udp():
             )
             assert again["ok"] is True, again
             assert [c["name"] for c in again["result"][0]["children"]] == ["net"]
+            # and by child name only that child goes: the IKE SA stays
+            gone = await asyncio.to_thread(
+                request, a.socket_path, "down", {"name": "net", "timeout": 5}, wait=10
+            )
+            assert gone == {"ok": True, "result": {"terminated": True}}, gone
+            (left,) = (await asyncio.to_thread(request, a.socket_path, "list-sas"))["result"]
+            assert left["state"] == "ESTABLISHED" and left["children"] == []
         finally:
             await a.shutdown()
             await b.shutdown()
