@@ -52,3 +52,31 @@ def test_agent_to_agent_tunnel(topology, capture_factory, initiator: str) -> Non
     finally:
         codes = tunnel.stop()
     assert codes == {"a": 0, "b": 0}, codes
+
+
+def test_no_secret_in_debug_logs_or_ikectl_output(topology) -> None:
+    from ikelab_testing.peers import AgentPeer
+
+    spec = TunnelSpec()
+
+    def debug_peer(end):
+        return AgentPeer(end, log_level="debug")
+
+    tunnel = Tunnel(topology, debug_peer, debug_peer, spec).start()
+    try:
+        tunnel.up(timeout=15)
+        assert_passes(topology, count=2)
+        tunnel.peer_a.agent.ikectl("rekey", tunnel.end_a.conn_name, json_output=False)
+        outputs = [
+            tunnel.peer_a.agent.ikectl("list-sas", json_output=False),
+            str(tunnel.peer_a.agent.list_sas()),
+            str(tunnel.peer_a.agent.ikectl("list-conns")),
+            str(tunnel.peer_a.agent.status()),
+        ]
+        logs = tunnel.peer_a.agent.log_text() + tunnel.peer_b.agent.log_text()
+        assert len(logs.splitlines()) > 20  # debug logging really was on
+        for secret in (spec.psk.decode(), spec.psk.hex()):
+            assert secret not in logs
+            assert not any(secret in text for text in outputs)
+    finally:
+        tunnel.stop()
