@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from enum import IntEnum
 
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
@@ -30,18 +29,10 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from ikeagent.config.errors import Invalid
 from ikeagent.config.model import Identity
+from ikeagent.wire.v2.enums import IdType
 
-
-class IDType(IntEnum):
-    """IKEv2 Identification Payload ID Types (RFC 7296 section 3.5)."""
-
-    ID_IPV4_ADDR = 1
-    ID_FQDN = 2
-    ID_RFC822_ADDR = 3
-    ID_IPV6_ADDR = 5
-    ID_DER_ASN1_DN = 9
-    ID_DER_ASN1_GN = 10
-    ID_KEY_ID = 11
+# the ID types are the wire's IANA registry (RFC 7296 3.5); the old name stays for callers
+IDType = IdType
 
 
 # strongSwan's RDN abbreviations (and the usual long names), lower-cased.

@@ -31,28 +31,14 @@ import hashlib
 import hmac
 import os
 import struct
-from enum import IntEnum
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from ikeagent.crypto.suites import EncrId, IntegId
 
-class EncrId(IntEnum):
-    """IKEv2 encryption transform IDs (RFC 7296 3.3.2, IANA registry) this module implements."""
-
-    ENCR_AES_CBC = 12
-    ENCR_AES_GCM_16 = 20
-    ENCR_CHACHA20_POLY1305 = 28
-
-
-class IntegId(IntEnum):
-    """IKEv2 integrity transform IDs (RFC 7296 3.3.2, RFC 4868)."""
-
-    AUTH_HMAC_SHA1_96 = 2
-    AUTH_HMAC_SHA2_256_128 = 12
-    AUTH_HMAC_SHA2_384_192 = 13
-    AUTH_HMAC_SHA2_512_256 = 14
+# the IANA transform IDs come from the suite table, the one registry of algorithms
 
 
 # integ id -> (hashlib name, key length, truncated ICV length)

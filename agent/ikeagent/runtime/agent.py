@@ -27,7 +27,7 @@ from ikeagent.engine import events as ev
 from ikeagent.runtime import logging as agent_logging
 from ikeagent.runtime.control import DEFAULT_SOCKET, ControlServer
 from ikeagent.runtime.sockets import NON_ESP_MARKER, Kind, UdpSocket, classify_natt, family_of
-from ikeagent.runtime.waiters import Waiter
+from ikeagent.runtime.waiters import Waiter, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def needs_udp_encap(dataplane: Dataplane) -> bool:
     return bool(getattr(dataplane, "requires_udp_encap", dataplane.name == "userspace"))
 
 
-class Agent:
+class Agent(Waiting):
     def __init__(
         self,
         config: AgentConfig,
@@ -509,61 +509,6 @@ class Agent:
 
     def now(self) -> float:
         return self.clock()
-
-    def _missing(self, name: str, children: set[str]) -> tuple[bool, set[str]]:
-        """(an ESTABLISHED IKE SA of ``name`` exists, children not INSTALLED under one)."""
-        ike_up, missing = False, set(children)
-        for sa in self.engine_call("list_sas") or []:
-            if sa.name == name and sa.state == "ESTABLISHED":
-                ike_up = True
-                missing -= {c.name for c in sa.children if c.state == "INSTALLED"}
-        return ike_up, missing
-
-    async def wait_up(self, name: str, children: set[str], timeout: float) -> None:
-        """Initiate ``name`` and wait until its IKE SA and ``children`` are up (raises
-        RuntimeError on a failure, TimeoutError after ``timeout``). Parts already up count."""
-        assert self._loop is not None
-        waiter = Waiter(name, children, self._loop.create_future())
-        waiter.ike_up, waiter.children = self._missing(name, children)
-        if waiter.ike_up and not waiter.children:
-            return
-        self.waiters.append(waiter)
-        try:
-            try:
-                self.engine.initiate(name, self.clock(), sorted(children))  # type: ignore[union-attr]
-            except Exception as e:  # unknown connection, unsupported version, ...
-                reason = str(e.args[0]) if e.args else type(e).__name__
-                raise RuntimeError(reason if reason.startswith(name) else f"{name}: {reason}")
-            finally:
-                self.process()
-            if not waiter.future.done():
-                ike_up, missing = self._missing(name, children)
-                if ike_up and not missing:  # the engine had nothing left to do
-                    return
-            await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
-        finally:
-            self.waiters.remove(waiter)
-
-    async def wait_child_down(self, name: str, child: str, timeout: float) -> bool:
-        self.engine_call("terminate_child", name, child, self.clock())
-        self.process()
-        deadline = self.clock() + timeout
-        while self.clock() < deadline:
-            sas = [sa for sa in self.engine_call("list_sas") or [] if sa.name == name]
-            if not any(c.name == child for sa in sas for c in sa.children):
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
-    async def wait_down(self, name: str, timeout: float) -> bool:
-        self.engine_call("terminate", name, self.clock())
-        self.process()
-        deadline = self.clock() + timeout
-        while self.clock() < deadline:
-            if not any(sa.name == name for sa in self.engine_call("list_sas") or []):
-                return True
-            await asyncio.sleep(0.05)
-        return False
 
 
 def _describe(e: ev.Event) -> str:

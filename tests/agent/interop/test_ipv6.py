@@ -4,6 +4,7 @@ agent to agent and agent against charon."""
 from __future__ import annotations
 
 import pytest
+from tunnels import print_logs
 
 from ikelab_testing.checks import assert_blocked, assert_encrypted, assert_passes
 from ikelab_testing.netns import HOST_IF, LAN, WAN, Lab, Site
@@ -90,8 +91,7 @@ def test_ipv6_tunnel(lab: Lab, capture_factory, responder: str) -> None:
         assert child["packets_in"] >= 3 and child["packets_out"] >= 3
         assert_encrypted(cap.summary(), topo, udp=True)  # type: ignore[arg-type]
     except BaseException:
-        for p in (peer_a, peer_b):
-            print(p.agent.log_tail(60) if hasattr(p, "agent") else p.charon.log_tail(60))
+        print_logs(peer_a, peer_b)
         raise
     finally:
         peer_a.stop()

@@ -11,6 +11,7 @@ import shutil
 import time
 
 import pytest
+from tunnels import print_logs
 
 from ikelab_testing.agent import Agent
 from ikelab_testing.checks import assert_blocked, assert_encrypted, assert_passes
@@ -137,11 +138,7 @@ def test_tunnel_through_a_real_nat(
         if behind_nat == "agent":
             assert summary.of("keepalive"), summary.describe()
     except BaseException:
-        for p in (peer_a, peer_b):
-            if hasattr(p, "agent"):
-                print(p.agent.log_tail(60))
-            else:
-                print(p.charon.log_tail(60))
+        print_logs(peer_a, peer_b)
         raise
     finally:
         peer_a.stop()

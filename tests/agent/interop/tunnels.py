@@ -27,6 +27,17 @@ DH_NAMES = {
 }
 
 
+def print_logs(*peers: Any) -> None:
+    """The log tails of agent and charon peers, for a failing test's report."""
+    for p in peers:
+        if p is None:
+            continue
+        if hasattr(p, "agent"):
+            print(f"--- agent log ---\n{p.agent.log_tail(80)}")
+        else:
+            print(f"--- charon log ---\n{p.charon.log_tail(80)}")
+
+
 def agent_of(tunnel: Tunnel) -> AgentPeer:
     return next(p for p in (tunnel.peer_a, tunnel.peer_b) if isinstance(p, AgentPeer))
 

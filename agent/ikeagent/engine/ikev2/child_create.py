@@ -28,6 +28,22 @@ def error_notify(payloads: list[w.Payload]) -> w.Notify | None:
     )
 
 
+def answer_ke(
+    eng: Engine, payloads: list[w.Payload], group: int
+) -> tuple[bytes, w.KeyExchange] | list[w.Payload]:
+    """The responder's half of a CREATE_CHILD_SA key exchange in ``group``: the shared secret
+    and our KE payload, or the notify to answer with instead."""
+    ke = w.payload(payloads, w.KeyExchange)
+    if ke is None or ke.group != group:
+        return [notify(w.NotifyType.INVALID_KE_PAYLOAD, group.to_bytes(2, "big"))]
+    mine = KeyExchange.generate(group, eng.rng)
+    try:
+        shared = mine.compute(ke.data)
+    except InvalidPublicKey:
+        return [notify(w.NotifyType.INVALID_SYNTAX)]
+    return shared, w.KeyExchange(group, mine.public)
+
+
 def _pfs_group(cfg: ChildConfig) -> int | None:
     for p in cfg.esp_proposals:
         if p.dh:
@@ -263,15 +279,10 @@ def respond(
             return [notify(w.NotifyType.INVALID_SYNTAX)]
         ni = nonce.data
         if chosen.dh is not None:
-            ke = w.payload(payloads, w.KeyExchange)
-            if ke is None or ke.group != chosen.dh.id:
-                return [notify(w.NotifyType.INVALID_KE_PAYLOAD, chosen.dh.id.to_bytes(2, "big"))]
-            mine = KeyExchange.generate(chosen.dh.id, eng.rng)
-            try:
-                shared = mine.compute(ke.data)
-            except InvalidPublicKey:
-                return [notify(w.NotifyType.INVALID_SYNTAX)]
-            ke_out = w.KeyExchange(chosen.dh.id, mine.public)
+            answer = answer_ke(eng, payloads, chosen.dh.id)
+            if isinstance(answer, list):
+                return answer
+            shared, ke_out = answer
     spi_in = eng.new_spi_in()
     entry = children.install(
         eng,

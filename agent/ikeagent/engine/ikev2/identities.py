@@ -18,13 +18,7 @@ def identity_from_wire(id_type: int, data: bytes) -> Identity:
         elif t in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
             text = data.decode("utf-8", "replace")
         elif t == IdType.ID_DER_ASN1_DN:
-            from cryptography import x509
-
-            text = (
-                x509.Name.from_der(data).rfc4514_string()
-                if hasattr(x509.Name, "from_der")
-                else _dn_text(data)
-            )
+            text = "DN:" + data.hex()  # compared as bytes; shown as the DER it is
         elif t == IdType.ID_KEY_ID:
             text = "@#" + data.hex()
         else:
@@ -32,12 +26,6 @@ def identity_from_wire(id_type: int, data: bytes) -> Identity:
     except Exception:  # noqa: BLE001 - peer input; any decoding failure renders as hex
         text = f"({t}) " + data.hex()
     return Identity(text=text, id_type=t, data=bytes(data))
-
-
-def _dn_text(data: bytes) -> str:
-    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: F401
-
-    return "DN:" + data.hex()
 
 
 def same_identity(a: Identity | None, b: Identity | None) -> bool:

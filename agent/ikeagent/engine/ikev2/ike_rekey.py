@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 from ikeagent.crypto.dh import InvalidPublicKey, KeyExchange
 from ikeagent.engine.ikev2 import proposals
-from ikeagent.engine.ikev2.child_create import error_notify, notify
+from ikeagent.engine.ikev2.child_create import CreateChildTask, answer_ke, error_notify, notify
 from ikeagent.engine.ikev2.ike_init import NONCE_LEN, setup_keys
+from ikeagent.engine.ikev2.informational import DeleteChildTask
 from ikeagent.engine.ikev2.sa import IkeSa
-from ikeagent.engine.ikev2.state import IkeState
+from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.wire import v2 as w
 
 if TYPE_CHECKING:
@@ -150,10 +151,6 @@ def respond(
     assert conn is not None
     if sa.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
         return [notify(w.NotifyType.TEMPORARY_FAILURE)]
-    from ikeagent.engine.ikev2.child_create import CreateChildTask
-    from ikeagent.engine.ikev2.informational import DeleteChildTask
-    from ikeagent.engine.ikev2.state import ChildState
-
     busy = sa.outstanding is not None and isinstance(
         sa.outstanding.task, CreateChildTask | DeleteChildTask
     )
@@ -172,16 +169,12 @@ def respond(
         )
         return [notify(w.NotifyType.NO_PROPOSAL_CHOSEN)]
     nonce = w.payload(payloads, w.Nonce)
-    ke = w.payload(payloads, w.KeyExchange)
     if nonce is None or not 16 <= len(nonce.data) <= 256:
         return [notify(w.NotifyType.INVALID_SYNTAX)]
-    if ke is None or ke.group != chosen.dh.id:
-        return [notify(w.NotifyType.INVALID_KE_PAYLOAD, chosen.dh.id.to_bytes(2, "big"))]
-    mine = KeyExchange.generate(chosen.dh.id, eng.rng)
-    try:
-        shared = mine.compute(ke.data)
-    except InvalidPublicKey:
-        return [notify(w.NotifyType.INVALID_SYNTAX)]
+    answer = answer_ke(eng, payloads, chosen.dh.id)
+    if isinstance(answer, list):
+        return answer
+    shared, ke_out = answer
     spi_r = eng.new_ike_spi()
     new = _new_sa_from(
         eng, sa, we_initiated=False, spi_i=int.from_bytes(chosen.spi, "big"), spi_r=spi_r, now=now
@@ -194,5 +187,5 @@ def respond(
             (proposals.chosen_to_wire(chosen, w.ProtocolId.IKE, spi_r.to_bytes(8, "big")),)
         ),
         w.Nonce(new.nr),
-        w.KeyExchange(chosen.dh.id, mine.public),
+        ke_out,
     ]
