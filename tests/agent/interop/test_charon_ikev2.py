@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 
 import pytest
 from tunnels import (
@@ -267,7 +268,11 @@ def test_garbage_is_dropped_counted_and_service_continues(topology) -> None:
             "import socket,sys,pickle\n"
             "ds=pickle.loads(sys.stdin.buffer.read())\n"
             "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "import time\n"
             f"for port in (500,4500):\n for d in ds:\n  s.sendto((b'\\0\\0\\0\\0'+d) if port==4500 else d,('{target}',port))\n"
+            # paced, so that the kernel's socket buffer never overflows: a datagram dropped
+            # there never reaches the agent and could not be counted by it
+            "  time.sleep(0.002)\n"
         )
         import pickle
         import subprocess
@@ -279,6 +284,10 @@ def test_garbage_is_dropped_counted_and_service_continues(topology) -> None:
             check=True,
             timeout=30,
         )
+        expected = sum(before_drops.values()) + len(datagrams) * 2
+        # the agent drains its sockets asynchronously: wait until it has seen them all
+        wait_for(lambda: sum(drop_counts(agent).values()) >= expected, 15, "garbage counted")
+        time.sleep(0.5)
         after = drop_counts(agent)
         # every datagram is counted once as a drop (by the engine, the data plane or the
         # receive path); none was taken for a real message
