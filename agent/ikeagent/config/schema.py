@@ -44,6 +44,11 @@ Defaults follow swanctl.conf(5) of strongSwan 5.9:
   names a file holding the secret bytes (one trailing newline removed) that must not be
   accessible by group or others.
 
+``include:`` (our extension, like swanctl.conf's ``include``) lists files or glob patterns,
+relative to the including file, whose ``connections`` and ``secrets`` are merged in; each is
+validated on its own first, so a problem names its file, and a name defined twice is an error.
+This is how one file per tunnel is managed (``include: [tunnels.d/*.yaml]``).
+
 Derived values are filled in here, so the engine receives concrete numbers: a 0 that reaches
 the engine means "disabled" (rekey_time, life limits) or "no jitter" (rand_time).
 IKEv1 (version 1, aggressive) is accepted as configuration.
@@ -51,6 +56,7 @@ IKEv1 (version 1, aggressive) is accepted as configuration.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from collections.abc import Mapping
@@ -312,6 +318,12 @@ AGENT = Section(AGENT_FIELDS, lambda name, v, path, ctx: v, "agent-wide settings
 
 TOP_FIELDS = (
     Field("agent", AGENT, Raw({}), "agent-wide settings"),
+    Field(
+        "include",
+        ListOf(Str()),
+        (),
+        "files (glob patterns, relative to this file) adding connections and secrets",
+    ),
     Field("connections", MapOf(CONNECTION), {}, "IKE connections"),
     Field(
         "secrets",
@@ -385,9 +397,87 @@ def load_yaml(path: str) -> Any:
 
 
 def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
-    """Read and validate a YAML configuration file."""
+    """Read and validate a YAML configuration file and the files it includes."""
     data = load_yaml(path)
-    return parse_config(data, os.path.dirname(os.path.abspath(path)), overrides)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if isinstance(data, Mapping) and data.get("include"):
+        data = _with_includes(data, base_dir)
+    return parse_config(data, base_dir, overrides)
+
+
+_INCLUDABLE = ("connections", "secrets")
+
+
+def _with_includes(data: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
+    """The main document with the connections and secrets of its included files merged in.
+
+    Each included file is first validated on its own, so a problem is reported with the file
+    it is in; a connection or secret defined in two files is an error naming both. Relative
+    secret ``file:`` paths are relative to the file that names them."""
+    patterns = data["include"]
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError([("include", "expected a list of file names or glob patterns")])
+    problems: list[tuple[str, str]] = []
+    merged: dict[str, Any] = dict(data)
+    origin: dict[tuple[str, str], str] = {}
+    for section in _INCLUDABLE:
+        value = merged.get(section) or {}
+        if not isinstance(value, Mapping):
+            continue  # reported by parse_config
+        merged[section] = dict(value)
+        for name in value:
+            origin[(section, str(name))] = "the main file"
+    for i, pattern in enumerate(patterns):
+        full = os.path.join(base_dir, os.path.expanduser(pattern))
+        for file in sorted(glob.glob(full)):
+            shown = os.path.relpath(file, base_dir)
+            try:
+                fragment = load_yaml(file)
+                if fragment is None:
+                    continue
+                if not isinstance(fragment, Mapping):
+                    raise ConfigError([("", "expected a mapping at the top level")])
+                extra = sorted(str(k) for k in fragment if k not in _INCLUDABLE)
+                if extra:
+                    raise ConfigError(
+                        [
+                            (k, "not allowed in an included file (only connections, secrets)")
+                            for k in extra
+                        ]
+                    )
+                parse_config(fragment, os.path.dirname(file))
+            except ConfigError as e:
+                problems += [(f"{shown}: {p}" if p else shown, r) for p, r in e.problems]
+                continue
+            for section in _INCLUDABLE:
+                for name, body in (fragment.get(section) or {}).items():
+                    key = (section, str(name))
+                    if key in origin:
+                        problems.append(
+                            (
+                                f"{shown}: {section}.{name}",
+                                f"already defined in {origin[key]}",
+                            )
+                        )
+                        continue
+                    origin[key] = shown
+                    merged[section][name] = _anchored(section, body, os.path.dirname(file))
+        if not glob.has_magic(full) and not os.path.exists(full):
+            problems.append((f"include[{i}]", f"{pattern}: no such file"))
+    if problems:
+        raise ConfigError(problems)
+    return merged
+
+
+def _anchored(section: str, body: Any, file_dir: str) -> Any:
+    """A secret whose ``file:`` is relative resolves against its own file's directory."""
+    if section == "secrets" and isinstance(body, Mapping):
+        secret_file = body.get("file")
+        if isinstance(secret_file, str) and not os.path.isabs(secret_file):
+            return dict(body) | {"file": os.path.join(file_dir, secret_file)}
+    return body
 
 
 def config_schema() -> dict[str, Any]:
