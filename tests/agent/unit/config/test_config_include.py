@@ -75,9 +75,9 @@ def test_problems_name_the_included_file(tmp_path) -> None:
     bad = fragment("site2", "192.0.2.2").replace("local_addrs", "local_adrs")
     path = write(tmp_path, {"ikeagent.yaml": MAIN, "tunnels.d/site2.yaml": bad})
     found = problems(path)
-    assert any(
-        p.startswith("tunnels.d/site2.yaml: connections.site2.local_adrs") for p in found
-    ), found
+    assert any(p.startswith("tunnels.d/site2.yaml: connections.site2.local_adrs") for p in found), (
+        found
+    )
 
 
 def test_a_name_defined_twice_names_both_files(tmp_path) -> None:
