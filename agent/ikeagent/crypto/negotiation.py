@@ -75,6 +75,8 @@ def _pick(
         if choice is None:
             return None
         picked[ttype] = (choice,)
+    if not picked[TransformType.ENCR]:
+        return None  # a proposal without encryption is never chosen
     return Proposal(
         encr=picked[TransformType.ENCR],
         integ=picked[TransformType.INTEG],
