@@ -1,0 +1,211 @@
+#!/usr/bin/python
+# Copyright: ikelab.ipsec developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Documentation only: the module is the action plugin plugins/action/tunnel_plan.py, which runs
+# on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tunnel_plan
+short_description: Plan every site-to-site tunnel of the inventory on the controller
+version_added: 0.1.0
+description:
+  - Computes every IPsec tunnel from the inventory (a topology and each host's
+    C(ikelab_tunnels)) and validates all of it before any host is touched.
+  - Reads from C(hostvars) of every inventory host the variables C(ikelab_underlay_address),
+    C(ikelab_protected_subnets), C(ikelab_ike_id) (default the inventory name),
+    C(ikelab_ike_proposals), C(ikelab_esp_proposals), C(ikelab_tunnels),
+    C(ikelab_tunnel_options) and C(ikelab_topology).
+  - "Topologies: C({type: full_mesh, group: G}) (every two hosts of G);
+    C({type: hub_and_spoke, hubs: G1, spokes: G2}) (every spoke to every hub, hubs meshed among
+    themselves, no spoke-to-spoke tunnels and no transit through a hub);
+    C({type: pairs, pairs: [[a, b], ...]})."
+  - "Tunnel C(a--b) (names sorted): C(a) initiates (C(start_action: start)), C(b) responds
+    (C(none)); on each end the connection is named after the peer unless its C(ikelab_tunnels)
+    entry gives a C(name); the PSK file is C(<secrets_dir>/a--b.psk)."
+  - A pair declared several times (both sides, twice, or also by the topology) is one tunnel;
+    differing settings for the same tunnel are an error. An end's proposals are the tunnel's
+    (from C(ikelab_tunnels) entries), else the host's, else O(defaults).
+  - "Fails listing every problem, one per line, each naming host, tunnel and field:
+    a peer not in the inventory or not in the play, a tunnel to itself, a missing or invalid
+    underlay address, missing, invalid or overlapping protected subnets (between the ends of a
+    tunnel, and between two peers of one host), duplicate underlay addresses or IKE ids, no
+    common IKE or ESP proposal in either role (ESP also with its PFS groups, as on a rekey),
+    unknown keys in C(ikelab_tunnels) entries, in the topology and in options (checked with the
+    agent's own configuration schema), and a missing PSK file unless O(generate_keys)."
+  - Never reads or returns a key; it only tests whether the PSK files exist.
+  - This is an action plugin that runs on the controller only; no host is contacted.
+author:
+  - ikelab.ipsec developers
+options:
+  hosts:
+    description:
+      - The hosts of the play to plan for. Tunnels to inventory hosts outside this list are
+        errors (only one end would be configured).
+      - Defaults to C(ansible_play_hosts_all).
+    type: list
+    elements: str
+  topology:
+    description:
+      - The topology; overrides C(ikelab_topology) of the hosts. When absent or empty
+        (C({})), the C(ikelab_topology) of the play's hosts applies (they must agree).
+    type: raw
+  secrets_dir:
+    description:
+      - Controller directory holding the PSK files C(<tunnel id>.psk).
+    type: path
+    required: true
+  generate_keys:
+    description:
+      - When true, a missing PSK file is not an error (the caller generates it with
+        M(ikelab.ipsec.keygen) after planning); C(psk_present) in RV(tunnels) says which exist.
+    type: bool
+    default: false
+  defaults:
+    description:
+      - "Defaults for every host: C(ike_proposals) and C(esp_proposals) (a profile name,
+        C(modern) or C(compat), or keyword proposals; default C(modern)), C(options) (agent
+        settings for every tunnel) and C(allow_weak) (accept weak algorithms; default false)."
+      - "Options are agent connection settings (for example C(dpd_delay), C(rekey_time),
+        C(version)); child settings go under C(child) (for example C(child: {rekey_time: 30m})).
+        Keys the planner sets (addresses, identities, traffic selectors, proposals,
+        C(start_action)) are refused."
+    type: dict
+attributes:
+  check_mode:
+    support: full
+    description: Planning changes nothing, so it runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+  platform:
+    platforms: posix
+    description: Runs on the controller.
+notes:
+  - "Run it once per play (C(run_once: true)); the result holds the plan of every host."
+seealso:
+  - module: ikelab.ipsec.tunnel
+  - module: ikelab.ipsec.keygen
+  - module: ikelab.ipsec.proposal
+"""
+
+EXAMPLES = r"""
+- name: Plan every tunnel of the play
+  ikelab.ipsec.tunnel_plan:
+    secrets_dir: "{{ playbook_dir }}/secrets"
+    generate_keys: true
+    defaults:
+      ike_proposals: modern
+      esp_proposals: modern
+  run_once: true
+  register: __ikelab_plan
+
+- name: Configure this host's tunnels
+  ikelab.ipsec.tunnel:
+    name: "{{ item.name }}"
+    local_addrs: "{{ item.local_addrs }}"
+    remote_addrs: "{{ item.remote_addrs }}"
+    local_id: "{{ item.local_id }}"
+    remote_id: "{{ item.remote_id }}"
+    local_ts: "{{ item.local_ts }}"
+    remote_ts: "{{ item.remote_ts }}"
+    ike_proposals: "{{ item.ike_proposals }}"
+    esp_proposals: "{{ item.esp_proposals }}"
+    start_action: "{{ item.start_action }}"
+    child: "{{ item.child }}"
+    dpd_delay: "{{ item.dpd_delay }}"
+    rekey_time: "{{ item.rekey_time }}"
+    child_rekey_time: "{{ item.child_rekey_time }}"
+    options: "{{ item.options }}"
+    child_options: "{{ item.child_options }}"
+    psk: "{{ lookup('ansible.builtin.file', item.psk_file) }}"
+  loop: "{{ __ikelab_plan.plan[inventory_hostname] }}"
+  loop_control:
+    label: "{{ item.tunnel_id }}"
+  no_log: true
+
+- name: A hub and spoke topology given to the planner directly
+  ikelab.ipsec.tunnel_plan:
+    secrets_dir: /srv/ipsec/secrets
+    topology:
+      type: hub_and_spoke
+      hubs: datacenters
+      spokes: branches
+  run_once: true
+  register: __ikelab_plan
+"""
+
+RETURN = r"""
+plan:
+  description:
+    - Per host of the play, its tunnel entries sorted by peer (an empty list for a host
+      without tunnels). Each entry holds the parameters of M(ikelab.ipsec.tunnel) (C(name),
+      C(local_addrs), C(remote_addrs), C(local_id), C(remote_id), C(local_ts), C(remote_ts),
+      C(ike_proposals), C(esp_proposals), C(start_action), C(child), C(dpd_delay),
+      C(rekey_time), C(child_rekey_time), C(options), C(child_options)), the PSK's
+      C(psk_file) on the controller, and C(peer), C(tunnel_id) and C(negotiated) for the
+      verification.
+  returned: success
+  type: dict
+  sample:
+    site1:
+      - name: site2
+        peer: site2
+        tunnel_id: site1--site2
+        local_addrs: [192.0.2.11]
+        remote_addrs: [192.0.2.12]
+        local_id: site1
+        remote_id: site2
+        local_ts: [10.1.0.0/24]
+        remote_ts: [10.2.0.0/24]
+        ike_proposals: [aes256gcm16-prfsha384-x25519]
+        esp_proposals: [aes256gcm16-x25519]
+        start_action: start
+        psk_file: /srv/ipsec/secrets/site1--site2.psk
+        child: net
+        dpd_delay: 30s
+        rekey_time: null
+        child_rekey_time: null
+        options: {}
+        child_options: {}
+        negotiated:
+          ike: {proposal: aes256gcm16-prfsha384-x25519, encryption: AES_GCM_16_256,
+                integrity: null, prf: PRF_HMAC_SHA2_384, dh: CURVE_25519}
+          esp: {proposal: aes256gcm16, encryption: AES_GCM_16_256, integrity: null, esn: false}
+          esp_rekey_dh: CURVE_25519
+          reverse: {}
+tunnels:
+  description:
+    - Every tunnel, sorted by id. C(negotiated) is what the ends agree on when the initiator
+      initiates (C(esp) is the first Child SA, created without a key exchange;
+      C(esp_rekey_dh) the PFS group of a rekey); C(negotiated.reverse) the same when the
+      responder initiates, where the other end's preference decides.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - id: site1--site2
+      ends: [site1, site2]
+      initiator: site1
+      responder: site2
+      connections: {site1: site2, site2: site1}
+      underlay: {site1: 192.0.2.11, site2: 192.0.2.12}
+      subnets: {site1: [10.1.0.0/24], site2: [10.2.0.0/24]}
+      ike_ids: {site1: site1, site2: site2}
+      psk_file: /srv/ipsec/secrets/site1--site2.psk
+      psk_present: true
+      negotiated: {}
+problems:
+  description: On failure, every problem found (also in C(msg), one per line).
+  returned: failure
+  type: list
+  elements: dict
+  sample:
+    - host: site3
+      tunnels: [site1--site3]
+      field: ikelab_protected_subnets
+      reason: "overlaps: 10.1.0.0/24 of site1 overlaps 10.1.0.0/16 of peer site3"
+"""

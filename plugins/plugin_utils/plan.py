@@ -1,0 +1,452 @@
+# Copyright: contributors to the ikelab.ipsec collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The site-to-site planner: every tunnel of the inventory, validated before a host is touched.
+
+``make_plan(hostvars, groups, hosts=..., topology=..., secrets_dir=..., generate_keys=...,
+defaults=...)`` returns a ``Plan`` or raises ``PlanError`` listing every problem, one per line,
+each naming host, tunnel and field (see ``plan_problems``). Pure: it reads no file except to
+test whether a PSK file exists (``exists``), and never a key.
+
+Inputs (the ``ikelab.ipsec.tunnel_plan`` action gathers them from ``hostvars``):
+
+- ``hostvars``: inventory name -> that host's variables: ``ikelab_underlay_address``,
+  ``ikelab_protected_subnets``, ``ikelab_ike_id`` (default: the inventory name),
+  ``ikelab_ike_proposals``/``ikelab_esp_proposals`` (a profile name or keyword proposals),
+  ``ikelab_tunnels``, ``ikelab_tunnel_options`` (options for every tunnel of the host) and
+  ``ikelab_topology``. Every inventory host should be present: a peer missing here is "not in
+  the inventory".
+- ``groups``: group name -> inventory names; ``hosts``: the play's hosts (default: all).
+- ``topology``: overrides ``ikelab_topology`` of the play's hosts (see ``plan_topology``);
+  None or ``{}`` leaves it to them.
+- ``defaults``: ``ike_proposals``/``esp_proposals`` (default ``modern``), ``options`` (for
+  every tunnel) and ``allow_weak`` (default false).
+
+Tunnel ``a--b`` (a < b): ``a`` initiates (``start_action: start``), ``b`` responds
+(``none``); on ``a`` the connection is named ``b`` (or the ``name`` of a's ``ikelab_tunnels``
+entry); the PSK is ``<secrets_dir>/a--b.psk``. Settings precedence for an end: the tunnel's
+(``ikelab_tunnels`` entries, which must agree) over the host's variables over ``defaults``.
+Options are agent settings: connection keys at the top level, child keys under ``child``;
+entries carry them as the tunnel module's parameters (``module_options``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_checks import (
+    PROPOSAL_VARS,
+    TUNNEL_OPTIONS,
+    UNDERLAY,
+    Kind,
+    ProposalSet,
+    Site,
+    check_options,
+    check_proposals,
+    check_routes,
+    check_site,
+    check_unique,
+    negotiate_tunnel,
+)
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_problems import (
+    Collector,
+    PlanError,
+    Problem,
+)
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_topology import (
+    TOPOLOGY,
+    UNSET,
+    TunnelSpec,
+    host_declarations,
+    merge_declarations,
+    topology_declarations,
+)
+
+__all__ = ["CHILD_NAME", "DEFAULTS", "Plan", "PlanError", "Problem", "make_plan", "module_options"]
+
+DEFAULTS: dict[str, Any] = {
+    "ike_proposals": "modern",
+    "esp_proposals": "modern",
+    "options": {},
+    "allow_weak": False,
+}
+CHILD_NAME = "net"
+_CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    hosts: dict[str, list[dict[str, Any]]]  # per play host, its tunnel entries (by peer)
+    tunnels: list[dict[str, Any]]  # every tunnel, by id
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"plan": self.hosts, "tunnels": self.tunnels}
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    proposals: dict[Kind, Any]
+    options: dict[str, Any]
+    allow_weak: bool
+    secrets_dir: str
+    generate_keys: bool
+    exists: Callable[[str], bool]
+
+
+def _settings(
+    defaults: Mapping[str, Any] | None,
+    secrets_dir: str,
+    generate_keys: bool,
+    exists: Callable[[str], bool],
+    out: Collector,
+) -> _Settings:
+    merged = dict(DEFAULTS)
+    if defaults is not None and not isinstance(defaults, Mapping):
+        out.add("", (), "defaults", "invalid: expected a mapping")
+        defaults = None
+    for key, value in (defaults or {}).items():
+        if key not in DEFAULTS:
+            out.add(
+                "", (), f"defaults.{key}", f"unknown key (expected one of: {', '.join(DEFAULTS)})"
+            )
+        elif value is not None:
+            merged[key] = value
+    if not isinstance(merged["options"], Mapping):
+        out.add("", (), "defaults.options", "invalid: expected a mapping of agent settings")
+        merged["options"] = {}
+    if not isinstance(merged["allow_weak"], bool):
+        out.add("", (), "defaults.allow_weak", "invalid: expected true or false")
+        merged["allow_weak"] = False
+    if not isinstance(secrets_dir, str) or not secrets_dir:
+        out.add("", (), "secrets_dir", "required: the controller directory holding the PSK files")
+        secrets_dir = ""
+    return _Settings(
+        proposals={Kind.IKE: merged["ike_proposals"], Kind.ESP: merged["esp_proposals"]},
+        options=dict(merged["options"]),
+        allow_weak=merged["allow_weak"],
+        secrets_dir=secrets_dir,
+        generate_keys=bool(generate_keys),
+        exists=exists,
+    )
+
+
+def _topology(
+    topology: Any, hostvars: Mapping[str, Mapping[str, Any]], play: Sequence[str], out: Collector
+) -> Any:
+    """The topology parameter, else the play hosts' ``ikelab_topology`` (which must agree).
+    An empty mapping is no topology, as None (a role default of ``{}`` defers to the hosts)."""
+    if topology is not None and topology != {}:
+        return topology
+    seen: dict[str, tuple[str, Any]] = {}
+    for host in play:
+        value = hostvars[host].get(TOPOLOGY)
+        if value is not None:
+            seen.setdefault(json.dumps(value, sort_keys=True, default=str), (host, value))
+    if len(seen) > 1:
+        (h1, v1), (h2, v2) = list(seen.values())[:2]
+        out.add(h2, (), TOPOLOGY, f"the play's hosts disagree: {h1} has {v1!r}, {h2} has {v2!r}")
+        return None
+    return next(iter(seen.values()))[1] if seen else None
+
+
+def make_plan(
+    hostvars: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Sequence[str]],
+    hosts: Sequence[str] | None = None,
+    topology: Any = None,
+    secrets_dir: str = "",
+    generate_keys: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+    exists: Callable[[str], bool] = os.path.exists,
+    problems: Iterable[Problem] = (),
+) -> Plan:
+    """Every tunnel of the inventory with both ends ready for ``ikelab.ipsec.tunnel``.
+
+    ``problems``: found while gathering the inputs (reported with the planner's own, which
+    leave those hosts' fields alone)."""
+    out = Collector(problems)
+    inventory = frozenset(hostvars)
+    for host in sorted(set(hosts or ()) - inventory):
+        out.add(host, (), "hosts", "not in the inventory")
+    play = sorted(set(hosts if hosts is not None else inventory) & inventory)
+    settings = _settings(defaults, secrets_dir, generate_keys, exists, out)
+
+    decls = topology_declarations(_topology(topology, hostvars, play, out), groups, out)
+    for host in play:
+        decls += host_declarations(host, hostvars[host].get("ikelab_tunnels"), out)
+    specs = merge_declarations(decls, inventory, frozenset(play), out)
+
+    tunnels_of: dict[str, list[str]] = {}
+    for spec in specs.values():
+        for end in spec.ends:
+            tunnels_of.setdefault(end, []).append(spec.id)
+    sites = {
+        host: check_site(host, hostvars[host], settings.proposals, settings.allow_weak, tids, out)
+        for host, tids in sorted(tunnels_of.items())
+    }
+    check_unique(sites, tunnels_of, out)
+    check_routes(specs, sites, out)
+
+    entries: dict[str, list[dict[str, Any]]] = {host: [] for host in play}
+    name_fields: dict[tuple[str, str], str] = {}
+    planned = []
+    for spec in specs.values():
+        tunnel = _plan_tunnel(spec, sites, settings, out)
+        for host, (_, field) in tunnel["names"].items():
+            name_fields[(host, spec.id)] = field
+        if tunnel["summary"] is not None:
+            planned.append(tunnel["summary"])
+            for end in spec.ends:
+                entries[end].append(tunnel["ends"][end])
+    _check_names(entries, name_fields, out)
+    out.raise_if_any()
+    for host in entries:
+        entries[host].sort(key=lambda e: e["peer"])
+    return Plan(hosts=entries, tunnels=planned)
+
+
+def _tunnel_setting(
+    spec: TunnelSpec, attr: str, kind: Kind, settings: _Settings, out: Collector
+) -> ProposalSet | None:
+    """A proposal setting given by the tunnel's declarations (which must agree), else None."""
+    chosen: ProposalSet | None = None
+    for d in spec.declarations:
+        value = getattr(d, attr)
+        if value is UNSET:
+            continue
+        ps = check_proposals(
+            d.owner, f"{d.field}.{attr}", value, kind, settings.allow_weak, (spec.id,), out
+        )
+        if ps is None:
+            continue
+        if chosen is None:
+            chosen = ps
+        elif ps.keywords != chosen.keywords:
+            out.add(
+                d.owner,
+                (spec.id,),
+                ps.field,
+                f"conflicting settings: {', '.join(ps.keywords)} here, "
+                f"{', '.join(chosen.keywords)} in {chosen.field} of {chosen.owner}",
+            )
+    return chosen
+
+
+def _tunnel_options(
+    spec: TunnelSpec, out: Collector
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """Options of the tunnel's declarations merged key by key (``child`` keys too)."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, tuple[str, str]] = {}
+    for d in spec.declarations:
+        if d.options is UNSET:
+            continue
+        _merge_options(
+            merged, sources, d.options, (d.owner, f"{d.field}.options"), conflicts=(out, spec.id)
+        )
+    return merged, sources
+
+
+def _merge_options(
+    merged: dict[str, Any],
+    sources: dict[str, tuple[str, str]],
+    options: Mapping[str, Any],
+    source: tuple[str, str],
+    conflicts: tuple[Collector, str] | None = None,
+) -> None:
+    """Merge ``options`` into ``merged``; with ``conflicts``, differing values are problems,
+    else the new value wins."""
+    for key, value in options.items():
+        if key == "child" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            child = dict(merged[key])
+            for ckey, cvalue in value.items():
+                _merge_one(child, sources, ckey, cvalue, source, conflicts, prefix="child.")
+            merged[key] = child
+            continue
+        _merge_one(merged, sources, key, value, source, conflicts)
+
+
+def _merge_one(
+    target: dict[str, Any],
+    sources: dict[str, tuple[str, str]],
+    key: str,
+    value: Any,
+    source: tuple[str, str],
+    conflicts: tuple[Collector, str] | None,
+    prefix: str = "",
+) -> None:
+    path = prefix + key
+    if conflicts is not None and key in target and target[key] != value:
+        out, tid = conflicts
+        first = sources.get(path, source)
+        out.add(
+            source[0],
+            (tid,),
+            f"{source[1]}.{path}",
+            f"conflicting settings: {value!r} here, {target[key]!r} in {first[1]}.{path} "
+            f"of {first[0]}",
+        )
+        return
+    target[key] = dict(value) if isinstance(value, Mapping) else value
+    sources[path] = source
+    if isinstance(value, Mapping):
+        for ckey in value:
+            sources[f"{path}.{ckey}"] = source
+
+
+def _plan_tunnel(
+    spec: TunnelSpec, sites: dict[str, Site], settings: _Settings, out: Collector
+) -> dict[str, Any]:
+    """``ends`` (host -> entry), ``summary`` (None when a problem left an end unplanned) and
+    ``names`` (host -> (connection name, field) given by ikelab_tunnels)."""
+    a, b = spec.ends
+    tid = spec.id
+    ends = (sites[a], sites[b])
+    if (
+        ends[0].underlay
+        and ends[1].underlay
+        and ends[0].underlay.version != ends[1].underlay.version
+    ):
+        out.add(
+            a,
+            (tid,),
+            UNDERLAY,
+            f"address families differ: {ends[0].underlay} of {a}, {ends[1].underlay} of {b}",
+        )
+
+    proposals: dict[str, dict[Kind, ProposalSet | None]] = {a: {}, b: {}}
+    for kind in PROPOSAL_VARS:
+        attr = f"{kind.value}_proposals"
+        shared = _tunnel_setting(spec, attr, kind, settings, out)
+        for site in ends:
+            proposals[site.name][kind] = shared or site.proposals[kind]
+    negotiated = None
+    if all(p is not None for end in proposals.values() for p in end.values()):
+        negotiated = negotiate_tunnel(tid, a, b, proposals[a], proposals[b], out)  # type: ignore[arg-type]
+
+    names = _connection_names(spec, out)
+    shared_options, shared_sources = _tunnel_options(spec, out)
+    psk = os.path.join(settings.secrets_dir, f"{tid}.psk") if settings.secrets_dir else ""
+    present = bool(psk) and settings.exists(psk)
+    if psk and not present and not settings.generate_keys:
+        out.add(
+            a,
+            (tid,),
+            "psk_file",
+            f"missing key: {psk} does not exist (create it with ikelab.ipsec.keygen, or "
+            "plan with generate_keys)",
+        )
+
+    result: dict[str, Any] = {"ends": {}, "names": names, "summary": None}
+    for me, peer, start in ((ends[0], ends[1], "start"), (ends[1], ends[0], "none")):
+        options: dict[str, Any] = {}
+        sources: dict[str, tuple[str, str]] = {}
+        _merge_options(options, sources, settings.options, ("", "defaults.options"))
+        _merge_options(options, sources, me.options, (me.name, TUNNEL_OPTIONS))
+        _merge_options(options, sources, shared_options, ("", "options"))
+        sources |= shared_sources
+        check_options(me.name, tid, options, sources, start, out)
+        if negotiated is None or None in (me.underlay, peer.underlay, me.subnets, peer.subnets):
+            continue
+        if me.ike_id is None or peer.ike_id is None:
+            continue
+        result["ends"][me.name] = {
+            "name": names.get(me.name, (peer.name, ""))[0],
+            "peer": peer.name,
+            "tunnel_id": tid,
+            "local_addrs": [str(me.underlay)],
+            "remote_addrs": [str(peer.underlay)],
+            "local_id": me.ike_id,
+            "remote_id": peer.ike_id,
+            "local_ts": [str(n) for n in me.subnets or ()],
+            "remote_ts": [str(n) for n in peer.subnets or ()],
+            "ike_proposals": proposals[me.name][Kind.IKE].keywords,  # type: ignore[union-attr]
+            "esp_proposals": proposals[me.name][Kind.ESP].keywords,  # type: ignore[union-attr]
+            "start_action": start,
+            "psk_file": psk,
+            "child": CHILD_NAME,
+            **module_options(options),
+            "negotiated": negotiated,
+        }
+    if len(result["ends"]) != 2:
+        return result
+    ea, eb = result["ends"][a], result["ends"][b]
+    result["summary"] = {
+        "id": tid,
+        "ends": [a, b],
+        "initiator": a,
+        "responder": b,
+        "connections": {a: ea["name"], b: eb["name"]},
+        "underlay": {a: ea["local_addrs"][0], b: eb["local_addrs"][0]},
+        "subnets": {a: ea["local_ts"], b: eb["local_ts"]},
+        "ike_ids": {a: ea["local_id"], b: eb["local_id"]},
+        "psk_file": psk,
+        "psk_present": present,
+        "negotiated": negotiated,
+    }
+    return result
+
+
+def module_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options (connection keys, child keys under ``child``) as the parameters of
+    ``ikelab.ipsec.tunnel``: ``dpd_delay``, ``rekey_time`` and ``child_rekey_time`` have
+    parameters of their own, the rest goes to ``options`` and ``child_options``."""
+    conn = {k: v for k, v in options.items() if k != "child"}
+    child = dict(options.get("child") or {})
+    return {
+        "dpd_delay": conn.pop("dpd_delay", None),
+        "rekey_time": conn.pop("rekey_time", None),
+        "child_rekey_time": child.pop("rekey_time", None),
+        "options": conn,
+        "child_options": child,
+    }
+
+
+def _connection_names(spec: TunnelSpec, out: Collector) -> dict[str, tuple[str, str]]:
+    """host -> (connection name, field) for ends whose ikelab_tunnels entry names it."""
+    names: dict[str, tuple[str, str]] = {}
+    for d in spec.declarations:
+        if d.name is None:
+            continue
+        field = f"{d.field}.name"
+        if d.owner in names and names[d.owner][0] != d.name:
+            out.add(
+                d.owner,
+                (spec.id,),
+                field,
+                f"conflicting settings: {d.name!r} here, {names[d.owner][0]!r} in "
+                f"{names[d.owner][1]}",
+            )
+            continue
+        names.setdefault(d.owner, (d.name, field))
+    return names
+
+
+def _check_names(
+    entries: dict[str, list[dict[str, Any]]],
+    fields: dict[tuple[str, str], str],
+    out: Collector,
+) -> None:
+    """Connection names are valid file names and unique on each host."""
+    for host, host_entries in entries.items():
+        seen: dict[str, str] = {}
+        for e in host_entries:
+            name, tid = e["name"], e["tunnel_id"]
+            field = fields.get((host, tid), "name")
+            if not _CONNECTION_NAME.match(name):
+                out.add(
+                    host,
+                    (tid,),
+                    field,
+                    f"invalid connection name {name!r} (letters, digits, '_', '.', '-'; "
+                    "give the ikelab_tunnels entry a name)",
+                )
+            elif name in seen:
+                out.add(
+                    host, (seen[name], tid), field, f"duplicate connection name {name!r} on {host}"
+                )
+            seen.setdefault(name, tid)
