@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build the wheelhouse the agent role ships to hosts (run on the controller).
 
 Managed hosts may have no internet: everything the agent needs is gathered here once per
@@ -45,7 +44,7 @@ def source_hash(agent: pathlib.Path, constraints: pathlib.Path) -> str:
 
 def pip(*args: str) -> None:
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"pip {args[0]} failed:\n{done.stdout}{done.stderr}")
 
@@ -57,7 +56,7 @@ def build_target(
     target: str,
     platforms: list[str],
 ) -> dict[str, object]:
-    pyver, _, arch = target.partition("-")
+    pyver, _sep, arch = target.partition("-")
     if not pyver.startswith("cp") or not pyver[2:].isdigit() or not arch:
         raise SystemExit(f"target {target!r}: expected cpXY-ARCH, e.g. cp311-x86_64")
     deps = tomllib.loads((agent / "pyproject.toml").read_text())["project"]["dependencies"]
