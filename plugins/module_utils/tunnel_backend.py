@@ -1,0 +1,458 @@
+# Copyright: ikelab.ipsec developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ``tunnel`` module's backend: a fragment on disk plus the agent's SAs (stdlib only).
+
+``TunnelBackend(params, client, validator)`` reads the current fragment and the agent's view;
+``needs_change()`` plans (write / remove / reload / bring up / bring down) without touching
+anything; ``apply()`` carries the plan out; ``dump()`` is the module's result (never the PSK:
+the diff shows its fingerprint).
+
+Writing is all or nothing: the new text goes to a 0600 temporary file beside the fragment, is
+validated with the agent's own ``ikeagent --check``, then renamed into place; if the running
+agent then refuses the reload, the previous fragment is put back (the agent keeps running the
+previous configuration, so both agree again) and the error carries the agent's message.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (
+    AgentClient,
+    AgentCommandError,
+    AgentError,
+    AgentUnreachable,
+    child_is_up,
+    connection_sas,
+)
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import (
+    SpecError,
+    TunnelSpec,
+    check_name,
+    decode_psk,
+    existing_psk,
+    psk_fingerprint,
+    redact,
+    render,
+    render_redacted,
+)
+
+STATES = ("present", "absent", "up", "down")
+FRAGMENT_DIR = "tunnels.d"
+POLL = 0.25
+ABSENT_WAIT = 10.0
+
+
+class TunnelError(Exception):
+    """The tunnel could not be brought into the requested state."""
+
+
+class ValidationError(TunnelError):
+    """``ikeagent --check`` rejected a fragment."""
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+class FragmentStore:
+    """``<config_dir>/tunnels.d/<name>.yaml``: read, atomic 0600 write, remove, restore."""
+
+    def __init__(self, config_dir: str, name: str) -> None:
+        self.config_dir = config_dir
+        self.directory = os.path.join(config_dir, FRAGMENT_DIR)
+        self.name = name
+        self.path = os.path.join(self.directory, f"{name}.yaml")
+
+    def read(self) -> str | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise TunnelError(f"cannot read {self.path}: {getattr(e, 'strerror', None) or e}")
+
+    def _ensure_dir(self) -> None:
+        for path in (self.config_dir, self.directory):
+            if not os.path.isdir(path):
+                os.makedirs(path, mode=0o700, exist_ok=True)
+                os.chmod(path, 0o700)
+        if os.stat(self.directory).st_mode & 0o077:
+            os.chmod(self.directory, 0o700)
+
+    def write(self, text: str, validate: Callable[[str, str], None] | None = None) -> None:
+        """Write ``text`` to a temporary file (0600) in the directory, let ``validate(tmp,
+        final_path)`` look at it, then rename it over the fragment."""
+        try:
+            self._ensure_dir()
+            fd, tmp = tempfile.mkstemp(
+                dir=self.directory, prefix=f".{self.name}.yaml.", suffix=".tmp"
+            )
+        except OSError as e:
+            raise TunnelError(f"cannot write in {self.directory}: {e.strerror or e}")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), 0o600)
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if validate is not None:
+                validate(tmp, self.path)
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        self._sync_dir()
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return
+        self._sync_dir()
+
+    def restore(self, previous: str | None) -> None:
+        """Put back what was there before (``None``: no file)."""
+        if previous is None:
+            self.remove()
+        else:
+            self.write(previous)
+
+    def _sync_dir(self) -> None:
+        try:
+            fd = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+class AgentValidator:
+    """``<venv>/bin/ikeagent --check --config FILE``: the agent's own schema."""
+
+    def __init__(self, venv: str, timeout: float = 60.0) -> None:
+        self.binary = os.path.join(venv, "bin", "ikeagent")
+        self.timeout = timeout
+
+    def available(self) -> bool:
+        return os.access(self.binary, os.X_OK)
+
+    def __call__(self, path: str, shown: str) -> None:
+        if not self.available():
+            raise TunnelError(
+                f"agent_venv: {self.binary} is missing or not executable (is the agent installed?)"
+            )
+        try:
+            proc = subprocess.run(
+                [self.binary, "--check", "--config", path],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise TunnelError(f"cannot run {self.binary} --check: {e}")
+        if proc.returncode != 0:
+            text = (proc.stderr.strip() or proc.stdout.strip()).replace(path, shown)
+            raise ValidationError(f"ikeagent --check rejected {shown}:\n{text}")
+
+
+def validate_scratch(validator: Callable[[str, str], None], text: str, shown: str) -> None:
+    """Validate ``text`` from a private scratch directory (check mode touches no config)."""
+    directory = tempfile.mkdtemp(prefix="ikelab-check-")
+    try:
+        path = os.path.join(directory, "fragment.yaml")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        validator(path, shown)
+    finally:
+        for entry in os.listdir(directory):
+            os.unlink(os.path.join(directory, entry))
+        os.rmdir(directory)
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    write: bool = False
+    remove: bool = False
+    reload: bool = False
+    bring_up: bool = False
+    bring_down: bool = False
+
+    def any(self) -> bool:
+        return self.write or self.remove or self.reload or self.bring_up or self.bring_down
+
+    def names(self) -> list[str]:
+        return [
+            name
+            for name in ("write", "remove", "reload", "bring_up", "bring_down")
+            if getattr(self, name)
+        ]
+
+
+@dataclass
+class AgentView:
+    reachable: bool
+    sas: list[dict[str, Any]] = field(default_factory=list)
+    loaded: bool = False  # the agent knows the connection
+    error: str = ""
+
+
+class TunnelBackend:
+    """See the module docstring. ``client`` and ``validator`` are injected (tests use fakes)."""
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        client: AgentClient,
+        validator: Callable[[str, str], None],
+        check_mode: bool = False,
+        store: FragmentStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.state = params.get("state") or "present"
+        if self.state not in STATES:
+            raise SpecError("state", f"must be one of {', '.join(STATES)}")
+        self.name = check_name(params.get("name"), "name")
+        timeout = params.get("timeout")
+        self.timeout = 30.0 if timeout is None else float(timeout)
+        if not 0 < self.timeout <= 600:
+            raise SpecError("timeout", "must be a number of seconds in (0, 600]")
+        self.client = client
+        self.validator = validator
+        self.check_mode = check_mode
+        self.clock = clock
+        self.sleep = sleep
+        self.store = store or FragmentStore(params.get("config_dir") or "/etc/ikelab", self.name)
+        self.warnings: list[str] = []
+        self.actions: list[str] = []
+        self.current = self.store.read()
+        self.spec: TunnelSpec | None = None
+        self.psk: bytes | None = None
+        self.desired: str | None = None
+        self.child = "net"
+        self.start_action = "none"
+        if self.state != "absent":
+            self.spec = TunnelSpec.from_params(params)
+            self.child, self.start_action = self.spec.child, self.spec.start_action
+            if params.get("psk") is not None:
+                self.psk = decode_psk(params["psk"])
+            else:
+                self.psk = existing_psk(self.current, self.name) if self.current else None
+                if self.psk is None:
+                    raise SpecError(
+                        "psk",
+                        f"is required for state {self.state} "
+                        + (
+                            f"({self.store.path} holds no PSK this module can read)"
+                            if self.current is not None
+                            else f"(there is no {self.store.path} yet)"
+                        ),
+                    )
+            self.desired = render(self.spec, self.psk)
+        self.view = self._look()
+        if not self.view.reachable and self.state != "up":
+            self.warnings.append(
+                f"{self.view.error}; the fragment takes effect when the agent starts"
+            )
+        self.plan = self._plan()
+        self.sas: list[dict[str, Any]] = connection_sas(self.view.sas, self.name)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _look(self) -> AgentView:
+        try:
+            sas = self.client.list_sas(self.name)
+            conns = self.client.list_conns()
+        except AgentUnreachable as e:
+            return AgentView(reachable=False, error=str(e))
+        except AgentError as e:
+            raise TunnelError(str(e))
+        loaded = any(c.get("name") == self.name for c in conns)
+        return AgentView(reachable=True, sas=sas, loaded=loaded)
+
+    def _plan(self) -> Plan:
+        plan = Plan()
+        view = self.view
+        if self.state == "absent":
+            plan.remove = self.current is not None
+            plan.reload = plan.remove and view.reachable
+            return plan
+        plan.write = self.desired != self.current
+        plan.reload = view.reachable and (plan.write or not view.loaded)
+        if self.state == "up":
+            # a changed connection is torn down by the reload: it comes up again
+            plan.bring_up = plan.reload or not child_is_up(view.sas, self.name, self.child)
+        elif self.state == "down":
+            plan.bring_down = bool(connection_sas(view.sas, self.name))
+        return plan
+
+    def needs_change(self) -> bool:
+        return self.plan.any()
+
+    # --- changing -----------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """In check mode, run ``ikeagent --check`` on the new text from a scratch directory
+        (only when the agent is installed: check mode must not fail before the install)."""
+        if not self.plan.write or self.desired is None:
+            return
+        available = getattr(self.validator, "available", None)
+        if available is not None and not available():
+            self.warnings.append(
+                "the fragment was not validated: ikeagent is not installed in agent_venv yet"
+            )
+            return
+        validate_scratch(self.validator, self.desired, self.store.path)
+
+    def apply(self) -> None:
+        if self.state == "up" and not self.view.reachable:
+            raise TunnelError(f"state up needs the running agent: {self.view.error}")
+        if self.check_mode:
+            self.validate()
+            return
+        plan = self.plan
+        if plan.write and self.desired is not None:
+            self.store.write(self.desired, self.validator)
+            self.actions.append("write")
+        if plan.remove:
+            self.store.remove()
+            self.actions.append("remove")
+        if not self.view.reachable:
+            return
+        if plan.reload:
+            self._reload()
+        if self.state == "absent":
+            self._wait_gone()
+        elif self.state == "up":
+            self._bring_up()
+        elif self.state == "down":
+            self._bring_down()
+        self.sas = self._sas()
+
+    def _reload(self) -> None:
+        try:
+            self.client.reload()
+        except AgentCommandError as e:
+            if self.plan.write or self.plan.remove:
+                self.store.restore(self.current)
+                self.actions.append("restore")
+                raise TunnelError(
+                    f"ikeagent rejected the new configuration; {self.store.path} was restored "
+                    f"and the agent keeps running the previous one: {e.message}"
+                )
+            raise TunnelError(f"ikeagent rejected its configuration: {e.message}")
+        except AgentError as e:
+            raise TunnelError(str(e))
+        self.actions.append("reload")
+        if self.state == "absent":
+            return
+        try:
+            loaded = any(c.get("name") == self.name for c in self.client.list_conns())
+        except AgentError as e:
+            raise TunnelError(str(e))
+        if not loaded:
+            message = (
+                f"ikeagent reloaded but has no connection {self.name!r}: does its main "
+                f"configuration include {FRAGMENT_DIR}/*.yaml from {self.store.config_dir}?"
+            )
+            if self.state in ("up", "down"):
+                raise TunnelError(message)
+            self.warnings.append(message)
+
+    def _sas(self) -> list[dict[str, Any]]:
+        try:
+            return self.client.list_sas(self.name)
+        except AgentError as e:
+            raise TunnelError(str(e))
+
+    def _bring_up(self) -> None:
+        child = self.child
+        if child_is_up(self._sas(), self.name, child):
+            return
+        if self.start_action == "start":
+            try:
+                self.client.up(self.name, self.timeout)
+            except AgentError as e:
+                raise TunnelError(f"{self.name} did not come up: {e}")
+        else:  # the responder: the peer initiates, we wait for its SAs
+            deadline = self.clock() + self.timeout
+            while not child_is_up(self._sas(), self.name, child):
+                if self.clock() >= deadline:
+                    raise TunnelError(
+                        f"{self.name}: the peer did not bring child {child!r} up within "
+                        f"{self.timeout:g}s (this host responds: start_action none)"
+                    )
+                self.sleep(POLL)
+        self.actions.append("up")
+
+    def _bring_down(self) -> None:
+        if not self._sas():
+            return
+        try:
+            result = self.client.down(self.name, self.timeout)
+        except AgentError as e:
+            raise TunnelError(f"{self.name} could not be terminated: {e}")
+        if not result.get("terminated", False):
+            self.warnings.append(
+                f"{self.name}: delete sent, but SAs remain after {self.timeout:g}s"
+            )
+        self.actions.append("down")
+
+    def _wait_gone(self) -> None:
+        if "reload" not in self.actions:
+            return
+        deadline = self.clock() + min(self.timeout, ABSENT_WAIT)
+        while self._sas():
+            if self.clock() >= deadline:
+                self.warnings.append(f"{self.name}: SAs still being deleted")
+                return
+            self.sleep(POLL)
+
+    # --- output -------------------------------------------------------------------------------
+
+    def changed(self) -> bool:
+        return bool(self.actions) if not self.check_mode else self.plan.any()
+
+    def diff(self) -> dict[str, str]:
+        before = redact(self.current) if self.current is not None else ""
+        if self.state == "absent" or self.spec is None or self.psk is None:
+            after = ""
+        else:
+            after = render_redacted(self.spec, self.psk)
+        return {
+            "before": before,
+            "after": after,
+            "before_header": self.store.path,
+            "after_header": self.store.path,
+        }
+
+    def dump(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "changed": self.changed(),
+            "config_path": self.store.path,
+            "state": self.state,
+            "sas": self.sas,
+            "actions": self.actions if not self.check_mode else self.plan.names(),
+        }
+        if self.psk is not None:
+            out["psk_fingerprint"] = psk_fingerprint(self.psk)
+        return out
