@@ -381,7 +381,7 @@ class LabTeardown:
             remove_file(o.inventory, ch, marker=MARKER)
         if o.containerlab_file:
             remove_file(o.containerlab_file, ch, marker=MARKER)
-        entries = ["sites", "known_hosts"]
+        entries = ["sites", "known_hosts", "secrets"]  # secrets: the tunnels' keys
         if o.ssh_key is None:
             entries += [KEY_NAME, KEY_NAME + ".pub"]
         remove_tree(o.dir, entries, ch)

@@ -6,6 +6,7 @@ containerlab topology of the same lab. Pure functions of the plan (deterministic
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from typing import Any
 
@@ -59,6 +60,8 @@ def inventory_data(plan: LabPlan, ssh_key: str, known_hosts: str) -> dict[str, A
         "ansible_python_interpreter": "/usr/bin/python3",
         "ikelab_lab_name": plan.name,
         "ikelab_topology": {"type": "full_mesh", "group": "sites"},
+        # the tunnels' pre-shared keys, generated on the controller (removed with the lab)
+        "ikelab_secrets_dir": os.path.join(os.path.dirname(ssh_key), "secrets"),
     }
     return {"all": {"children": {"sites": {"hosts": hosts, "vars": group_vars}}}}
 

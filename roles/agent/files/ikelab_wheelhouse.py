@@ -19,8 +19,11 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
+
+BUNDLE = "wheels.tar"
 
 # glibc 2.28 or later (Debian 10+, RHEL 8+, Ubuntu 20.04+); override with --platform
 DEFAULT_PLATFORMS = ("manylinux_2_28_{arch}", "manylinux_2_17_{arch}", "manylinux2014_{arch}")
@@ -99,6 +102,10 @@ def build_target(
             str(wheels),
             f"pip=={_pip_version()}",
         )
+        # one file to ship: a plain tar of the wheels (they are compressed already)
+        with tarfile.open(wheels / BUNDLE, "w", format=tarfile.PAX_FORMAT) as tar:
+            for wheel in sorted(wheels.glob("*.whl")):
+                tar.add(wheel, arcname=wheel.name)
         if out.exists():
             shutil.rmtree(out)
         os.replace(wheels, out)
@@ -115,7 +122,14 @@ def describe(out: pathlib.Path) -> dict[str, object]:
     wheels = sorted(p.name for p in out.glob("*.whl"))
     pip_wheel = next((w for w in wheels if w.startswith("pip-")), None)
     agent_wheel = next((w for w in wheels if w.startswith("ikeagent-")), None)
-    return {"dir": str(out), "wheels": wheels, "pip": pip_wheel, "agent": agent_wheel}
+    bundle = out / BUNDLE
+    return {
+        "dir": str(out),
+        "bundle": str(bundle) if bundle.is_file() else None,
+        "wheels": wheels,
+        "pip": pip_wheel,
+        "agent": agent_wheel,
+    }
 
 
 def main() -> None:
@@ -135,7 +149,7 @@ def main() -> None:
     for target in sorted(set(args.target)):
         out = root / target
         info = describe(out) if out.is_dir() else None
-        if not info or not info["pip"] or not info["agent"]:
+        if not info or not info["pip"] or not info["agent"] or not info["bundle"]:
             info = build_target(
                 agent, constraints, out, target, args.platform or list(DEFAULT_PLATFORMS)
             )
