@@ -162,7 +162,7 @@ def _crypto() -> Any:
 
 
 def _material_of(key: Any) -> Material:
-    serialization, _, _, _ = _crypto()
+    serialization = _crypto()[0]
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -172,7 +172,7 @@ def _material_of(key: Any) -> Material:
 
 
 def _public_material(key: Any, content: bytes) -> Material:
-    serialization, _, _, _ = _crypto()
+    serialization = _crypto()[0]
     pub = key.public_key()
     der = pub.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -186,7 +186,7 @@ def _public_material(key: Any, content: bytes) -> Material:
 def new_private_key(key_type: str, bits: int = DEFAULT_RSA_BITS) -> Material:
     """A new key. Ed25519 and ECDSA scalars come from ``secrets``; RSA primes come from
     OpenSSL's CSPRNG (seeded by the OS) through ``cryptography``, which has no other way."""
-    _, ec, ed25519, rsa = _crypto()
+    ec, ed25519, rsa = _crypto()[1:]
     if key_type == "ed25519":
         key = ed25519.Ed25519PrivateKey.from_private_bytes(secrets.token_bytes(32))
     elif key_type in _CURVE_ORDERS:
@@ -202,7 +202,7 @@ def new_private_key(key_type: str, bits: int = DEFAULT_RSA_BITS) -> Material:
 
 def key_type_of(key: Any) -> str:
     """``ed25519``, ``ecdsa-p256``, ``ecdsa-p384``, ``rsa`` or a description of another type."""
-    _, ec, ed25519, rsa = _crypto()
+    ec, ed25519, rsa = _crypto()[1:]
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "ed25519"
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -217,7 +217,7 @@ def key_type_of(key: Any) -> str:
 
 def check_private_key(content: bytes, key_type: str, bits: int) -> Material:
     """The material of a PEM private key of the wanted type; ValueError says why not."""
-    serialization, _, _, _ = _crypto()
+    serialization = _crypto()[0]
     try:
         key = serialization.load_pem_private_key(content, password=None)
     except TypeError:

@@ -39,7 +39,7 @@ description:
   - Never reads or returns a key; it only tests whether the PSK files exist.
   - This is an action plugin that runs on the controller only; no host is contacted.
 author:
-  - ikelab.ipsec developers
+  - ikelab.ipsec developers (!UNKNOWN)
 options:
   hosts:
     description:
@@ -82,6 +82,7 @@ attributes:
     support: none
     description: Nothing changes, so there is no diff.
   platform:
+    support: full
     platforms: posix
     description: Runs on the controller.
 notes:

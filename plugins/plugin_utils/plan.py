@@ -196,7 +196,7 @@ def make_plan(
     planned = []
     for spec in specs.values():
         tunnel = _plan_tunnel(spec, sites, settings, out)
-        for host, (_, field) in tunnel["names"].items():
+        for host, (_name, field) in tunnel["names"].items():
             name_fields[(host, spec.id)] = field
         if tunnel["summary"] is not None:
             planned.append(tunnel["summary"])

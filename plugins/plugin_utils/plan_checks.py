@@ -249,7 +249,7 @@ def check_routes(specs: Mapping[str, TunnelSpec], sites: dict[str, Site], out: C
                 )
     for host, theirs in sorted(peers.items()):
         tunnel_to = dict(theirs)
-        routed = [(n, p) for p, _ in theirs for n in sites[p].subnets or ()]
+        routed = [(n, p) for p, _subnet in theirs for n in sites[p].subnets or ()]
         for (x, p), (y, q) in overlapping(routed):
             if p == q:
                 continue  # one peer's own overlaps are reported on that peer

@@ -46,7 +46,7 @@ def verify(
     """``per_host``: host -> (flow_check loop results, sa_info result)."""
     flows: dict[tuple[str, str], Mapping[str, Any]] = {}  # (tunnel id, from host) -> result
     names: dict[tuple[str, str], str] = {}  # (tunnel id, host) -> connection name there
-    for host, (results, _) in per_host.items():
+    for host, (results, _sas) in per_host.items():
         for result in results or []:
             item = result.get("item") or {}
             tid = item.get("tunnel_id")

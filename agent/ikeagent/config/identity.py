@@ -22,47 +22,49 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-
-from cryptography import x509
-from cryptography.x509.name import _ASN1Type
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from typing import TYPE_CHECKING
 
 from ikeagent.config.errors import Invalid
 from ikeagent.config.model import Identity
 from ikeagent.wire.v2.enums import IdType
+
+if TYPE_CHECKING:
+    from cryptography.x509.oid import ObjectIdentifier
 
 # the ID types are the wire's IANA registry (RFC 7296 3.5); the old name stays for callers
 IDType = IdType
 
 
 # strongSwan's RDN abbreviations (and the usual long names), lower-cased.
-_RDN_OIDS: dict[str, ObjectIdentifier] = {
-    "c": NameOID.COUNTRY_NAME,
-    "st": NameOID.STATE_OR_PROVINCE_NAME,
-    "s": NameOID.STATE_OR_PROVINCE_NAME,
-    "l": NameOID.LOCALITY_NAME,
-    "o": NameOID.ORGANIZATION_NAME,
-    "ou": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "cn": NameOID.COMMON_NAME,
-    "e": NameOID.EMAIL_ADDRESS,
-    "email": NameOID.EMAIL_ADDRESS,
-    "emailaddress": NameOID.EMAIL_ADDRESS,
-    "sn": NameOID.SURNAME,
-    "serialnumber": NameOID.SERIAL_NUMBER,
-    "g": NameOID.GIVEN_NAME,
-    "gn": NameOID.GIVEN_NAME,
-    "givenname": NameOID.GIVEN_NAME,
-    "t": NameOID.TITLE,
-    "title": NameOID.TITLE,
-    "dc": NameOID.DOMAIN_COMPONENT,
-    "uid": NameOID.USER_ID,
-    "dnq": NameOID.DN_QUALIFIER,
-    "dnqualifier": NameOID.DN_QUALIFIER,
-    "pseudonym": NameOID.PSEUDONYM,
-    "i": NameOID.INITIALS,
-    "initials": NameOID.INITIALS,
+# cryptography (for DER) is imported only when a DN is given: the table names NameOID members,
+# so the Ansible controller can validate configurations without it.
+_RDN_OIDS: dict[str, str] = {
+    "c": "COUNTRY_NAME",
+    "st": "STATE_OR_PROVINCE_NAME",
+    "s": "STATE_OR_PROVINCE_NAME",
+    "l": "LOCALITY_NAME",
+    "o": "ORGANIZATION_NAME",
+    "ou": "ORGANIZATIONAL_UNIT_NAME",
+    "cn": "COMMON_NAME",
+    "e": "EMAIL_ADDRESS",
+    "email": "EMAIL_ADDRESS",
+    "emailaddress": "EMAIL_ADDRESS",
+    "sn": "SURNAME",
+    "serialnumber": "SERIAL_NUMBER",
+    "g": "GIVEN_NAME",
+    "gn": "GIVEN_NAME",
+    "givenname": "GIVEN_NAME",
+    "t": "TITLE",
+    "title": "TITLE",
+    "dc": "DOMAIN_COMPONENT",
+    "uid": "USER_ID",
+    "dnq": "DN_QUALIFIER",
+    "dnqualifier": "DN_QUALIFIER",
+    "pseudonym": "PSEUDONYM",
+    "i": "INITIALS",
+    "initials": "INITIALS",
 }
-_IA5_OIDS = {NameOID.EMAIL_ADDRESS, NameOID.DOMAIN_COMPONENT}
+_IA5_OIDS = {"EMAIL_ADDRESS", "DOMAIN_COMPONENT"}
 _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 
@@ -97,9 +99,11 @@ def _split_dn(text: str) -> list[str]:
 
 
 def _rdn_oid(key: str) -> ObjectIdentifier:
-    oid = _RDN_OIDS.get(key.lower())
-    if oid is not None:
-        return oid
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+    name = _RDN_OIDS.get(key.lower())
+    if name is not None:
+        return getattr(NameOID, name)
     if re.fullmatch(r"\d+(\.\d+)+", key):
         return ObjectIdentifier(key)
     raise Invalid(f"unknown attribute {key!r} in distinguished name")
@@ -107,6 +111,11 @@ def _rdn_oid(key: str) -> ObjectIdentifier:
 
 def dn_to_der(text: str) -> bytes:
     """DER encoding of a strongSwan-style DN string (first RDN most significant)."""
+    from cryptography import x509
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+
+    ia5 = {getattr(NameOID, name) for name in _IA5_OIDS}
     rdns: list[x509.RelativeDistinguishedName] = []
     for part in _split_dn(text):
         if not part:
@@ -118,7 +127,7 @@ def dn_to_der(text: str) -> bytes:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if oid in _IA5_OIDS:
+        if oid in ia5:
             kind = _ASN1Type.IA5String
         elif _PRINTABLE.match(value):
             kind = _ASN1Type.PrintableString
