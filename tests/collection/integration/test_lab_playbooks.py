@@ -8,156 +8,20 @@ ssh control sockets under the test's temporary directory, so it never meets anot
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import re
 import secrets
 import signal
-import subprocess
-import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
+from ikelab_testing.ansible_lab import ROOT, LabRun, free_management_network, gone, wait_for
+
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = ROOT / ".venv" / "bin"
 SITES = 3
-RECAP = re.compile(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
-
-
-def _free_management_network() -> str:
-    """A 198.18.x.0/24 that nothing in the root namespace uses yet."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        used = [
-            ipaddress.ip_network(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}", strict=False)
-            for m in ipr.get_addr(family=2)
-        ]
-    for _ in range(100):
-        net = ipaddress.ip_network(f"198.18.{secrets.randbelow(150) + 100}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free management network")
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.1)
-
-
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie holds nothing
-    except FileNotFoundError:
-        return True
-
-
-@dataclass
-class LabRun:
-    name: str
-    management: str
-    tmp: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def dir(self) -> Path:
-        return self.tmp / "lab"
-
-    @property
-    def inventory(self) -> Path:
-        return self.tmp / "hosts.yml"
-
-    @property
-    def control_dir(self) -> Path:
-        return self.tmp / "cp"
-
-    def address(self, index: int) -> str:
-        return str(ipaddress.ip_network(self.management)[10 + index])
-
-    def extra_vars(self) -> list[str]:
-        return [
-            "-e", f"ikelab_lab_name={self.name}",
-            "-e", f"ikelab_lab_sites={SITES}",
-            "-e", f"ikelab_lab_dir={self.dir}",
-            "-e", f"ikelab_lab_inventory={self.inventory}",
-            "-e", f"ikelab_lab_management_network={self.management}",
-            "-i", str(self.inventory),
-        ]  # fmt: skip
-
-    def run(self, argv: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def playbook(self, name: str) -> tuple[int, int]:
-        """Run playbooks/NAME; returns (ok, changed) of localhost's recap."""
-        proc = self.run([str(BIN / "ansible-playbook"), f"playbooks/{name}", *self.extra_vars()])
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-        m = RECAP.search(proc.stdout)
-        assert m, proc.stdout[-2000:]
-        ok, changed, unreachable, failed = map(int, m.groups())
-        assert (unreachable, failed) == (0, 0)
-        return ok, changed
-
-    def adhoc(self, pattern: str, module: str, args: str | dict[str, Any]) -> dict[str, Any]:
-        """Results per host of an ad-hoc task (the tree callback writes one JSON per host)."""
-        tree = Path(tempfile.mkdtemp(prefix="tree-", dir=self.tmp))
-        a = args if isinstance(args, str) else json.dumps(args)
-        argv = [str(BIN / "ansible"), "-i", str(self.inventory), pattern, "-m", module]
-        proc = self.run([*argv, "-a", a, "--tree", str(tree)], timeout=120)
-        results = {p.name: json.loads(p.read_text()) for p in tree.iterdir()}
-        assert results, proc.stdout[-2000:] + proc.stderr[-2000:]
-        return results
-
-    def init_record(self, site: str) -> dict[str, int]:
-        return json.loads((self.dir / "sites" / site / "init.json").read_text())
-
-    def leftovers(self) -> list[str]:
-        """Everything of this lab that still exists on the machine."""
-        found = [f"netns {n}" for n in _listdir("/run/netns") if n.startswith(f"{self.name}-")]
-        found += [f"link {n}" for n in _listdir("/sys/class/net") if n.startswith(f"{self.name}-")]
-        with open("/proc/self/mountinfo") as f:
-            found += [f"mount {line.split()[4]}" for line in f if f"/{self.name}-" in line]
-        for pid in _listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if (str(self.dir) in cmdline or str(self.control_dir) in cmdline) and not gone(
-                int(pid)
-            ):
-                found.append(f"process {pid}: {cmdline[:120]}")
-        if self.dir.exists():
-            found.append(f"directory {self.dir}")
-        if self.inventory.exists():
-            found.append(f"file {self.inventory}")
-        return found
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except FileNotFoundError:
-        return []
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +31,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     if not os.access("/usr/sbin/sshd", os.X_OK):
         pytest.skip("openssh-server is not installed (run: sudo ./scripts/setup)")
     tmp = tmp_path_factory.mktemp("lab")
-    run = LabRun(f"t{secrets.token_hex(2)}", _free_management_network(), tmp)
+    run = LabRun(f"t{secrets.token_hex(2)}", free_management_network(), tmp, SITES)
     run.control_dir.mkdir()
     run.env = {
         **os.environ,
