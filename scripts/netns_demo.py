@@ -1,4 +1,4 @@
-"""The lab demo behind ``scripts/lab-demo`` (run that, not this file)."""
+"""The namespace demo behind ``scripts/netns-demo`` (run that, not this file)."""
 
 from __future__ import annotations
 
