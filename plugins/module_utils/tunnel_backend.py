@@ -325,7 +325,13 @@ class TunnelBackend:
 
     def apply(self) -> None:
         if self.state == "up" and not self.view.reachable:
-            raise TunnelError(f"state up needs the running agent: {self.view.error}")
+            if self.check_mode:
+                # a first run in check mode: the agent is not installed or started yet either
+                self.warnings.append(
+                    f"the SAs would be brought up once the agent runs ({self.view.error})"
+                )
+            else:
+                raise TunnelError(f"state up needs the running agent: {self.view.error}")
         if self.check_mode:
             self.validate()
             return

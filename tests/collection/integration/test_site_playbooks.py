@@ -117,6 +117,15 @@ def test_no_host_was_touched_by_the_bad_runs(lab: LabRun) -> None:
     assert not (lab.dir / "secrets").exists() or not any((lab.dir / "secrets").iterdir())
 
 
+def test_check_mode_on_fresh_hosts_reports_the_rollout_and_changes_nothing(lab: LabRun) -> None:
+    run = site_playbook(lab, "site.yml", "--check", "--diff")
+    assert run.returncode == 0, run.output[-4000:]
+    assert all(run.changed()[h] > 0 for h in HOSTS), run.recap
+    for path in ("/opt/ikelab", "/etc/ikelab/ikeagent.yaml", "/etc/ikelab/tunnels.d"):
+        seen = lab.adhoc("sites", "ansible.builtin.stat", f"path={path}")
+        assert {h: r["stat"]["exists"] for h, r in seen.items()} == dict.fromkeys(HOSTS, False)
+
+
 def test_site_rolls_out_and_brings_every_tunnel_up(lab: LabRun) -> None:
     run = site_playbook(lab, "site.yml")
     assert run.returncode == 0, run.output[-4000:]
@@ -185,6 +194,27 @@ def test_check_mode_reports_changes_and_makes_none(lab: LabRun) -> None:
     for key in (lab.dir / "secrets").iterdir():
         assert key.read_text().strip() not in run.output
     assert (fragments(lab), child_spis(lab)) == before
+
+
+def test_a_tunnel_no_longer_planned_is_removed_and_comes_back(lab: LabRun) -> None:
+    pairs = [[a, b] for t in TUNNELS if t != "site3--site4" for a, b in [t.split("--")]]
+    run = site_playbook(
+        lab, "site.yml", "-e", json.dumps({"ikelab_topology": {"type": "pairs", "pairs": pairs}})
+    )
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.changed()["site1"] == run.changed()["site2"] == 0, run.recap
+    assert run.changed()["site3"] > 0 and run.changed()["site4"] > 0, run.recap
+    files = fragments(lab)
+    assert not any(p.endswith("/site4.yaml") for p in files["site3"])
+    assert not any(p.endswith("/site3.yaml") for p in files["site4"])
+    sas = lab.adhoc("site3", "ikelab.ipsec.sa_info", {"socket": "/run/ikelab/ikeagent.sock"})
+    assert sorted(sa["name"] for sa in sas["site3"]["sas"]) == ["site1", "site2"]
+    # the full mesh again: the tunnel is back, up
+    run = site_playbook(lab, "site.yml")
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.changed()["site3"] > 0 and run.changed()["site1"] == 0, run.recap
+    sas = lab.adhoc("site3", "ikelab.ipsec.sa_info", {"socket": "/run/ikelab/ikeagent.sock"})
+    assert sorted(sa["name"] for sa in sas["site3"]["sas"]) == ["site1", "site2", "site4"]
 
 
 def test_verify_proves_every_tunnel_with_esp_only_on_the_wire(lab: LabRun) -> None:
