@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from ikelab_testing.ansible_lab import ROOT, LabRun, free_management_network, gone, wait_for
+from ikelab_testing.ansible_lab import LabRun, gone, new_lab, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -26,19 +25,7 @@ SITES = 3
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    if not os.access("/usr/sbin/sshd", os.X_OK):
-        pytest.skip("openssh-server is not installed (run: sudo ./scripts/setup)")
-    tmp = tmp_path_factory.mktemp("lab")
-    run = LabRun(f"t{secrets.token_hex(2)}", free_management_network(), tmp, SITES)
-    run.control_dir.mkdir()
-    run.env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run.control_dir),
-        "ANSIBLE_NOCOLOR": "1",
-    }
+    run = new_lab(tmp_path_factory.mktemp("lab"), "t", SITES)
     ok, changed = run.playbook("lab.yml")
     assert changed >= 1
     yield run

@@ -186,3 +186,25 @@ def site_playbook(
         for m in HOST_RECAP.finditer(proc.stdout)
     }
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, recap)
+
+
+def new_lab(tmp: Path, prefix: str, sites: int) -> LabRun:
+    """A ``LabRun`` of its own (unique name, free management network, its own ssh control
+    sockets), not built yet; skips the test when this machine cannot run a lab."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if not os.access("/usr/sbin/sshd", os.X_OK):
+        pytest.skip("openssh-server is not installed (run: sudo ./scripts/setup)")
+    run = LabRun(f"{prefix}{secrets.token_hex(2)}", free_management_network(), tmp, sites)
+    run.control_dir.mkdir()
+    run.env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run.control_dir),
+        "ANSIBLE_NOCOLOR": "1",
+        # ansible-inventory on PATH for pytest-testinfra's ansible backend
+        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    }
+    return run
