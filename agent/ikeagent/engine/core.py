@@ -11,6 +11,7 @@ from ikeagent.config.model import AgentConfig, ConnectionConfig, StartAction
 from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
 from ikeagent.engine.entropy import RandomSource
 from ikeagent.engine.events import Datagram, Event
+from ikeagent.engine.ikev1.engine import V1Engine
 from ikeagent.engine.ikev2 import ike_init
 from ikeagent.engine.ikev2.child_create import CreateChildTask
 from ikeagent.engine.ikev2.ike_init import IkeInitTask
@@ -65,6 +66,7 @@ class Engine(TaskManager, Lifecycle, Timers):
         self._by_uid: dict[int, IkeSa] = {}
         self._after: list[Callable[[], None]] = []
         self._path: tuple[Endpoint, Endpoint] | None = None
+        self.v1 = V1Engine(self)
 
     # ---- identifiers -------------------------------------------------------------------------
 
@@ -166,7 +168,16 @@ class Engine(TaskManager, Lifecycle, Timers):
         return dict(self._stats)
 
     def list_sas(self) -> list:
-        return [snapshot(sa) for sa in sorted(self.sas.values(), key=lambda s: s.uid)]
+        v2 = [snapshot(sa) for sa in self.sas.values()]
+        return sorted(v2 + self.v1.list_sas(), key=lambda s: s.uid)
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (Timers.get_timer(self), self.v1.get_timer()) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        Timers.handle_timer(self, now)
+        self.v1.handle_timer(now)
 
     # ---- configuration and commands ----------------------------------------------------------
 
@@ -202,7 +213,7 @@ class Engine(TaskManager, Lifecycle, Timers):
         for name, conn in config.connections.items():
             if old.connections.get(name) == conn:
                 # keep the running SAs, but let them use the new config object
-                for sa in self.sas.values():
+                for sa in [*self.sas.values(), *self.v1.sas.values()]:
                     if sa.conn is not None and sa.conn.name == name:
                         sa.conn = conn
                 continue
@@ -224,11 +235,13 @@ class Engine(TaskManager, Lifecycle, Timers):
     def initiate(self, name: str, now: float, children: list[str] | None = None) -> None:
         self.now = now
         conn = self._conn(name)
-        if conn.version != 2:
-            raise UnknownConnection(f"{name}: IKEv{conn.version} is not supported by this engine")
         if not conn.remote_addrs:
             raise UnknownConnection(f"{name}: no remote_addrs to initiate to")
         cfgs = [conn.children[c] for c in children] if children else list(conn.children.values())
+        if conn.version == 1:
+            _check_addresses(name, conn)
+            self.v1.initiate(conn, now, cfgs)
+            return
         active = [
             s
             for s in self.sas_of(name)
@@ -246,16 +259,7 @@ class Engine(TaskManager, Lifecycle, Timers):
             return
         remote_ip = conn.remote_addrs[0]
         local_ip = conn.local_addrs[0] if conn.local_addrs else ""
-        for what, value in (("remote_addrs", remote_ip), ("local_addrs", local_ip)):
-            if value and ("/" in value or "-" in value) and not _is_ip(value):
-                raise UnknownConnection(
-                    f"{name}: {what} {value!r} is a subnet or range: it can only accept peers; "
-                    "list an address or a host name first to initiate"
-                )
-            if value and not _is_ip(value):
-                raise UnknownConnection(
-                    f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address"
-                )
+        _check_addresses(name, conn)
         sa = IkeSa(
             uid=self.new_uid(),
             conn=conn,
@@ -279,6 +283,7 @@ class Engine(TaskManager, Lifecycle, Timers):
         self.now = now
         for sa in self.sas_of(name):
             self.delete_ike(sa, reason, now)
+        self.v1.terminate(name, now, reason)
 
     def terminate_child(
         self, name: str, child: str, now: float, reason: str = "terminated by command"
@@ -291,6 +296,7 @@ class Engine(TaskManager, Lifecycle, Timers):
             doomed = [c for c in sa.children if c.name == child and c.state is ChildState.INSTALLED]
             if doomed:
                 self.delete_children(sa, doomed, reason, now)
+        self.v1.terminate_child(name, child, now, reason)
 
     def rekey(self, name: str, now: float, *, ike: bool = True, children: bool = True) -> None:
         self.now = now
@@ -303,10 +309,12 @@ class Engine(TaskManager, Lifecycle, Timers):
                         self.queue_task(sa, CreateChildTask(c.config, rekey_of=c), now)
             if ike:
                 self.queue_task(sa, IkeRekeyTask(), now)
+        self.v1.rekey(name, now, ike=ike, children=children)
 
     def shutdown(self, now: float) -> None:
         for sa in list(self.sas.values()):
             self.delete_ike(sa, "agent shutting down", now)
+        self.v1.shutdown(now)
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -314,6 +322,9 @@ class Engine(TaskManager, Lifecycle, Timers):
         self.now = now
         if len(data) < w.HEADER_LEN or len(data) > MAX_DATAGRAM:
             self.count("truncated" if len(data) < w.HEADER_LEN else "oversized")
+            return
+        if data[17] >> 4 == 1:  # ISAKMP major version 1: IKEv1
+            self.v1.receive(bytes(data), local, remote, now)
             return
         try:
             header = w.Header.from_bytes(data)
@@ -485,6 +496,22 @@ class Engine(TaskManager, Lifecycle, Timers):
                 self._refresh(sa)
         elif isinstance(event, Acquire):
             self.count("acquires")
+        self.v1.handle_dataplane_event(event, now)
+
+
+def _check_addresses(name: str, conn: ConnectionConfig) -> None:
+    remote_ip = conn.remote_addrs[0]
+    local_ip = conn.local_addrs[0] if conn.local_addrs else ""
+    for what, value in (("remote_addrs", remote_ip), ("local_addrs", local_ip)):
+        if value and ("/" in value or "-" in value) and not _is_ip(value):
+            raise UnknownConnection(
+                f"{name}: {what} {value!r} is a subnet or range: it can only accept peers; "
+                "list an address or a host name first to initiate"
+            )
+        if value and not _is_ip(value):
+            raise UnknownConnection(
+                f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address"
+            )
 
 
 def _is_ip(value: str) -> bool:

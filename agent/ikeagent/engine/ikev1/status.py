@@ -1,0 +1,70 @@
+"""Status snapshots of ISAKMP SAs for listings, in the shape of the IKEv2 ones (no keys)."""
+
+from __future__ import annotations
+
+from ikeagent.crypto.suites import Algorithm, TransformType, algorithm_name
+from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
+from ikeagent.engine.ikev1.sa import V1Sa
+
+
+def _name(a: Algorithm | None, t: TransformType | None = None) -> str | None:
+    if a is None:
+        return None
+    try:
+        return algorithm_name(t or a.type, a.id, a.key_bits)
+    except KeyError:
+        return a.keyword
+
+
+def snapshot(sa: V1Sa) -> IkeSaStatus:
+    t = sa.transform
+    established = sa.established_at is not None
+    st = IkeSaStatus(
+        name=sa.name,
+        uid=sa.uid,
+        version=1,
+        state=sa.state.value,
+        role="initiator" if sa.initiator else "responder",
+        local_addr=sa.local[0],
+        local_port=sa.local[1],
+        local_id=str(sa.local_id) if sa.local_id else sa.local[0],
+        remote_addr=sa.remote[0],
+        remote_port=sa.remote[1],
+        remote_id=str(sa.remote_id) if sa.remote_id else sa.remote[0],
+        spi_i=sa.spi_i,
+        spi_r=sa.spi_r,
+        encryption=(_name(t.encr) or "") if t else "",
+        # IKEv1's HASH_ALGORITHM is both its integrity and (as HMAC) its PRF
+        integrity=_name(t.hash, TransformType.PRF) if t and established else None,
+        prf=(_name(t.hash, TransformType.PRF) or "") if t else "",
+        dh=(_name(t.dh) or "") if t else "",
+        nat_local=sa.nat_local,
+        nat_remote=sa.nat_remote,
+        established_at=sa.established_at,
+        rekey_at=sa.rekey_at,
+        mode=sa.mode,
+    )
+    for c in sa.children:
+        e = c.esp
+        st.children.append(
+            ChildSaStatus(
+                name=c.name,
+                reqid=c.reqid,
+                state=c.state.value,
+                mode="TUNNEL",
+                protocol="ESP",
+                encap=c.encap,
+                spi_in=c.spi_in,
+                spi_out=c.spi_out,
+                encryption=_name(e.encr) or "",
+                integrity=_name(e.integ),
+                dh=_name(e.dh),
+                esn=e.esn,
+                local_ts=[str(c.local_ts)],
+                remote_ts=[str(c.remote_ts)],
+                installed_at=c.installed_at,
+                rekey_at=c.rekey_at,
+                expire_at=c.expire_at,
+            )
+        )
+    return st
