@@ -234,6 +234,18 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
     if v["aggressive"] and v["version"] != 1:
         ctx.error(join(path, "aggressive"), "Aggressive Mode needs version: 1")
         bad = True
+    elif (
+        v["aggressive"]
+        and not v["allow_aggressive_psk"]
+        and AuthMethod.PSK
+        in (getattr(v["local"], "auth", None), getattr(v["remote"], "auth", None))
+    ):
+        ctx.error(
+            join(path, "allow_aggressive_psk"),
+            "Aggressive Mode with a pre-shared key sends a hash of the key that can be guessed "
+            "offline: set allow_aggressive_psk: true to accept that risk, or use Main Mode",
+        )
+        bad = True
     starting = [c.name for c in v["children"].values() if c.start_action is StartAction.START]
     if starting and not v["remote_addrs"]:
         ctx.error(

@@ -332,6 +332,19 @@ class V1Engine:
                 quick_mode.timed_out(self, sa, ex, now)
             return
         self.count("retransmits")
+        if (
+            ex.message_id == 0
+            and ex.kind == "main"
+            and ex.initiator
+            and ex.step == 5
+            and ex.tries == 2
+        ):
+            # the peer answered our KE but not our HASH_I: it could not decrypt or verify it
+            self.log.warning(
+                "%s: no answer to Main Mode message 5 (identity and HASH_I): the peer's "
+                "pre-shared key for us probably differs",
+                sa.peer_label(),
+            )
         self.log.info(
             "%s: retransmit %d of %s message %d (message ID %08x)",
             sa.peer_label(),

@@ -68,6 +68,7 @@ class QuickTask:
     offered: list[at.EspTransform] = field(default_factory=list)
     chosen: at.EspTransform | None = None
     life: int = 0
+    pending: V1Child | None = None  # responder: the pair installed before HASH(3)
 
 
 def _first_ts(ts: tuple, what: str) -> TsRange:
@@ -268,7 +269,11 @@ def _initiator_2(eng: V1Engine, sa: V1Sa, ex: Exchange, payloads: list, now: flo
     ex.step = 3
     eng.exchange_send(sa, ex, data, now, wait=False)
     eng.finish_exchange(sa, ex, now)
-    _install(eng, sa, task, we_initiated=True, now=now)
+    # a replacement pair sends only once the peer uses it (it installs after HASH(3))
+    old = task.rekey_of
+    active = old is None or old.state is ChildState.DESTROYED
+    child = _install(eng, sa, task, we_initiated=True, outbound_active=active, now=now)
+    _established(eng, sa, task, child, we_initiated=True, now=now)
 
 
 def _abort(eng: V1Engine, sa: V1Sa, ex: Exchange, reason: str, now: float) -> None:
@@ -287,7 +292,10 @@ def timed_out(eng: V1Engine, sa: V1Sa, ex: Exchange, now: float) -> None:
         _abort(eng, sa, ex, "peer did not answer the Quick Mode", now)
     else:
         eng.finish_exchange(sa, ex, now)
-        if ex.task is not None:
+        pending = ex.task.pending if ex.task is not None else None
+        if pending is not None and pending.state is ChildState.CREATING:
+            eng.remove_child(sa, pending, "the Quick Mode was never confirmed", now)
+        elif ex.task is not None:
             eng.core.release_spi_in(ex.task.spi_in)
         eng.log.warning(
             "%s: Quick Mode %08x: the initiator never confirmed (no HASH(3))",
@@ -415,7 +423,25 @@ def _respond(eng: V1Engine, sa: V1Sa, ex: Exchange, payloads: list, now: float) 
     h2 = keymat.qm_hash2(sa.hash_id, sa.keys.skeyid_a, ex.message_id, task.ni, rest)
     data, ex.iv = build(sa, QM, ex.message_id, [w1.Hash(h2), *out], iv=ex.iv)
     ex.step = 2
-    # resend until HASH(3) arrives; charon installs its SAs only then, and so do we
+    # a Quick Mode for selectors a pair of ours already covers replaces that pair (rekey)
+    task.rekey_of = next(
+        (
+            c
+            for c in sa.children
+            if c.state is ChildState.INSTALLED
+            and c.config.name == task.cfg.name
+            and c.local_ts == task.local_ts
+            and c.remote_ts == task.remote_ts
+        ),
+        None,
+    )
+    # The initiator has the keys as soon as it reads our answer and may send at once: the
+    # inbound SA is ready before that. Our outbound switches to the new pair when the first
+    # packet arrives on it (or the old pair goes); the pair counts as up with HASH(3).
+    task.pending = _install(
+        eng, sa, task, we_initiated=False, outbound_active=task.rekey_of is None, now=now
+    )
+    # resend until HASH(3) arrives
     eng.exchange_send(sa, ex, data, now, wait=True)
 
 
@@ -436,20 +462,10 @@ def _refuse(eng: V1Engine, sa: V1Sa, ex: Exchange, notify: int, reason: str, now
 def _responder_3(eng: V1Engine, sa: V1Sa, ex: Exchange, now: float) -> None:
     task: QuickTask = ex.task
     eng.finish_exchange(sa, ex, now)
-    # a Quick Mode for selectors a pair of ours already covers replaces that pair (rekey)
-    old = next(
-        (
-            c
-            for c in sa.children
-            if c.state is ChildState.INSTALLED
-            and c.config.name == task.cfg.name
-            and c.local_ts == task.local_ts
-            and c.remote_ts == task.remote_ts
-        ),
-        None,
-    )
-    task.rekey_of = old
-    _install(eng, sa, task, we_initiated=False, now=now)
+    child = task.pending
+    if child is None or child.state is not ChildState.CREATING:
+        return
+    _established(eng, sa, task, child, we_initiated=False, now=now)
 
 
 # ---- installation ---------------------------------------------------------------------------------
@@ -495,7 +511,16 @@ def _deadlines(eng: V1Engine, cfg: ChildConfig, life: int, now: float, initiator
     return now + rekey - jitter, expire
 
 
-def _install(eng: V1Engine, sa: V1Sa, task: QuickTask, *, we_initiated: bool, now: float) -> None:
+def _install(
+    eng: V1Engine,
+    sa: V1Sa,
+    task: QuickTask,
+    *,
+    we_initiated: bool,
+    outbound_active: bool,
+    now: float,
+) -> V1Child:
+    """Derive the pair's keys and hand it to the data plane (state CREATING)."""
     t = task.chosen
     assert t is not None and task.local_ts is not None and task.remote_ts is not None
     cfg = task.cfg
@@ -520,8 +545,8 @@ def _install(eng: V1Engine, sa: V1Sa, task: QuickTask, *, we_initiated: bool, no
         encap=sa.encap,
         installed_at=now,
         lineage=lineage,
+        state=ChildState.CREATING,
     )
-    child.rekey_at, child.expire_at = _deadlines(eng, cfg, task.life, now, we_initiated)
     integ_id = t.integ.id if t.integ is not None else None
     lifetime = Lifetime(
         soft_bytes=cfg.rekey_bytes,
@@ -541,21 +566,35 @@ def _install(eng: V1Engine, sa: V1Sa, task: QuickTask, *, we_initiated: bool, no
         encap=(sa.local[1], sa.remote[1]) if sa.encap else None,
         replay_window=cfg.replay_window,
         lifetime=lifetime,
+        outbound_active=outbound_active,
     )
     sa.children.append(child)
     eng.core.emit(InstallChild(child_sa))
-    eng.core.emit(ChildUp(cfg.name, sa.name, reqid))
+    return child
+
+
+def _established(
+    eng: V1Engine, sa: V1Sa, task: QuickTask, child: V1Child, *, we_initiated: bool, now: float
+) -> None:
+    t = task.chosen
+    assert t is not None
+    cfg = task.cfg
+    child.set_state(ChildState.INSTALLED)
+    child.installed_at = now
+    child.rekey_at, child.expire_at = _deadlines(eng, cfg, task.life, now, we_initiated)
+    eng.core.emit(ChildUp(cfg.name, sa.name, child.reqid))
     eng.log.info(
         "%s: CHILD_SA %s{%d} established with SPIs %08x_i %08x_o, %s, TS %s === %s",
         sa.peer_label(),
         cfg.name,
-        reqid,
+        child.reqid,
         task.spi_in,
         task.spi_out,
         describe_esp(t),
         task.local_ts,
         task.remote_ts,
     )
+    old = task.rekey_of
     if old is not None and old.state is not ChildState.DESTROYED:
         if old.state is not ChildState.REKEYED:
             old.set_state(ChildState.REKEYED)

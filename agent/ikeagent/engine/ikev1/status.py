@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ikeagent.crypto.suites import Algorithm, TransformType, algorithm_name
+from ikeagent.crypto.suites import Algorithm, TransformType, algorithm_name, lookup
 from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
 from ikeagent.engine.ikev1.sa import V1Sa
 
@@ -16,9 +16,17 @@ def _name(a: Algorithm | None, t: TransformType | None = None) -> str | None:
         return a.keyword
 
 
+def _integrity(prf: Algorithm) -> str | None:
+    """IKEv1's HASH_ALGORITHM protects messages as HMAC too: name it as integrity the way
+    strongSwan lists it (HMAC_SHA2_256_128 for SHA2_256)."""
+    try:
+        return _name(lookup(prf.keyword.removeprefix("prf")))
+    except (KeyError, ValueError):
+        return _name(prf)
+
+
 def snapshot(sa: V1Sa) -> IkeSaStatus:
     t = sa.transform
-    established = sa.established_at is not None
     st = IkeSaStatus(
         name=sa.name,
         uid=sa.uid,
@@ -35,7 +43,7 @@ def snapshot(sa: V1Sa) -> IkeSaStatus:
         spi_r=sa.spi_r,
         encryption=(_name(t.encr) or "") if t else "",
         # IKEv1's HASH_ALGORITHM is both its integrity and (as HMAC) its PRF
-        integrity=_name(t.hash, TransformType.PRF) if t and established else None,
+        integrity=_integrity(t.hash) if t else None,
         prf=(_name(t.hash, TransformType.PRF) or "") if t else "",
         dh=(_name(t.dh) or "") if t else "",
         nat_local=sa.nat_local,
