@@ -7,17 +7,17 @@ identifiers (uids, reqids, SPIs), outputs (datagrams, events) and counters it sh
 
 from __future__ import annotations
 
-import heapq
 import logging
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import ChildConfig, ConnectionConfig, StartAction
 from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
-from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp, RemovePolicy
 from ikeagent.engine.ikev1 import informational, phase1, quick_mode
+from ikeagent.engine.ikev1.lifecycle import Lifecycle
 from ikeagent.engine.ikev1.natt import NATT_PORT
-from ikeagent.engine.ikev1.sa import AGGRESSIVE, MAIN, Exchange, V1Child, V1Sa
+from ikeagent.engine.ikev1.sa import AGGRESSIVE, MAIN, Exchange, V1Sa
 from ikeagent.engine.ikev1.status import snapshot
+from ikeagent.engine.ikev1.timers import Timers
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.wire import v1 as w1
 from ikeagent.wire.errors import DecodeError
@@ -25,16 +25,12 @@ from ikeagent.wire.errors import DecodeError
 if TYPE_CHECKING:
     from ikeagent.engine.core import Engine
 
-HALF_OPEN_TIMEOUT = 30.0
-REKEYED_GRACE = 30.0  # seconds we wait for the peer to delete an SA it replaced
-OLD_CHILD_LINGER = 2.0  # keep a rekeyed pair for packets in flight before deleting it
 FORGET_EXCHANGE = 60.0  # how long a finished exchange is kept to answer retransmissions
-DEFAULT_DPD_TIMEOUT = 150.0  # strongSwan's dpd_timeout default for IKEv1
 
 PHASE1_EXCHANGES = (w1.ExchangeType.IDENTITY_PROTECTION, w1.ExchangeType.AGGRESSIVE)
 
 
-class V1Engine:
+class V1Engine(Lifecycle, Timers):
     def __init__(self, core: Engine) -> None:
         self.core = core
         self.sas: dict[int, V1Sa] = {}  # our cookie -> SA
@@ -359,320 +355,7 @@ class V1Engine:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
-    def ike_established(self, sa: V1Sa, now: float) -> None:
-        conn = sa.conn
-        assert conn is not None and sa.transform is not None
-        sa.set_state(IkeState.ESTABLISHED)
-        sa.established_at = now
-        sa.half_open_until = None
-        key = (sa.spi_i, sa.remote[0])
-        if self.half_open.get(key) is sa:
-            del self.half_open[key]
-        life = sa.transform.life_seconds or 0
-        if life:
-            sa.expire_at = now + life
-        sa.rekey_at = self._rekey_deadline(sa, now, life)
-        sa.dpd_at = now + conn.dpd_delay if conn.dpd_delay > 0 and sa.dpd else None
-        if sa.nat_local and self.config.keep_alive > 0:
-            sa.keepalive_at = now + self.config.keep_alive
-        self.core.emit(IkeSaUp(sa.name, sa.uid))
-        self.log.info(
-            "%s: IKE_SA (IKEv1 %s Mode) established between %s[%s]...%s[%s] (%s, %s)",
-            sa.peer_label(),
-            "Aggressive" if sa.mode == AGGRESSIVE else "Main",
-            sa.local[0],
-            sa.local_id,
-            sa.remote[0],
-            sa.remote_id,
-            phase1.describe(sa),
-            "initiator" if sa.initiator else "responder",
-        )
-        old = sa.rekey_of
-        if old is not None:
-            sa.rekey_of = None
-            self.adopt(old, sa, now)
-        else:
-            self.adopt_from_peer_reauth(sa, now)
-        while sa.pending_children:
-            quick_mode.start(self, sa, sa.pending_children.pop(0), now)
-
-    def _rekey_deadline(self, sa: V1Sa, now: float, life: float) -> float | None:
-        conn = sa.conn
-        if conn is None or conn.rekey_time <= 0:
-            return None
-        rekey = conn.rekey_time
-        if life and rekey >= life:
-            rekey = life * 0.9
-        rand = conn.rand_time if conn.rand_time > 0 else rekey * 0.1
-        if not sa.initiator:
-            # let the initiator's timer fire first (fewer collisions), as strongSwan's jitter does
-            rand = min(rand, rekey * 0.05)
-            rekey = min(rekey + rekey * 0.05, life * 0.95) if life else rekey * 1.05
-        return now + rekey - self.core.rng.random() * min(rand, rekey * 0.5)
-
-    def rekey_ike(self, sa: V1Sa, now: float) -> None:
-        """IKEv1 has no IKE SA rekey: a new Phase 1 replaces the old one, which is deleted once
-        the new one stands and has adopted the IPsec SAs (make-before-break)."""
-        if sa.conn is None or not sa.conn.remote_addrs:
-            return
-        if any(s.rekey_of is sa for s in self.sas.values()):
-            return
-        sa.rekey_at = None
-        self.log.info("%s: ISAKMP SA is due: starting a new Phase 1 to replace it", sa.peer_label())
-        new = self.initiate(sa.conn, now, [], rekey_of=sa)
-        if new is not None:
-            new.remote = (sa.remote[0], sa.conn.remote_port)
-
-    def adopt(self, old: V1Sa, new: V1Sa, now: float) -> None:
-        """The new ISAKMP SA takes over the IPsec SAs of the old one, which is then deleted."""
-        if old.state is IkeState.DESTROYED:
-            return
-        new.children.extend(old.children)
-        old.children = []
-        old.replaced_by = new
-        self.log.info("%s: ISAKMP SA replaced by %s[%d]", old.peer_label(), new.name, new.uid)
-        self.delete_ike(old, "replaced by a new ISAKMP SA", now)
-
-    def adopt_from_peer_reauth(self, sa: V1Sa, now: float) -> None:
-        """The peer replaced its ISAKMP SA with us (a reauthentication): our older SA with the
-        same connection and identities hands its IPsec SAs to the new one, as strongSwan does."""
-        for o in list(self.sas.values()):
-            if (
-                o is sa
-                or o.conn is None
-                or sa.conn is None
-                or o.conn.name != sa.conn.name
-                or o.state is not IkeState.ESTABLISHED
-                or o.remote[0] != sa.remote[0]
-                or o.replaced_by is not None
-            ):
-                continue
-            if o.remote_id != sa.remote_id:
-                continue
-            sa.children.extend(o.children)
-            o.children = []
-            o.replaced_by = sa
-            o.rekey_at = None
-            o.delete_at = now + REKEYED_GRACE
-            self.log.info(
-                "%s: the peer replaced this ISAKMP SA with %s[%d]", o.peer_label(), sa.name, sa.uid
-            )
-            self.refresh(o)
-
-    def fail_ike(self, sa: V1Sa, reason: str, now: float) -> None:
-        sa.fail_reason = reason
-        self.count("ike_failures")
-        self.log.error("%s: %s", sa.peer_label(), reason)
-        self.destroy_ike(sa, reason, now)
-
-    def delete_ike(self, sa: V1Sa, reason: str, now: float) -> None:
-        """Graceful: Delete notifications for the IPsec SAs and then the ISAKMP SA."""
-        if sa.state is IkeState.DESTROYED:
-            return
-        if sa.state is not IkeState.ESTABLISHED and sa.state is not IkeState.REKEYED:
-            self.destroy_ike(sa, reason, now)
-            return
-        for c in list(sa.children):
-            if c.state is not ChildState.DESTROYED:
-                informational.send_delete_esp(self, sa, [c.spi_in])
-        informational.send_delete_isakmp(self, sa)
-        self.destroy_ike(sa, reason, now)
-
-    def destroy_ike(self, sa: V1Sa, reason: str, now: float) -> None:
-        if sa.state is IkeState.DESTROYED:
-            return
-        for c in list(sa.children):
-            self.remove_child(sa, c, reason, now)
-        sa.set_state(IkeState.DESTROYED)
-        sa.exchanges.clear()
-        self.unregister(sa)
-        if sa.replaced_by is None:
-            self.core.emit(IkeSaDown(sa.name, sa.uid, reason))
-        self.log.info("%s: ISAKMP SA deleted: %s", sa.peer_label(), reason)
-        self.refresh(sa)
-
-    def install_child(self, sa: V1Sa, child: V1Child) -> None:
-        sa.children.append(child)
-
-    def remove_child(self, sa: V1Sa, child: V1Child, reason: str, now: float) -> None:
-        if child.state is ChildState.DESTROYED:
-            return
-        child.set_state(ChildState.DESTROYED)
-        if child in sa.children:
-            sa.children.remove(child)
-        core = self.core
-        core.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
-        core.release_spi_in(child.spi_in)
-        left = [
-            c
-            for s in list(self.sas.values())
-            for c in s.children
-            if c.reqid == child.reqid and c.state is not ChildState.DESTROYED
-        ]
-        left += [c for s in core.sas.values() for c in s.children if c.reqid == child.reqid]
-        if not left:
-            core.release_reqid(child.reqid)
-            core.emit(RemovePolicy(child.reqid))
-        if not any(getattr(c, "lineage", None) == child.lineage for c in left):
-            core.emit(ChildDown(child.name, sa.name, child.reqid, reason))
-        self.log.info(
-            "%s: CHILD_SA %s{%d} SPIs %08x_i %08x_o deleted: %s",
-            sa.peer_label(),
-            child.name,
-            child.reqid,
-            child.spi_in,
-            child.spi_out,
-            reason,
-        )
-
-    def delete_child(self, sa: V1Sa, child: V1Child, reason: str, now: float) -> None:
-        """Tell the peer (IKEv1 Delete with our inbound SPI) and remove the pair."""
-        if child.state is ChildState.DESTROYED:
-            return
-        if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYED) and sa.keys is not None:
-            informational.send_delete_esp(self, sa, [child.spi_in])
-        self.remove_child(sa, child, reason, now)
-
     # ---- timers ---------------------------------------------------------------------------------
-
-    def _deadline(self, sa: V1Sa) -> float | None:
-        times: list[float] = []
-        for ex in sa.exchanges.values():
-            if ex.deadline is not None:
-                times.append(ex.deadline)
-            if ex.forget_at is not None:
-                times.append(ex.forget_at)
-        for t in (
-            sa.half_open_until if sa.state is IkeState.CONNECTING else None,
-            sa.delete_at,
-            sa.expire_at,
-        ):
-            if t is not None:
-                times.append(t)
-        if sa.state is IkeState.ESTABLISHED:
-            for t in (sa.rekey_at, sa.dpd_at, sa.keepalive_at):
-                if t is not None:
-                    times.append(t)
-        for c in sa.children:
-            for t in (
-                c.rekey_at if c.state is ChildState.INSTALLED else None,
-                c.expire_at,
-                c.delete_at,
-            ):
-                if t is not None:
-                    times.append(t)
-        times.extend(at for at, _ in sa.child_retries)
-        return min(times) if times else None
-
-    def refresh(self, sa: V1Sa) -> None:
-        if sa.state is IkeState.DESTROYED:
-            sa.deadline = None
-            return
-        d = self._deadline(sa)
-        if d is not None and d != sa.deadline:
-            heapq.heappush(self._heap, (d, sa.uid))
-        sa.deadline = d
-
-    def get_timer(self) -> float | None:
-        while self._heap:
-            d, uid = self._heap[0]
-            sa = self.by_uid.get(uid)
-            if sa is None or sa.deadline != d:
-                heapq.heappop(self._heap)
-                continue
-            return d
-        return None
-
-    def handle_timer(self, now: float) -> None:
-        due: list[V1Sa] = []
-        while self._heap and self._heap[0][0] <= now:
-            d, uid = heapq.heappop(self._heap)
-            sa = self.by_uid.get(uid)
-            if sa is not None and sa.deadline == d and sa not in due:
-                due.append(sa)
-        for sa in due:
-            sa.deadline = None
-            self._sa_timer(sa, now)
-            self.refresh(sa)
-
-    def _sa_timer(self, sa: V1Sa, now: float) -> None:
-        if sa.state is IkeState.DESTROYED:
-            return
-        if (
-            sa.state is IkeState.CONNECTING
-            and sa.half_open_until is not None
-            and sa.half_open_until <= now
-            and not sa.initiator
-        ):
-            self.count("half_open_timeout")
-            self.destroy_ike(sa, "half-open ISAKMP SA timed out", now)
-            return
-        if sa.delete_at is not None and sa.delete_at <= now:
-            sa.delete_at = None
-            self.delete_ike(sa, "replaced ISAKMP SA was not deleted by the peer", now)
-            return
-        if sa.expire_at is not None and sa.expire_at <= now:
-            sa.expire_at = None
-            self.log.warning("%s: ISAKMP SA lifetime expired", sa.peer_label())
-            # its IPsec SAs live on under a newer ISAKMP SA when there is one
-            newer = self._newest_other(sa)
-            if newer is not None:
-                newer.children.extend(sa.children)
-                sa.children = []
-                sa.replaced_by = newer
-            self.delete_ike(sa, "ISAKMP SA lifetime expired", now)
-            return
-        for mid, ex in list(sa.exchanges.items()):
-            if ex.deadline is not None and ex.deadline <= now:
-                self._retransmit(sa, ex, now)
-                if sa.state is IkeState.DESTROYED:
-                    return
-            if ex.forget_at is not None and ex.forget_at <= now:
-                del sa.exchanges[mid]
-        if sa.state is IkeState.ESTABLISHED and sa.conn is not None:
-            if sa.rekey_at is not None and sa.rekey_at <= now:
-                self.rekey_ike(sa, now)
-            if sa.keepalive_at is not None and sa.keepalive_at <= now:
-                self.core.send_plain(b"\xff", sa.local, sa.remote, raw=True)
-                self.count("keepalives_sent")
-                sa.keepalive_at = now + self.config.keep_alive
-            if sa.dpd_at is not None and sa.dpd_at <= now:
-                informational.dpd_timer(self, sa, now)
-                if sa.state is IkeState.DESTROYED:
-                    return
-        for c in list(sa.children):
-            if c.expire_at is not None and c.expire_at <= now:
-                c.expire_at = None
-                self.log.warning(
-                    "%s: CHILD_SA %s{%d} hard lifetime reached", sa.peer_label(), c.name, c.reqid
-                )
-                self.delete_child(sa, c, "hard lifetime reached", now)
-            elif c.delete_at is not None and c.delete_at <= now:
-                c.delete_at = None
-                if c.state is ChildState.REKEYED:
-                    self.delete_child(sa, c, "rekeyed", now)
-            elif c.rekey_at is not None and c.rekey_at <= now and c.state is ChildState.INSTALLED:
-                c.rekey_at = None
-                if sa.state is IkeState.ESTABLISHED and sa.replaced_by is None:
-                    quick_mode.start(self, sa, c.config, now, rekey_of=c)
-        if sa.child_retries and sa.state is IkeState.ESTABLISHED:
-            due = [cfg for at, cfg in sa.child_retries if at <= now]
-            sa.child_retries = [(at, cfg) for at, cfg in sa.child_retries if at > now]
-            for cfg in due:
-                quick_mode.start(self, sa, cfg, now)
-
-    def _newest_other(self, sa: V1Sa) -> V1Sa | None:
-        others = [
-            o
-            for o in self.sas.values()
-            if o is not sa
-            and o.conn is not None
-            and sa.conn is not None
-            and o.conn.name == sa.conn.name
-            and o.state is IkeState.ESTABLISHED
-            and o.remote[0] == sa.remote[0]
-        ]
-        return max(others, key=lambda o: o.uid) if others else None
 
     # ---- data plane events and listings ----------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""What Main and Aggressive Mode share: identities, SKEYID and its keys, HASH_I/HASH_R, the
+KE and nonce payloads and the chosen transform (RFC 2409 5)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ikeagent.config.identity import identity_of_address
+from ikeagent.config.model import AuthMethod, ConnectionConfig, Identity
+from ikeagent.crypto import suites
+from ikeagent.crypto.dh import InvalidPublicKey
+from ikeagent.crypto.v1 import keymat
+from ikeagent.crypto.v1.cipher import V1Cipher
+from ikeagent.engine.ikev1 import natt
+from ikeagent.engine.ikev1.proposals import (
+    choose_ike,
+    describe_ike,
+    describe_ike_offer,
+    same_ike,
+)
+from ikeagent.engine.ikev1.sa import V1Sa
+from ikeagent.engine.ikev2.identities import identity_from_wire
+from ikeagent.wire import v1 as w1
+
+if TYPE_CHECKING:
+    from ikeagent.engine.ikev1.engine import V1Engine
+
+NONCE_LEN = 32
+AGGRESSIVE_WARNING = (
+    "%s: Aggressive Mode with a pre-shared key: the peer's HASH can be used to guess the key "
+    "offline; use Main Mode or certificates where the peer supports them"
+)
+
+
+def describe(sa: V1Sa) -> str:
+    return describe_ike(sa.transform) if sa.transform is not None else "(none)"
+
+
+def local_identity(conn: ConnectionConfig, sa: V1Sa) -> Identity:
+    if conn.local.id is not None:
+        return conn.local.id
+    return identity_of_address(sa.local[0])
+
+
+def id_payload(ident: Identity) -> w1.Identification:
+    return w1.Identification(ident.id_type, 0, 0, ident.data)
+
+
+def body(opened_plain: bytes, span: tuple[int, int, int]) -> bytes:
+    return opened_plain[span[1] + 4 : span[2]]
+
+
+def span_of(spans: list[tuple[int, int, int]], ptype: int) -> tuple[int, int, int] | None:
+    return next((s for s in spans if s[0] == ptype), None)
+
+
+def enc_key_len(encr: suites.Algorithm) -> int:
+    try:
+        return suites.encr_key_len(encr.id, encr.key_bits)
+    except (KeyError, ValueError):
+        return (encr.key_bits or 192) // 8
+
+
+def derive(eng: V1Engine, sa: V1Sa, shared: bytes, now: float) -> None:
+    """SKEYID and its derivatives, the cipher and the first IV (RFC 2409 5, appendix B)."""
+    t = sa.transform
+    assert t is not None and sa.psk is not None
+    h = t.hash_id
+    skeyid = keymat.skeyid_psk(h, sa.psk, sa.ni, sa.nr)
+    sa.keys = keymat.derive_phase1(
+        h,
+        skeyid,
+        shared,
+        sa.spi_i.to_bytes(8, "big"),
+        sa.spi_r.to_bytes(8, "big"),
+        enc_key_len(t.encr),
+    )
+    sa.cipher = V1Cipher(t.encr_id, sa.keys.enc_key)
+    sa.iv = keymat.initial_iv(h, sa.gxi, sa.gxr, sa.cipher.block_size)
+
+
+def hash_i(sa: V1Sa, idii_b: bytes) -> bytes:
+    assert sa.keys is not None
+    ck_i, ck_r = sa.spi_i.to_bytes(8, "big"), sa.spi_r.to_bytes(8, "big")
+    return keymat.hash_i(sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, ck_i, ck_r, sa.sai_b, idii_b)
+
+
+def hash_r(sa: V1Sa, idir_b: bytes) -> bytes:
+    assert sa.keys is not None
+    ck_i, ck_r = sa.spi_i.to_bytes(8, "big"), sa.spi_r.to_bytes(8, "big")
+    return keymat.hash_r(sa.hash_id, sa.keys.skeyid, sa.gxr, sa.gxi, ck_r, ck_i, sa.sai_b, idir_b)
+
+
+def find_psk(eng: V1Engine, sa: V1Sa, remote_id: Identity | None) -> bytes | None:
+    assert sa.conn is not None
+    if sa.conn.local.auth is not AuthMethod.PSK:
+        return None
+    return eng.config.find_psk(sa.local_id, remote_id)
+
+
+def chosen_transform(eng: V1Engine, sa: V1Sa, payloads: list, now: float) -> bool:
+    sa_p = next((p for p in payloads if isinstance(p, w1.SecurityAssociation)), None)
+    if sa_p is None or len(sa_p.proposals) != 1 or len(sa_p.proposals[0].transforms) != 1:
+        eng.fail_ike(sa, "peer's SA payload does not name exactly one transform", now)
+        return False
+    choice = choose_ike(sa_p, [sa.conn] if sa.conn else [])
+    if choice is None or not any(same_ike(choice.transform, o) for o in sa.offered):
+        eng.fail_ike(
+            sa, f"peer chose a transform we did not offer: {describe_ike_offer(sa_p)}", now
+        )
+        return False
+    t = choice.transform
+    ours = next(o for o in sa.offered if same_ike(t, o))
+    # the lifetime: the shorter of ours and what the responder answered
+    if t.life_seconds is None or (ours.life_seconds and ours.life_seconds < t.life_seconds):
+        t = ours
+    sa.transform = t
+    natt.note_vendor_ids(sa, payloads)
+    return True
+
+
+def ke_nonce(eng: V1Engine, sa: V1Sa, payloads: list, now: float) -> bytes | None:
+    """The peer's KE and nonce: store them and return the DH shared secret."""
+    ke = next((p for p in payloads if isinstance(p, w1.KeyExchange)), None)
+    nonce = next((p for p in payloads if isinstance(p, w1.Nonce)), None)
+    if ke is None or nonce is None or not 8 <= len(nonce.data) <= 256:
+        eng.fail_ike(sa, "peer's message lacks its KE or a valid nonce", now)
+        return None
+    assert sa.ke is not None
+    try:
+        shared = sa.ke.compute(ke.data)
+    except InvalidPublicKey as exc:
+        eng.fail_ike(sa, f"INVALID_KEY_INFORMATION: peer's public value: {exc}", now)
+        return None
+    if sa.initiator:
+        sa.gxr, sa.nr = ke.data, nonce.data
+    else:
+        sa.gxi, sa.ni = ke.data, nonce.data
+    return shared
+
+
+def peer_identity(eng: V1Engine, sa: V1Sa, opened, now: float) -> tuple[Identity, bytes] | None:
+    span = span_of(opened.spans, w1.PayloadType.ID)
+    idp = next((p for p in opened.payloads if isinstance(p, w1.Identification)), None)
+    if idp is None or span is None:
+        eng.fail_ike(sa, "peer's message lacks its identity", now)
+        return None
+    return identity_from_wire(idp.id_type, idp.data), body(opened.plain, span)
+
+
+def received_hash(opened) -> bytes | None:
+    h = next((p for p in opened.payloads if isinstance(p, w1.Hash)), None)
+    return h.data if h is not None else None
