@@ -17,8 +17,10 @@ from ikeagent.engine.ikev1.phase1_keys import (
     hash_i,
     hash_r,
     id_payload,
+    initial_contact,
     ke_nonce,
     peer_identity,
+    peer_initial_contact,
     received_hash,
 )
 from ikeagent.engine.ikev1.protect import build
@@ -61,7 +63,11 @@ def am_i_2(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     natt.process_nat_d(sa, opened.payloads)
     natt.float_ports(sa)
     idii_b = w1.body_bytes(id_payload(sa.local_id)) if sa.local_id else b""
-    payloads = [w1.Hash(hash_i(sa, idii_b)), *natt.nat_d_payloads(sa, eng.rand(64))]
+    payloads = [
+        w1.Hash(hash_i(sa, idii_b)),
+        *natt.nat_d_payloads(sa, eng.rand(64)),
+        *initial_contact(eng, sa),
+    ]
     data, _ = build(sa, AGGR, 0, payloads)  # in the clear, as strongSwan sends it
     ex.step = 3
     eng.exchange_send(sa, ex, data, now, wait=False)
@@ -86,4 +92,5 @@ def am_r_3(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     eng.received(sa, now)
     eng.finish_exchange(sa, ex, now)
     sa.p1_last_block = sa.iv
+    sa.initial_contact = peer_initial_contact(opened.payloads)
     eng.ike_established(sa, now)

@@ -231,10 +231,8 @@ class V1Engine(Lifecycle, Timers):
         existing = self.half_open.get((header.spi_i, remote[0]))
         if existing is not None:
             ex = existing.exchanges.get(0)
-            if ex is not None and ex.last_received == data and ex.last_sent:
-                self.count("retransmitted_requests")
-                for d in ex.last_sent:
-                    self.send(existing, d)
+            if ex is not None and ex.last_received == data:
+                self._duplicate(existing, ex)
             return
         phase1.respond_first(self, data, header, local, remote, now)
 
@@ -249,10 +247,7 @@ class V1Engine(Lifecycle, Timers):
     ) -> None:
         ex = sa.exchanges.get(header.message_id)
         if ex is not None and ex.last_received == data:
-            # a retransmission of the message we answered last: answer it again
-            self.count("retransmitted_requests")
-            for d in ex.last_sent:
-                self.send(sa, d)
+            self._duplicate(sa, ex)
             return
         if sa.state is IkeState.CREATED:
             self.count("unexpected")
@@ -283,6 +278,18 @@ class V1Engine(Lifecycle, Timers):
         else:
             self.count("unsupported_exchange")
 
+    def _duplicate(self, sa: V1Sa, ex: Exchange) -> None:
+        """The message we received last, again. Our answer is resent only when the peer
+        retransmitted it because ours was lost: when our last message answered it and we do not
+        resend on a timer ourselves. Otherwise every duplicate would draw one more message, and
+        the duplicate of that one more still (a retransmission storm)."""
+        if ex.last_sent and ex.answers == ex.last_received and ex.deadline is None:
+            self.count("retransmitted_requests")
+            for d in ex.last_sent:
+                self.send(sa, d)
+        else:
+            self.count("duplicates")
+
     def _follow_path(self, sa: V1Sa, local: Endpoint, remote: Endpoint) -> None:
         if not sa.local[0] and local[0]:
             sa.local = (local[0], sa.local[1])
@@ -305,6 +312,7 @@ class V1Engine(Lifecycle, Timers):
     def exchange_send(self, sa: V1Sa, ex: Exchange, data: bytes, now: float, *, wait: bool) -> None:
         """Send the next message of ``ex``; ``wait``: we expect an answer and resend until then."""
         ex.last_sent = [data]
+        ex.answers = ex.last_received
         ex.tries = 0
         ex.deadline = now + self.config.retransmit_timeout if wait else None
         self.send(sa, data)

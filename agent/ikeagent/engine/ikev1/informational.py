@@ -146,7 +146,7 @@ def _on_notify(eng: V1Engine, sa: V1Sa, n: w1.Notification, now: float) -> None:
             sa.dpd_waiting_since = None
         return
     if t == w1.NotifyType.INITIAL_CONTACT:
-        _initial_contact(eng, sa, now)
+        initial_contact(eng, sa, now)
         return
     if t < 16384:
         from ikeagent.engine.ikev1 import quick_mode
@@ -156,7 +156,7 @@ def _on_notify(eng: V1Engine, sa: V1Sa, n: w1.Notification, now: float) -> None:
         quick_mode.peer_refused(eng, sa, name, now)
 
 
-def _initial_contact(eng: V1Engine, sa: V1Sa, now: float) -> None:
+def initial_contact(eng: V1Engine, sa: V1Sa, now: float) -> None:
     for o in list(eng.sas.values()):
         if o is sa or o.conn is not sa.conn or o.remote[0] != sa.remote[0]:
             continue

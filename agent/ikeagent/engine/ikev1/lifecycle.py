@@ -50,6 +50,8 @@ class Lifecycle:
         if old is not None:
             sa.rekey_of = None
             self.adopt(old, sa, now)
+        elif sa.initial_contact:
+            informational.initial_contact(self, sa, now)
         else:
             self.adopt_from_peer_reauth(sa, now)
         while sa.pending_children:

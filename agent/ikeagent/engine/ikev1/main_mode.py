@@ -20,9 +20,11 @@ from ikeagent.engine.ikev1.phase1_keys import (
     hash_i,
     hash_r,
     id_payload,
+    initial_contact,
     ke_nonce,
     local_identity,
     peer_identity,
+    peer_initial_contact,
     received_hash,
 )
 from ikeagent.engine.ikev1.protect import build
@@ -70,7 +72,7 @@ def mm_i_4(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     natt.process_nat_d(sa, opened.payloads)
     natt.float_ports(sa)
     id_p = id_payload(sa.local_id)
-    payloads = [id_p, w1.Hash(hash_i(sa, w1.body_bytes(id_p)))]
+    payloads = [id_p, w1.Hash(hash_i(sa, w1.body_bytes(id_p))), *initial_contact(eng, sa)]
     data, sa.iv = build(sa, ID_PROT, 0, payloads, iv=sa.iv)
     ex.step = 5
     eng.exchange_send(sa, ex, data, now, wait=True)
@@ -156,4 +158,5 @@ def mm_r_5(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     eng.received(sa, now)
     eng.finish_exchange(sa, ex, now)
     sa.p1_last_block = sa.iv
+    sa.initial_contact = peer_initial_contact(opened.payloads)
     eng.ike_established(sa, now)

@@ -20,6 +20,7 @@ from ikeagent.engine.ikev1.proposals import (
 )
 from ikeagent.engine.ikev1.sa import V1Sa
 from ikeagent.engine.ikev2.identities import identity_from_wire
+from ikeagent.engine.ikev2.state import IkeState
 from ikeagent.wire import v1 as w1
 
 if TYPE_CHECKING:
@@ -151,3 +152,26 @@ def peer_identity(eng: V1Engine, sa: V1Sa, opened, now: float) -> tuple[Identity
 def received_hash(opened) -> bytes | None:
     h = next((p for p in opened.payloads if isinstance(p, w1.Hash)), None)
     return h.data if h is not None else None
+
+
+def initial_contact(eng: V1Engine, sa: V1Sa) -> list[w1.Payload]:
+    """INITIAL-CONTACT (RFC 2407 4.6.3.3) when we hold no other ISAKMP SA with this peer: it
+    may then drop whatever it still has from an earlier run of ours (strongSwan sends it too)."""
+    if sa.rekey_of is not None:
+        return []
+    for o in eng.sas.values():
+        if (
+            o is not sa
+            and o.conn is sa.conn
+            and o.remote[0] == sa.remote[0]
+            and o.state in (IkeState.ESTABLISHED, IkeState.CONNECTING)
+        ):
+            return []
+    return [w1.Notification(w1.NotifyType.INITIAL_CONTACT, w1.ProtocolId.ISAKMP, sa.cookies)]
+
+
+def peer_initial_contact(payloads: list) -> bool:
+    return any(
+        isinstance(p, w1.Notification) and int(p.notify_type) == w1.NotifyType.INITIAL_CONTACT
+        for p in payloads
+    )

@@ -35,6 +35,7 @@ class Exchange:
     step: int = 0  # messages handled so far (sent or received)
     last_sent: list[bytes] = field(default_factory=list)
     last_received: bytes | None = None
+    answers: bytes | None = None  # the received message ``last_sent`` answers, if any
     deadline: float | None = None  # resend ``last_sent`` then, while we wait
     tries: int = 0
     done: bool = False
@@ -118,6 +119,7 @@ class V1Sa:
     half_open_until: float | None = None
     delete_at: float | None = None  # REKEYED: delete it ourselves if the peer never does
     replaced_by: V1Sa | None = None
+    initial_contact: bool = False  # the peer said it holds no other SA with us
     rekey_of: V1Sa | None = None  # the ISAKMP SA this new Phase 1 replaces
     deadline: float | None = None
     fail_reason: str | None = None
