@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 FORGET_EXCHANGE = 60.0  # how long a finished exchange is kept to answer retransmissions
 
+WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 PHASE1_EXCHANGES = (w1.ExchangeType.IDENTITY_PROTECTION, w1.ExchangeType.AGGRESSIVE)
 
 
@@ -89,7 +90,8 @@ class V1Engine(Lifecycle, Timers):
             c
             for c in self.config.connections.values()
             if c.version == 1
-            and _addr_ok(c.local_addrs, local[0])
+            # a socket bound to the wildcard (the NAT-T one) does not say where it arrived
+            and (local[0] in WILDCARDS or _addr_ok(c.local_addrs, local[0]))
             and _addr_ok(c.remote_addrs, remote[0])
         ]
 

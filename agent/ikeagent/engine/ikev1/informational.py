@@ -20,11 +20,18 @@ INFO = w1.ExchangeType.INFORMATIONAL
 MAX_SEEN = 4096  # Informational message IDs remembered per SA against replays
 
 
+def remember(sa: V1Sa, mid: int) -> None:
+    """Note a message ID of an Informational or Quick Mode: one seen again is a replay."""
+    if len(sa.seen_info) >= MAX_SEEN:
+        sa.seen_info.clear()
+    sa.seen_info.add(mid)
+
+
 def _send(eng: V1Engine, sa: V1Sa, payloads: list[w1.Payload]) -> None:
     if sa.keys is None or sa.cipher is None or not sa.p1_last_block:
         return
     mid = eng.new_message_id(sa)
-    sa.seen_info.add(mid)
+    remember(sa, mid)
     ex = Exchange("info", mid, True)
     iv = keymat.phase2_iv(sa.hash_id, sa.p1_last_block, mid, sa.cipher.block_size)
     _, rest = w1.encode_payloads(payloads)
@@ -85,9 +92,7 @@ def receive(eng: V1Engine, sa: V1Sa, data: bytes, header: w1.Header, now: float)
         eng.count("bad_hash")
         eng.log.warning("%s: Informational %08x: HASH does not verify", sa.peer_label(), mid)
         return
-    if len(sa.seen_info) >= MAX_SEEN:
-        sa.seen_info.clear()
-    sa.seen_info.add(mid)
+    remember(sa, mid)
     eng.received(sa, now)
     for p in opened.payloads[1:]:
         if isinstance(p, w1.Delete):

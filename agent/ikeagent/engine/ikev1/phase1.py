@@ -12,6 +12,7 @@ Main Mode                                 Aggressive Mode
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import AuthMethod
@@ -34,6 +35,7 @@ from ikeagent.engine.ikev1.proposals import (
     describe_ike_offer,
     ike_offer,
     ike_sa_payload,
+    ike_unsupported,
 )
 from ikeagent.engine.ikev1.protect import ProtectionError, build, open_message
 from ikeagent.engine.ikev1.sa import AGGRESSIVE, MAIN, Exchange, V1Sa
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from ikeagent.engine.ikev1.engine import V1Engine
 from ikeagent.engine.ikev1 import aggressive_mode, main_mode
 
+WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 HALF_OPEN_TIMEOUT = 30.0  # a responder's Phase 1 that does not complete is dropped then
 ID_PROT = w1.ExchangeType.IDENTITY_PROTECTION
 AGGR = w1.ExchangeType.AGGRESSIVE
@@ -61,6 +64,16 @@ def start(eng: V1Engine, sa: V1Sa, now: float) -> None:
     if conn.local.auth is not AuthMethod.PSK or conn.remote.auth is not AuthMethod.PSK:
         eng.fail_ike(sa, "IKEv1 supports pre-shared keys only so far (auth: psk)", now)
         return
+    unusable = ike_unsupported(conn)
+    if not ike_offer(conn):
+        eng.fail_ike(
+            sa, "no proposal of the connection is usable with IKEv1: " + "; ".join(unusable), now
+        )
+        return
+    if unusable:
+        eng.log.warning(
+            "%s: proposals not offered in IKEv1: %s", sa.peer_label(), "; ".join(unusable)
+        )
     sa.set_state(IkeState.CONNECTING)
     ex = Exchange("main" if sa.mode == MAIN else "aggressive", 0, True)
     sa.exchanges[0] = ex
@@ -209,6 +222,8 @@ def respond_first(
         _notify_plain(eng, header, local, remote, w1.NotifyType.NO_PROPOSAL_CHOSEN)
         return
     conn = choice.conn
+    if local[0] in WILDCARDS and conn.local_addrs and is_ip(conn.local_addrs[0]):
+        local = (conn.local_addrs[0], local[1])
     sa = V1Sa(
         uid=eng.core.new_uid(),
         conn=conn,
@@ -270,6 +285,14 @@ def respond_first(
     ex.step = 2
     eng.exchange_send(sa, ex, msg, now, wait=True)  # resend until the initiator's HASH_I
     eng.refresh(sa)
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _group_of_offer(sa_p: w1.SecurityAssociation) -> int | None:

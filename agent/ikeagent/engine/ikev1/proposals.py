@@ -41,7 +41,11 @@ def ike_offer(conn: ConnectionConfig, group: int | None = None) -> list[at.IkeTr
     """Our Phase 1 transforms in preference order (Aggressive Mode: one DH group only)."""
     out: list[at.IkeTransform] = []
     for p in conn.proposals:
-        for t in at.ike_transforms(p, at.AuthMethod.PRE_SHARED_KEY, phase1_life(conn)):
+        try:
+            transforms = at.ike_transforms(p, at.AuthMethod.PRE_SHARED_KEY, phase1_life(conn))
+        except at.Unsupported:
+            continue  # not expressible in IKEv1 (e.g. AEAD): neither offered nor accepted
+        for t in transforms:
             if group is not None and t.dh.id != group:
                 continue
             if t not in out:
@@ -129,7 +133,36 @@ def pfs_group(cfg: ChildConfig) -> int | None:
 
 def esp_offer(cfg: ChildConfig, encap_mode: int) -> list[list[at.EspTransform]]:
     """Per configured ESP proposal its transforms (one proposal payload each)."""
-    return [at.esp_transforms(p, encap_mode, phase2_life(cfg)) for p in cfg.esp_proposals]
+    out = []
+    for p in cfg.esp_proposals:
+        try:
+            out.append(at.esp_transforms(p, encap_mode, phase2_life(cfg)))
+        except at.Unsupported:
+            continue  # not defined for ESP in IKEv1: neither offered nor accepted
+    return out
+
+
+def unsupported(proposals: Sequence[object], convert) -> list[str]:  # noqa: ANN001
+    """Why each of ``proposals`` cannot be used with IKEv1 (``convert`` raises the reason)."""
+    out = []
+    for p in proposals:
+        try:
+            convert(p)
+        except at.Unsupported as exc:
+            out.append(str(exc))
+    return out
+
+
+def ike_unsupported(conn: ConnectionConfig) -> list[str]:
+    return unsupported(
+        conn.proposals, lambda p: at.ike_transforms(p, at.AuthMethod.PRE_SHARED_KEY, 0)
+    )
+
+
+def esp_unsupported(cfg: ChildConfig) -> list[str]:
+    return unsupported(
+        cfg.esp_proposals, lambda p: at.esp_transforms(p, at.EncapsulationMode.TUNNEL, 0)
+    )
 
 
 def esp_sa_payload(offer: Sequence[Sequence[at.EspTransform]], spi: int) -> w1.SecurityAssociation:

@@ -25,6 +25,7 @@ from ikeagent.engine.ikev1.proposals import (
     esp_from,
     esp_offer,
     esp_sa_payload,
+    esp_unsupported,
     pfs_group,
     phase2_life,
     same_esp,
@@ -82,6 +83,15 @@ def start(
         t = ex.task
         if ex.kind == "quick" and not ex.done and t is not None and t.cfg.name == cfg.name:
             return  # one negotiation per child at a time
+    if not esp_offer(cfg, at.EncapsulationMode.TUNNEL):
+        eng.log.error(
+            "%s: CHILD_SA %s: no ESP proposal is usable with IKEv1: %s",
+            sa.peer_label(),
+            cfg.name,
+            "; ".join(esp_unsupported(cfg)),
+        )
+        eng.count("child_failures")
+        return
     if rekey_of is not None:
         if rekey_of.state is not ChildState.INSTALLED:
             return
@@ -114,6 +124,7 @@ def start(
         payloads.append(w1.KeyExchange(task.ke.public))
     payloads += [to_id(task.local_ts), to_id(task.remote_ts)]
     mid = eng.new_message_id(sa)
+    informational.remember(sa, mid)
     ex = Exchange("quick", mid, True, task=task)
     sa.exchanges[mid] = ex
     _, rest = w1.encode_payloads(payloads)
@@ -138,6 +149,10 @@ def receive(eng: V1Engine, sa: V1Sa, data: bytes, header: w1.Header, now: float)
     mid = header.message_id
     ex = sa.exchanges.get(mid)
     new = ex is None
+    if new and mid in sa.seen_info:
+        # a Quick Mode we finished and forgot (or an Informational's ID): a replay
+        eng.count("replayed")
+        return
     if ex is None:
         ex = Exchange("quick", mid, False)
     elif ex.done:
@@ -177,6 +192,7 @@ def receive(eng: V1Engine, sa: V1Sa, data: bytes, header: w1.Header, now: float)
     ex.last_received = data
     eng.received(sa, now)
     if new:
+        informational.remember(sa, mid)
         sa.exchanges[mid] = ex
         _respond(eng, sa, ex, opened.payloads, now)
     elif ex.initiator:

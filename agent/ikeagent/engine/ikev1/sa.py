@@ -123,7 +123,8 @@ class V1Sa:
     rekey_of: V1Sa | None = None  # the ISAKMP SA this new Phase 1 replaces
     deadline: float | None = None
     fail_reason: str | None = None
-    seen_info: set[int] = field(default_factory=set)  # Informational message IDs handled
+    # message IDs of the Informationals and Quick Modes handled: one seen again is a replay
+    seen_info: set[int] = field(default_factory=set)
 
     def set_state(self, new: IkeState) -> None:
         self.state = check_ike(self.state, new)
