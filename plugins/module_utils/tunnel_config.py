@@ -24,7 +24,9 @@ in strongSwan swanctl vocabulary as the agent reads it::
 
 ``TunnelSpec.from_params`` checks what the module can check without the agent (names, types,
 options that would clash with the managed keys) and raises ``SpecError`` naming the field; the
-agent's own schema (``ikeagent --check``) validates the rest. ``render`` is deterministic;
+agent's own schema (``ikeagent --check``) validates the rest, among it the rules that tie
+``version``, ``aggressive`` and ``allow_aggressive_psk`` together (Aggressive Mode is IKEv1's,
+and with a PSK it needs the explicit opt-in). ``render`` is deterministic;
 ``redact`` replaces every secret with its fingerprint for diffs and output.
 """
 
@@ -44,6 +46,9 @@ START_ACTIONS = ("none", "start")
 # connection keys the module writes itself (and the agent's aliases of them)
 MANAGED_CONNECTION_KEYS = frozenset(
     {
+        "version",
+        "aggressive",
+        "allow_aggressive_psk",
         "local_addrs",
         "remote_addrs",
         "proposals",
@@ -59,6 +64,7 @@ MANAGED_CONNECTION_KEYS = frozenset(
 MANAGED_CHILD_KEYS = frozenset(
     {"local_ts", "remote_ts", "esp_proposals", "start_action", "rekey_time"}
 )
+IKE_VERSIONS = (1, 2)
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_]*\Z")
 _DURATION = re.compile(r"[0-9]+(\.[0-9]+)?[smhd]?\Z")
 
@@ -167,6 +173,25 @@ def _duration(value: Any, field_name: str) -> int | float | str | None:
     raise SpecError(field_name, "must be a number of seconds or a duration like 30s, 4h")
 
 
+def _version(value: Any, field_name: str) -> int | None:
+    """1 or 2 (a digit string too, as Ansible's ``int`` type takes it); None: the agent's
+    default (2)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() in ("1", "2"):
+        value = int(value.strip())
+    if isinstance(value, bool) or value not in IKE_VERSIONS:
+        raise SpecError(field_name, "must be 1 (IKEv1) or 2 (IKEv2)")
+    return int(value)
+
+
+def _flag(value: Any, field_name: str) -> bool | None:
+    """true or false; None leaves the agent's default (false)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise SpecError(field_name, "must be true or false")
+
+
 def _check_value(value: Any, field_name: str) -> Any:
     """Option values must be something the emitter writes (scalars, lists, mappings)."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -213,6 +238,9 @@ class TunnelSpec:
     local_id: str
     remote_id: str
     child: str = "net"
+    version: int | None = None  # None: the agent's default (2)
+    aggressive: bool | None = None  # IKEv1 Aggressive Mode
+    allow_aggressive_psk: bool | None = None  # the opt-in Aggressive Mode with a PSK needs
     local_addrs: tuple[str, ...] = ()
     remote_addrs: tuple[str, ...] = ()
     ike_proposals: tuple[str, ...] = ()
@@ -245,6 +273,9 @@ class TunnelSpec:
             remote_ts=_str_list(params.get("remote_ts"), "remote_ts", required=True),
             local_id=ids["local_id"],
             remote_id=ids["remote_id"],
+            version=_version(params.get("version"), "version"),
+            aggressive=_flag(params.get("aggressive"), "aggressive"),
+            allow_aggressive_psk=_flag(params.get("allow_aggressive_psk"), "allow_aggressive_psk"),
             local_addrs=_str_list(params.get("local_addrs"), "local_addrs"),
             remote_addrs=_str_list(params.get("remote_addrs"), "remote_addrs"),
             ike_proposals=_str_list(params.get("ike_proposals"), "ike_proposals"),
@@ -277,6 +308,12 @@ class TunnelSpec:
             child["rekey_time"] = self.child_rekey_time
         child.update(self.child_options)
         conn: dict[str, Any] = {}
+        if self.version is not None:
+            conn["version"] = self.version
+        if self.aggressive is not None:
+            conn["aggressive"] = self.aggressive
+        if self.allow_aggressive_psk is not None:
+            conn["allow_aggressive_psk"] = self.allow_aggressive_psk
         if self.local_addrs:
             conn["local_addrs"] = list(self.local_addrs)
         if self.remote_addrs:

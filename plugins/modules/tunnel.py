@@ -43,6 +43,27 @@ options:
     type: str
     choices: [present, absent, up, down]
     default: present
+  version:
+    description:
+      - The IKE version, C(2) (RFC 7296) or C(1) (RFC 2409, Main Mode unless O(aggressive)).
+      - When not given, the fragment leaves it to the agent, whose default is C(2).
+      - Both ends of a tunnel must use the same version.
+    type: int
+    choices: [1, 2]
+  aggressive:
+    description:
+      - Use IKEv1 Aggressive Mode instead of Main Mode; needs O(version=1).
+      - Aggressive Mode sends the identities in the clear and, with a pre-shared key (the only
+        authentication this module configures), a hash an eavesdropper can attack offline, so
+        the agent also requires O(allow_aggressive_psk=true).
+      - When not given, the agent's default applies (Main Mode).
+    type: bool
+  allow_aggressive_psk:
+    description:
+      - The explicit opt-in to IKEv1 Aggressive Mode with a pre-shared key (swanctl has it as
+        C(charon.i_dont_care_about_security_and_use_aggressive_mode_psk)).
+      - When not given, the agent's default applies (not allowed).
+    type: bool
   local_addrs:
     description: Local IKE addresses (swanctl C(local_addrs)); the agent's default is any.
     type: list
@@ -106,9 +127,9 @@ options:
     type: raw
   options:
     description:
-      - Further swanctl connection keys (C(mobike), C(encap), C(version), C(keyingtries),
-        ...), written as given and validated by the agent. Keys set by the parameters above
-        are refused.
+      - Further swanctl connection keys (C(mobike), C(encap), C(keyingtries), ...), written as
+        given and validated by the agent. Keys set by the parameters above (among them
+        C(version), C(aggressive) and C(allow_aggressive_psk)) are refused.
     type: dict
     default: {}
   child_options:
@@ -152,6 +173,9 @@ notes:
   - When the agent is not running, O(state=present) and O(state=absent) still write or remove
     the fragment (with a warning), and O(state=down) has nothing to terminate; O(state=up)
     fails.
+  - The combination of O(version), O(aggressive) and O(allow_aggressive_psk) is checked by the
+    agent's own schema (C(ikeagent --check)) before anything is written; its message names the
+    field (C(connections.<name>.aggressive), ...).
   - A changed connection is torn down by the agent's reload; with O(state=up) an initiator
     brings it up again, a responder waits for its peer. Configure every end (O(state=present))
     before bringing any end up.
@@ -180,6 +204,24 @@ EXAMPLES = r"""
     options:
       mobike: false
   register: tunnel
+
+- name: An IKEv1 tunnel to an older peer that only speaks Aggressive Mode
+  ikelab.ipsec.tunnel:
+    name: legacy-peer
+    state: up
+    version: 1
+    aggressive: true
+    allow_aggressive_psk: true
+    local_addrs: [192.0.2.11]
+    remote_addrs: [192.0.2.13]
+    local_id: site1
+    remote_id: legacy-peer
+    psk: "{{ lookup('ansible.builtin.file', 'secrets/site1--legacy-peer.psk') }}"
+    ike_proposals: [aes256-sha256-modp2048]
+    esp_proposals: [aes256-sha256]
+    local_ts: [10.1.0.0/24]
+    remote_ts: [10.3.0.0/24]
+    start_action: start
 
 - name: Show the child's SPIs
   ansible.builtin.debug:
@@ -276,6 +318,9 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {"type": "str", "default": "present", "choices": list(STATES)},
+            "version": {"type": "int", "choices": [1, 2]},
+            "aggressive": {"type": "bool"},
+            "allow_aggressive_psk": {"type": "bool"},
             "local_addrs": {"type": "list", "elements": "str"},
             "remote_addrs": {"type": "list", "elements": "str"},
             "local_id": {"type": "str"},

@@ -29,13 +29,21 @@ description:
   - A pair declared several times (both sides, twice, or also by the topology) is one tunnel;
     differing settings for the same tunnel are an error. An end's proposals are the tunnel's
     (from C(ikelab_tunnels) entries), else the host's, else O(defaults).
+  - "IKE version and mode: C(version) (C(1) or C(2)), C(aggressive) (IKEv1 Aggressive Mode) and
+    C(allow_aggressive_psk) (its opt-in with a pre-shared key) may be given by name in an
+    C(ikelab_tunnels) entry and in O(defaults), or as options (C(ikelab_tunnel_options));
+    a tunnel's setting wins over the host's, the host's over O(defaults). Their combination is
+    checked by the agent's own schema (Aggressive Mode needs C(version: 1)), and the two ends
+    of a tunnel must agree on C(version) and C(aggressive). Unset, the agent's defaults apply
+    (IKEv2) and the entries leave them out."
   - "Fails listing every problem, one per line, each naming host, tunnel and field:
     a peer not in the inventory or not in the play, a tunnel to itself, a missing or invalid
     underlay address, missing, invalid or overlapping protected subnets (between the ends of a
     tunnel, and between two peers of one host), duplicate underlay addresses or IKE ids, no
     common IKE or ESP proposal in either role (ESP also with its PFS groups, as on a rekey),
     unknown keys in C(ikelab_tunnels) entries, in the topology and in options (checked with the
-    agent's own configuration schema), and a missing PSK file unless O(generate_keys)."
+    agent's own configuration schema), ends that disagree on C(version) or C(aggressive), and a
+    missing PSK file unless O(generate_keys)."
   - Never reads or returns a key; it only tests whether the PSK files exist.
   - This is an action plugin that runs on the controller only; no host is contacted.
 author:
@@ -68,9 +76,11 @@ options:
     description:
       - "Defaults for every host: C(ike_proposals) and C(esp_proposals) (a profile name,
         C(modern) or C(compat), or keyword proposals; default C(modern)), C(options) (agent
-        settings for every tunnel) and C(allow_weak) (accept weak algorithms; default false)."
+        settings for every tunnel), C(allow_weak) (accept weak algorithms; default false), and
+        C(version), C(aggressive), C(allow_aggressive_psk) for every tunnel (default: unset,
+        the agent's defaults)."
       - "Options are agent connection settings (for example C(dpd_delay), C(rekey_time),
-        C(version)); child settings go under C(child) (for example C(child: {rekey_time: 30m})).
+        C(mobike)); child settings go under C(child) (for example C(child: {rekey_time: 30m})).
         Keys the planner sets (addresses, identities, traffic selectors, proposals,
         C(start_action)) are refused."
     type: dict
@@ -122,11 +132,25 @@ EXAMPLES = r"""
     child_rekey_time: "{{ item.child_rekey_time }}"
     options: "{{ item.options }}"
     child_options: "{{ item.child_options }}"
+    # present in an entry only when planned (IKEv1 tunnels)
+    version: "{{ item.version | default(omit) }}"
+    aggressive: "{{ item.aggressive | default(omit) }}"
+    allow_aggressive_psk: "{{ item.allow_aggressive_psk | default(omit) }}"
     psk: "{{ lookup('ansible.builtin.file', item.psk_file) }}"
   loop: "{{ __ikelab_plan.plan[inventory_hostname] }}"
   loop_control:
     label: "{{ item.tunnel_id }}"
   no_log: true
+
+- name: Every tunnel with IKEv1 Main Mode (an ikelab_tunnels entry may still say version 2)
+  ikelab.ipsec.tunnel_plan:
+    secrets_dir: "{{ playbook_dir }}/secrets"
+    defaults:
+      version: 1
+      ike_proposals: [aes256-sha256-modp2048]
+      esp_proposals: [aes256-sha256]
+  run_once: true
+  register: __ikelab_plan
 
 - name: A hub and spoke topology given to the planner directly
   ikelab.ipsec.tunnel_plan:
@@ -146,7 +170,8 @@ plan:
       without tunnels). Each entry holds the parameters of M(ikelab.ipsec.tunnel) (C(name),
       C(local_addrs), C(remote_addrs), C(local_id), C(remote_id), C(local_ts), C(remote_ts),
       C(ike_proposals), C(esp_proposals), C(start_action), C(child), C(dpd_delay),
-      C(rekey_time), C(child_rekey_time), C(options), C(child_options)), the PSK's
+      C(rekey_time), C(child_rekey_time), C(options), C(child_options), and C(version),
+      C(aggressive), C(allow_aggressive_psk) when they are set), the PSK's
       C(psk_file) on the controller, and C(peer), C(tunnel_id) and C(negotiated) for the
       verification.
   returned: success

@@ -28,10 +28,14 @@ options:
   tunnels:
     description:
       - The tunnels, each a mapping of the parameters of M(ikelab.ipsec.tunnel) (C(name),
-        C(local_addrs), C(remote_addrs), C(local_id), C(remote_id), C(psk), C(ike_proposals),
-        C(esp_proposals), C(local_ts), C(remote_ts), C(child), C(start_action), C(dpd_delay),
-        C(rekey_time), C(child_rekey_time), C(options), C(child_options)); C(state),
-        C(timeout), C(config_dir), C(socket) and C(agent_venv) are set for the whole set.
+        C(version), C(aggressive), C(allow_aggressive_psk), C(local_addrs), C(remote_addrs),
+        C(local_id), C(remote_id), C(psk), C(ike_proposals), C(esp_proposals), C(local_ts),
+        C(remote_ts), C(child), C(start_action), C(dpd_delay), C(rekey_time),
+        C(child_rekey_time), C(options), C(child_options)); C(state), C(timeout),
+        C(config_dir), C(socket) and C(agent_venv) are set for the whole set.
+      - C(version) is C(1) or C(2) (the agent's default); C(aggressive) (IKEv1 Aggressive Mode,
+        needs C(version=1)) and C(allow_aggressive_psk) (its opt-in with a pre-shared key) are
+        true or false. Their combination is checked by the agent's schema with the set.
     type: list
     elements: dict
     required: true
@@ -93,6 +97,19 @@ EXAMPLES = r"""
         local_ts: [10.1.0.0/24]
         remote_ts: [10.2.0.0/24]
         start_action: start
+      - name: legacy-peer
+        version: 1
+        aggressive: true
+        allow_aggressive_psk: true
+        local_addrs: [192.0.2.1]
+        remote_addrs: [192.0.2.3]
+        local_id: gw-a.example
+        remote_id: legacy-peer.example
+        psk: "{{ lookup('ansible.builtin.file', 'secrets/a--legacy.psk') }}"
+        ike_proposals: [aes256-sha256-modp2048]
+        esp_proposals: [aes256-sha256]
+        local_ts: [10.1.0.0/24]
+        remote_ts: [10.3.0.0/24]
 """
 
 RETURN = r"""

@@ -19,14 +19,20 @@ Inputs (the ``ikelab.ipsec.tunnel_plan`` action gathers them from ``hostvars``):
 - ``topology``: overrides ``ikelab_topology`` of the play's hosts (see ``plan_topology``);
   None or ``{}`` leaves it to them.
 - ``defaults``: ``ike_proposals``/``esp_proposals`` (default ``modern``), ``options`` (for
-  every tunnel) and ``allow_weak`` (default false).
+  every tunnel), ``allow_weak`` (default false) and ``version``, ``aggressive``,
+  ``allow_aggressive_psk`` (for every tunnel; None leaves the agent's defaults: IKEv2, no
+  Aggressive Mode).
 
 Tunnel ``a--b`` (a < b): ``a`` initiates (``start_action: start``), ``b`` responds
 (``none``); on ``a`` the connection is named ``b`` (or the ``name`` of a's ``ikelab_tunnels``
 entry); the PSK is ``<secrets_dir>/a--b.psk``. Settings precedence for an end: the tunnel's
 (``ikelab_tunnels`` entries, which must agree) over the host's variables over ``defaults``.
 Options are agent settings: connection keys at the top level, child keys under ``child``;
-entries carry them as the tunnel module's parameters (``module_options``).
+entries carry them as the tunnel module's parameters (``module_options``). ``version``,
+``aggressive`` and ``allow_aggressive_psk`` may also be given by name (tunnel entries,
+``defaults``) or as options (``ikelab_tunnel_options``); they are checked with the rest by the
+agent's schema (Aggressive Mode needs version 1, and with a PSK the opt-in), and the two ends
+of a tunnel must agree on ``version`` and ``aggressive``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_problems import 
     Problem,
 )
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_topology import (
+    IKE_SETTINGS,
     TOPOLOGY,
     UNSET,
     TunnelSpec,
@@ -73,7 +80,12 @@ DEFAULTS: dict[str, Any] = {
     "esp_proposals": "modern",
     "options": {},
     "allow_weak": False,
+    "version": None,
+    "aggressive": None,
+    "allow_aggressive_psk": None,
 }
+# what an end gets when no setting names these (the agent's defaults): the ends must agree
+_AGREE = {"version": 2, "aggressive": False}
 CHILD_NAME = "net"
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
@@ -91,6 +103,7 @@ class Plan:
 class _Settings:
     proposals: dict[Kind, Any]
     options: dict[str, Any]
+    named: dict[str, Any]  # IKE_SETTINGS given by name in the defaults
     allow_weak: bool
     secrets_dir: str
     generate_keys: bool
@@ -124,9 +137,13 @@ def _settings(
     if not isinstance(secrets_dir, str) or not secrets_dir:
         out.add("", (), "secrets_dir", "required: the controller directory holding the PSK files")
         secrets_dir = ""
+    # the settings given by name join the options: the agent's schema checks them together,
+    # and a problem names defaults.<key>
+    named = {k: merged[k] for k in IKE_SETTINGS if merged[k] is not None}
     return _Settings(
         proposals={Kind.IKE: merged["ike_proposals"], Kind.ESP: merged["esp_proposals"]},
         options=dict(merged["options"]),
+        named=named,
         allow_weak=merged["allow_weak"],
         secrets_dir=secrets_dir,
         generate_keys=bool(generate_keys),
@@ -243,6 +260,8 @@ def _tunnel_options(
     merged: dict[str, Any] = {}
     sources: dict[str, tuple[str, str]] = {}
     for d in spec.declarations:
+        if d.settings is not UNSET:
+            _merge_options(merged, sources, d.settings, (d.owner, d.field), (out, spec.id))
         if d.options is UNSET:
             continue
         _merge_options(
@@ -342,14 +361,17 @@ def _plan_tunnel(
         )
 
     result: dict[str, Any] = {"ends": {}, "names": names, "summary": None}
+    merged_ends: dict[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]] = {}
     for me, peer, start in ((ends[0], ends[1], "start"), (ends[1], ends[0], "none")):
         options: dict[str, Any] = {}
         sources: dict[str, tuple[str, str]] = {}
+        _merge_options(options, sources, settings.named, ("", "defaults"))
         _merge_options(options, sources, settings.options, ("", "defaults.options"))
         _merge_options(options, sources, me.options, (me.name, TUNNEL_OPTIONS))
         _merge_options(options, sources, shared_options, ("", "options"))
         sources |= shared_sources
         check_options(me.name, tid, options, sources, start, out)
+        merged_ends[me.name] = (options, sources)
         if negotiated is None or None in (me.underlay, peer.underlay, me.subnets, peer.subnets):
             continue
         if me.ike_id is None or peer.ike_id is None:
@@ -372,6 +394,7 @@ def _plan_tunnel(
             **module_options(options),
             "negotiated": negotiated,
         }
+    _check_ends_agree(tid, merged_ends, out)
     if len(result["ends"]) != 2:
         return result
     ea, eb = result["ends"][a], result["ends"][b]
@@ -391,13 +414,55 @@ def _plan_tunnel(
     return result
 
 
+def _check_ends_agree(
+    tid: str,
+    merged: Mapping[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]],
+    out: Collector,
+) -> None:
+    """Both ends speak the same IKE version and the same IKEv1 Phase 1 mode: the agents would
+    otherwise never negotiate (a problem the agent's schema cannot see, having one end)."""
+    if len(merged) != 2:
+        return
+    (a, (oa, sa)), (b, (ob, sb)) = merged.items()
+    for key, default in _AGREE.items():
+        va, vb = oa.get(key, default), ob.get(key, default)
+        if va == vb or not (_scalar(va) and _scalar(vb)):
+            continue  # equal, or an invalid value that the schema check reported
+        # name the setting that makes the difference: the responder's if it has one
+        host, options, sources = (b, ob, sb) if key in ob else (a, oa, sa)
+        owner, field = sources.get(key, (host, "options"))
+        out.add(
+            owner or host,
+            (tid,),
+            f"{field}.{key}",
+            f"the ends disagree: {key} is {va!r} on {a} ({_origin(oa, sa, key, a)}) and "
+            f"{vb!r} on {b} ({_origin(ob, sb, key, b)})",
+        )
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int)
+
+
+def _origin(
+    options: Mapping[str, Any], sources: Mapping[str, tuple[str, str]], key: str, host: str
+) -> str:
+    if key not in options:
+        return "the agent's default"
+    owner, field = sources.get(key, (host, "options"))
+    return f"{field}.{key}" + (f" of {owner}" if owner else "")
+
+
 def module_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Options (connection keys, child keys under ``child``) as the parameters of
     ``ikelab.ipsec.tunnel``: ``dpd_delay``, ``rekey_time`` and ``child_rekey_time`` have
-    parameters of their own, the rest goes to ``options`` and ``child_options``."""
+    parameters of their own, the rest goes to ``options`` and ``child_options``; ``version``,
+    ``aggressive`` and ``allow_aggressive_psk`` become parameters when they are set."""
     conn = {k: v for k, v in options.items() if k != "child"}
     child = dict(options.get("child") or {})
+    named = {k: conn.pop(k) for k in IKE_SETTINGS if k in conn}
     return {
+        **named,
         "dpd_delay": conn.pop("dpd_delay", None),
         "rekey_time": conn.pop("rekey_time", None),
         "child_rekey_time": child.pop("rekey_time", None),

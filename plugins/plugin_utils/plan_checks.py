@@ -57,6 +57,9 @@ PLANNED_CHILD_KEYS = {
     "esp_proposals": "esp_proposals",
     "start_action": "the planner (the end whose name sorts first starts)",
 }
+# a setting the schema asks for because of another one: named where that other one was set
+# (Aggressive Mode with a PSK needs allow_aggressive_psk beside aggressive)
+_RELATED = {"allow_aggressive_psk": "aggressive"}
 _SAMPLE = "tunnel"  # connection name in the sample configuration built for the schema
 
 
@@ -427,7 +430,12 @@ def check_options(
     for path, reason in _schema_problems(json.dumps([conn, child], sort_keys=True), start_action):
         key, rest = _option_key(path)
         reason = _without_planned_keys(reason, child=key.startswith("child."))
-        where = sources.get(key) or sources.get(key.split(".")[0]) or (host, "options")
+        where = (
+            sources.get(key)
+            or sources.get(key.split(".")[0])
+            or sources.get(_RELATED.get(key, ""))
+            or (host, "options")
+        )
         out.add(where[0] or host, (tid,), f"{where[1]}.{key}{rest}", reason)
 
 

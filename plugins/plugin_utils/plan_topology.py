@@ -10,8 +10,10 @@ Topologies (``ikelab_topology``):
   protected subnets only: there is no transit through a hub). A host may not be both.
 - ``{type: pairs, pairs: [[a, b], ...]}``: the listed pairs.
 
-Per host, ``ikelab_tunnels: [{peer: HOST, name, ike_proposals, esp_proposals, options}]`` adds
-a tunnel to HOST (or gives settings to a topology tunnel). A pair declared several times (on
+Per host, ``ikelab_tunnels: [{peer: HOST, name, ike_proposals, esp_proposals, version,
+aggressive, allow_aggressive_psk, options}]`` adds a tunnel to HOST (or gives settings to a
+topology tunnel); ``version`` (1 or 2), ``aggressive`` and ``allow_aggressive_psk`` are the
+agent's connection settings of those names, given first-class. A pair declared several times (on
 both sides, twice, or also by the topology) is one tunnel; the settings are checked for
 conflicts by the planner. A tunnel with one end outside the play is an error (only one end
 would be configured); a topology tunnel with no end in the play is left out.
@@ -33,7 +35,9 @@ TOPOLOGY_KEYS: dict[str, tuple[str, ...]] = {
     "hub_and_spoke": ("hubs", "spokes"),
     "pairs": ("pairs",),
 }
-TUNNEL_KEYS = ("peer", "name", "ike_proposals", "esp_proposals", "options")
+# connection settings a tunnel entry (and the planner's defaults) may give by name
+IKE_SETTINGS = ("version", "aggressive", "allow_aggressive_psk")
+TUNNEL_KEYS = ("peer", "name", "ike_proposals", "esp_proposals", *IKE_SETTINGS, "options")
 UNSET: Any = object()  # a setting a declaration leaves to the hosts' variables
 
 
@@ -54,6 +58,7 @@ class Declaration:
     ike_proposals: Any = UNSET
     esp_proposals: Any = UNSET
     options: Any = UNSET
+    settings: Any = UNSET  # the IKE_SETTINGS given by name: {"version": 1, ...}
 
     @property
     def id(self) -> str:
@@ -186,6 +191,7 @@ def host_declarations(host: str, value: Any, out: Collector) -> list[Declaration
             bad = True
         if bad:
             continue
+        settings = {k: entry[k] for k in IKE_SETTINGS if entry.get(k) is not None}
         decls.append(
             Declaration(
                 host,
@@ -195,6 +201,7 @@ def host_declarations(host: str, value: Any, out: Collector) -> list[Declaration
                 entry.get("ike_proposals", UNSET),
                 entry.get("esp_proposals", UNSET),
                 UNSET if options is None else options,
+                settings or UNSET,
             )
         )
     return decls

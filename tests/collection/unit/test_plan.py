@@ -444,7 +444,7 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     (
         "unknown key in an ikelab_tunnels entry",
         {"site1": {"ikelab_tunnels": [{"peer": "site2", "colour": "red"}]}}, {},
-        "host site1, tunnel site1--site2, field ikelab_tunnels[0].colour: unknown key (expected one of: peer, name, ike_proposals, esp_proposals, options)",
+        "host site1, tunnel site1--site2, field ikelab_tunnels[0].colour: unknown key (expected one of: peer, name, ike_proposals, esp_proposals, version, aggressive, allow_aggressive_psk, options)",
     ),
     (
         "ikelab_tunnels entry without a peer",
@@ -499,7 +499,7 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     (
         "unknown defaults key",
         {}, {"defaults": {"ike_proposal": "modern"}},
-        "field defaults.ike_proposal: unknown key (expected one of: ike_proposals, esp_proposals, options, allow_weak)",
+        "field defaults.ike_proposal: unknown key (expected one of: ike_proposals, esp_proposals, options, allow_weak, version, aggressive, allow_aggressive_psk)",
     ),
 ]  # fmt: skip
 

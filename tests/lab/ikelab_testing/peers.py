@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ class TunnelSpec:
     esp_proposals: tuple[str, ...] = ("aes256gcm16",)
     child: str = "net"
     psk: bytes = field(default_factory=fresh_psk, repr=False)
+    aggressive: bool = False  # IKEv1 Aggressive Mode (both ends opt in to it with a PSK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +78,28 @@ PeerFactory = Callable[[End], Peer]
 # --- strongSwan ---------------------------------------------------------------------------------
 
 
+# charon refuses to respond to IKEv1 Aggressive Mode with a PSK unless this is set
+AGGRESSIVE_PSK_OPTION = {"i_dont_care_about_security_and_use_aggressive_mode_psk": "yes"}
+# IKEv1 only: after a Quick Mode rekey it started, charon deletes the old SAs (Delete payload)
+# at once instead of keeping them until they expire, so a test sees the old SPIs go
+IKEV1_OPTIONS = {"delete_rekeyed": "yes"}
+
+
 class CharonPeer:
     label = "charon"
 
     def __init__(self, end: End, **charon_kwargs: Any) -> None:
         self.end = end
-        self.charon = Charon(end.site.gw, end.topology.lab, **charon_kwargs).start()
         spec = end.spec
+        if spec.version == 1:
+            aggressive = AGGRESSIVE_PSK_OPTION if spec.aggressive else {}
+            options = {**IKEV1_OPTIONS, **aggressive, **charon_kwargs.pop("options", {})}
+            charon_kwargs["options"] = options
+        self.charon = Charon(end.site.gw, end.topology.lab, **charon_kwargs).start()
         conn = Connection(
             name=end.conn_name,
             version=spec.version,
+            aggressive=True if spec.aggressive else None,
             local_addrs=[end.site.outer],
             remote_addrs=[end.peer.outer],
             local_id=end.local_id,
@@ -124,13 +137,20 @@ def charon_peer(end: End) -> CharonPeer:
 # --- ikeagent -----------------------------------------------------------------------------------
 
 
-def agent_config(end: End, start_action: str = "none") -> dict[str, Any]:
-    """The agent's YAML config (swanctl vocabulary) for one end."""
+def agent_config(
+    end: End, start_action: str = "none", settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The agent's YAML config (swanctl vocabulary) for one end; ``settings`` is its ``agent:``
+    section (e.g. faster retransmits), left out when None."""
     spec = end.spec
+    aggressive = {"aggressive": True, "allow_aggressive_psk": True} if spec.aggressive else {}
+    head = {"agent": dict(settings)} if settings else {}
     return {
+        **head,
         "connections": {
             end.conn_name: {
                 "version": spec.version,
+                **aggressive,
                 "local_addrs": [end.site.outer],
                 "remote_addrs": [end.peer.outer],
                 "proposals": list(spec.proposals),
@@ -158,9 +178,12 @@ def agent_config(end: End, start_action: str = "none") -> dict[str, Any]:
 class AgentPeer:
     label = "ikeagent"
 
-    def __init__(self, end: End, **agent_kwargs: Any) -> None:
+    def __init__(
+        self, end: End, settings: Mapping[str, Any] | None = None, **agent_kwargs: Any
+    ) -> None:
         self.end = end
-        self.agent = Agent(end.site.gw, agent_config(end), end.topology.lab, **agent_kwargs)
+        config = agent_config(end, settings=settings)
+        self.agent = Agent(end.site.gw, config, end.topology.lab, **agent_kwargs)
         self.agent.start()
 
     def initiate(self) -> None:
