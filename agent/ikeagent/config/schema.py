@@ -64,6 +64,7 @@ from typing import Any
 
 import yaml
 
+from ikeagent.config import ikev1
 from ikeagent.config.errors import INVALID, ConfigError, Context, Invalid, join
 from ikeagent.config.model import (
     AgentConfig,
@@ -245,6 +246,8 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
             "Aggressive Mode with a pre-shared key sends a hash of the key that can be guessed "
             "offline: set allow_aggressive_psk: true to accept that risk, or use Main Mode",
         )
+        bad = True
+    if v["version"] == 1 and not ikev1.check_connection(v, path, ctx):
         bad = True
     starting = [c.name for c in v["children"].values() if c.start_action is StartAction.START]
     if starting and not v["remote_addrs"]:
