@@ -11,6 +11,7 @@ from harness import NETS, PSK, Pair, assert_matching_children, site_config
 
 from ikeagent.config.errors import ConfigError
 from ikeagent.config.schema import parse_config
+from ikeagent.crypto import suites
 from ikeagent.wire import v1 as w1
 
 V1: dict[str, Any] = {"version": 1}
@@ -643,21 +644,27 @@ def test_aggressive_mode_needs_allow_aggressive_psk() -> None:
     assert parse_config(cfg).connections["to-b"].aggressive
 
 
-def test_proposals_not_defined_in_ikev1_are_skipped_not_fatal() -> None:
-    # AEAD is not defined for ISAKMP SAs, ChaCha20-Poly1305 not for ESP in IKEv1
-    p = v1_pair(
-        a={"proposals": ["aes256gcm16-prfsha256-x25519", IKE], "esp": ["chacha20poly1305", ESP]},
-        b={"proposals": ["aes128gcm16-prfsha256-ecp256", IKE], "esp": ["chacha20poly1305", ESP]},
+def test_proposals_not_defined_in_ikev1_are_refused_by_the_config() -> None:
+    # AEAD is not defined for ISAKMP SAs, ChaCha20-Poly1305 not for ESP in IKEv1 (RFC 2409
+    # appendix A, RFC 2407 4.4.4): the config names the field and the reason
+    cfg = site_config(
+        "a",
+        proposals=["aes256gcm16-prfsha256-x25519", IKE],
+        esp=["chacha20poly1305", ESP],
+        conn={"version": 1},
     )
-    established(p)
-    assert p.b.engine.list_sas()[0].encryption == "AES_CBC_256"
-    # nothing usable at all: the initiator says so, the responder refuses, nobody raises
-    p = v1_pair(a={"proposals": ["aes256gcm16-prfsha256-x25519"]})
-    p.start()
-    assert p.a.engine.list_sas() == [] and "usable with IKEv1" in p.a.downs()[0].reason
-    p = v1_pair(b={"proposals": ["aes256gcm16-prfsha256-x25519"]})
-    p.start()
-    assert p.b.engine.list_sas() == [] and "NO_PROPOSAL_CHOSEN" in p.a.downs()[0].reason
-    p = v1_pair(b={"esp": ["chacha20poly1305"]})
-    p.start()
-    assert states(p.a) == ["ESTABLISHED"] and p.a.pairs() == [] and p.b.pairs() == []
+    with pytest.raises(ConfigError) as err:
+        parse_config(cfg)
+    text = str(err.value)
+    assert "connections.to-b.proposals: aes256gcm16-prfsha256-x25519" in text
+    assert "AEAD" in text
+    assert "connections.to-b.children.net.esp_proposals: chacha20poly1305" in text
+    # the built-in defaults are cut to what IKEv1 can express, and they establish
+    plain = site_config("a", conn={"version": 1})
+    conn = plain["connections"]["to-b"]
+    del conn["proposals"]
+    del conn["children"]["net"]["esp_proposals"]
+    parsed = parse_config(plain).connections["to-b"]
+    assert parsed.proposals and all(
+        not suites.encr_info(a.id).aead for p in parsed.proposals for a in p.encr
+    )
