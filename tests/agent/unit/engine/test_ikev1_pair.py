@@ -668,3 +668,19 @@ def test_proposals_not_defined_in_ikev1_are_refused_by_the_config() -> None:
     assert parsed.proposals and all(
         not suites.encr_info(a.id).aead for p in parsed.proposals for a in p.encr
     )
+
+
+@pytest.mark.parametrize("shorter", ["initiator", "responder"])
+def test_both_sides_use_the_shorter_phase2_lifetime(shorter: str) -> None:
+    """RFC 2407 4.5 / 4.6.3.1: the initiator proposes its lifetime; a responder that wants a
+    shorter one says so with RESPONDER-LIFETIME, and both expire the pair at the shorter."""
+    short = {"child": {"rekey_time": "3000s", "life_time": "3600s"}}
+    long = {"child": {"rekey_time": "6000s", "life_time": "7200s"}}
+    a, b = (short, long) if shorter == "initiator" else (long, short)
+    p = v1_pair(a=a, b=b)
+    established(p)
+    for side in (p.a, p.b):
+        [child] = side.engine.list_sas()[0].children
+        assert child.expire_at is not None
+        assert child.expire_at - child.installed_at == pytest.approx(3600), side.name
+        assert child.rekey_at is not None and child.rekey_at < child.expire_at
