@@ -1,6 +1,7 @@
 """The agent against strongSwan's charon with IKEv1: the ISAKMP SA replaced by a new Phase 1
 (IKEv1 has no IKE SA rekey; the new SA adopts the IPsec SAs, make-before-break) started by each
-side under a continuous ping, and dead peer detection (RFC 3706) when charon vanishes."""
+side under a continuous ping, dead peer detection (RFC 3706) when charon vanishes, and garbage
+that carries the IKEv1 version byte."""
 
 from __future__ import annotations
 
@@ -92,6 +93,64 @@ def test_dpd_keeps_a_live_peer_and_notices_a_vanished_one(topology) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         wait_for(lambda: agent.agent.list_sas() == [], 30, "the agent to declare charon dead")
         assert "dead" in agent.agent.log_text()
+    except BaseException:
+        dump(tunnel)
+        raise
+    finally:
+        tunnel.stop()
+
+
+NOT_DROPS = ("ikev1_retransmits", "ikev1_deletes_sent", "ikev1_dpd_sent", "ikev1_dpd_answered")
+
+
+def test_ikev1_garbage_is_dropped_counted_and_service_continues(topology) -> None:
+    """Random datagrams with the IKEv1 version byte, on 500 and 4500 (after the non-ESP marker):
+    each is counted once as dropped, and the tunnel with charon keeps working and rekeying."""
+    import pickle
+    import random
+    import subprocess
+    import sys
+
+    from test_charon_ikev2 import drop_counts
+
+    def drops() -> int:
+        return sum(v for k, v in drop_counts(agent).items() if k.split(".", 1)[1] not in NOT_DROPS)
+
+    tunnel = Tunnel(topology, charon_peer, DpdAgent, v1_spec("main")).start()
+    try:
+        tunnel.up(timeout=15)
+        agent = agent_of(tunnel)
+        before = drops()
+        rng = random.Random(7)
+        datagrams = [
+            bytes(rng.randrange(256) for _ in range(rng.randrange(28, 400))) for _ in range(150)
+        ]
+        datagrams = [d[:17] + b"\x10" + d[18:] for d in datagrams]  # ISAKMP version 1.0
+        script = (
+            "import socket,sys,pickle,time\n"
+            "ds=pickle.loads(sys.stdin.buffer.read())\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            f"for port in (500,4500):\n for d in ds:\n  s.sendto((b'\\0\\0\\0\\0'+d) if port==4500 else d,('{topology.spec.gw_b_outer}',port))\n"
+            "  time.sleep(0.002)\n"
+        )
+        subprocess.run(
+            topology.gw_a.argv([sys.executable, "-c", script]),
+            input=pickle.dumps(datagrams),
+            check=True,
+            timeout=30,
+        )
+        expected = before + 2 * len(datagrams)
+        wait_for(lambda: drops() >= expected, 15, "garbage counted")
+        assert drops() == expected
+        assert_passes(topology, count=3)
+        pairs = installed_pairs_agent(agent)
+        agent.agent.ikectl("rekey", "--child", agent.end.conn_name, json_output=False)
+        wait_for(
+            lambda: installed_pairs_agent(agent) and installed_pairs_agent(agent).isdisjoint(pairs),
+            10,
+            "a Quick Mode rekey after the garbage",
+        )
+        assert_passes(topology, count=3)
     except BaseException:
         dump(tunnel)
         raise
