@@ -29,6 +29,14 @@ description:
   - A pair declared several times (both sides, twice, or also by the topology) is one tunnel;
     differing settings for the same tunnel are an error. An end's proposals are the tunnel's
     (from C(ikelab_tunnels) entries), else the host's, else O(defaults).
+  - "Proposals on IKEv1 tunnels (C(version: 1)): where no setting names an end's IKE or ESP
+    proposals (neither the tunnel's C(ike_proposals)/C(esp_proposals), nor the host's
+    C(ikelab_ike_proposals)/C(ikelab_esp_proposals), nor O(defaults)), that end uses the
+    C(compat) profile instead of C(modern), which is AEAD only and cannot be used in IKEv1
+    Phase 1. Proposals that are named and that IKEv1 cannot express (AES-GCM or
+    ChaCha20-Poly1305 in IKE, ChaCha20-Poly1305 in ESP, an IKE proposal without a hash or a DH
+    group) are a problem of the field that names them, judged by the agent's own IKEv1 rules.
+    On IKEv1 the first Child SA (Quick Mode) already uses the ESP PFS groups."
   - "IKE version and mode: C(version) (C(1) or C(2)), C(aggressive) (IKEv1 Aggressive Mode) and
     C(allow_aggressive_psk) (its opt-in with a pre-shared key) may be given by name in an
     C(ikelab_tunnels) entry and in O(defaults), or as options (C(ikelab_tunnel_options));
@@ -41,6 +49,7 @@ description:
     underlay address, missing, invalid or overlapping protected subnets (between the ends of a
     tunnel, and between two peers of one host), duplicate underlay addresses or IKE ids, no
     common IKE or ESP proposal in either role (ESP also with its PFS groups, as on a rekey),
+    proposals that IKEv1 cannot express on a C(version: 1) tunnel,
     unknown keys in C(ikelab_tunnels) entries, in the topology and in options (checked with the
     agent's own configuration schema), ends that disagree on C(version) or C(aggressive), and a
     missing PSK file unless O(generate_keys)."
@@ -75,7 +84,8 @@ options:
   defaults:
     description:
       - "Defaults for every host: C(ike_proposals) and C(esp_proposals) (a profile name,
-        C(modern) or C(compat), or keyword proposals; default C(modern)), C(options) (agent
+        C(modern) or C(compat), or keyword proposals; default C(modern), on IKEv1 tunnels
+        C(compat)), C(options) (agent
         settings for every tunnel), C(allow_weak) (accept weak algorithms; default false), and
         C(version), C(aggressive), C(allow_aggressive_psk) for every tunnel (default: unset,
         the agent's defaults)."
@@ -147,8 +157,7 @@ EXAMPLES = r"""
     secrets_dir: "{{ playbook_dir }}/secrets"
     defaults:
       version: 1
-      ike_proposals: [aes256-sha256-modp2048]
-      esp_proposals: [aes256-sha256]
+      # proposals left unset: compat on the IKEv1 tunnels, modern on the others
   run_once: true
   register: __ikelab_plan
 

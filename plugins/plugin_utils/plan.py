@@ -18,7 +18,8 @@ Inputs (the ``ikelab.ipsec.tunnel_plan`` action gathers them from ``hostvars``):
 - ``groups``: group name -> inventory names; ``hosts``: the play's hosts (default: all).
 - ``topology``: overrides ``ikelab_topology`` of the play's hosts (see ``plan_topology``);
   None or ``{}`` leaves it to them.
-- ``defaults``: ``ike_proposals``/``esp_proposals`` (default ``modern``), ``options`` (for
+- ``defaults``: ``ike_proposals``/``esp_proposals`` (default ``modern``; ``compat`` on an
+  IKEv1 tunnel, see below), ``options`` (for
   every tunnel), ``allow_weak`` (default false) and ``version``, ``aggressive``,
   ``allow_aggressive_psk`` (for every tunnel; None leaves the agent's defaults: IKEv2, no
   Aggressive Mode).
@@ -33,6 +34,12 @@ entries carry them as the tunnel module's parameters (``module_options``). ``ver
 ``defaults``) or as options (``ikelab_tunnel_options``); they are checked with the rest by the
 agent's schema (Aggressive Mode needs version 1, and with a PSK the opt-in), and the two ends
 of a tunnel must agree on ``version`` and ``aggressive``.
+
+IKEv1 (an end's effective ``version`` is 1): proposals that no setting names (the tunnel's
+``ike_proposals``/``esp_proposals``, the host's ``ikelab_*_proposals``, ``defaults``) are the
+``compat`` profile instead of ``modern`` (AEAD only, which IKEv1 Phase 1 cannot use); named
+proposals that IKEv1 cannot express are a problem of their field (``plan_checks.for_version``,
+the agent's own IKEv1 mapping). Ends on different versions are one problem, not negotiated.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_checks import (
     check_routes,
     check_site,
     check_unique,
+    for_version,
+    ike_version,
     negotiate_tunnel,
 )
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_problems import (
@@ -101,7 +110,7 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class _Settings:
-    proposals: dict[Kind, Any]
+    proposals: dict[Kind, Any]  # None: not given (the built-in profile)
     options: dict[str, Any]
     named: dict[str, Any]  # IKE_SETTINGS given by name in the defaults
     allow_weak: bool
@@ -140,8 +149,10 @@ def _settings(
     # the settings given by name join the options: the agent's schema checks them together,
     # and a problem names defaults.<key>
     named = {k: merged[k] for k in IKE_SETTINGS if merged[k] is not None}
+    # proposals the defaults do not name stay None: the built-in profile, per IKE version
+    given = {k: v for k, v in (defaults or {}).items() if v is not None}
     return _Settings(
-        proposals={Kind.IKE: merged["ike_proposals"], Kind.ESP: merged["esp_proposals"]},
+        proposals={kind: given.get(f"{kind.value}_proposals") for kind in PROPOSAL_VARS},
         options=dict(merged["options"]),
         named=named,
         allow_weak=merged["allow_weak"],
@@ -337,18 +348,38 @@ def _plan_tunnel(
             f"address families differ: {ends[0].underlay} of {a}, {ends[1].underlay} of {b}",
         )
 
+    names = _connection_names(spec, out)
+    shared_options, shared_sources = _tunnel_options(spec, out)
+    merged_ends: dict[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]] = {}
+    for me, start in ((ends[0], "start"), (ends[1], "none")):
+        options: dict[str, Any] = {}
+        sources: dict[str, tuple[str, str]] = {}
+        _merge_options(options, sources, settings.named, ("", "defaults"))
+        _merge_options(options, sources, settings.options, ("", "defaults.options"))
+        _merge_options(options, sources, me.options, (me.name, TUNNEL_OPTIONS))
+        _merge_options(options, sources, shared_options, ("", "options"))
+        sources |= shared_sources
+        check_options(me.name, tid, options, sources, start, out)
+        merged_ends[me.name] = (options, sources)
+    _check_ends_agree(tid, merged_ends, out)
+    versions = {host: ike_version(merged[0].get("version")) for host, merged in merged_ends.items()}
+
     proposals: dict[str, dict[Kind, ProposalSet | None]] = {a: {}, b: {}}
     for kind in PROPOSAL_VARS:
         attr = f"{kind.value}_proposals"
         shared = _tunnel_setting(spec, attr, kind, settings, out)
         for site in ends:
-            proposals[site.name][kind] = shared or site.proposals[kind]
+            chosen = shared or site.proposals[kind]
+            if chosen is not None:
+                # IKEv1: the built-in profile becomes compat, named proposals are checked
+                chosen = for_version(site.name, tid, chosen, kind, versions[site.name], out)
+            proposals[site.name][kind] = chosen
     negotiated = None
-    if all(p is not None for end in proposals.values() for p in end.values()):
-        negotiated = negotiate_tunnel(tid, a, b, proposals[a], proposals[b], out)  # type: ignore[arg-type]
+    pa, pb = _complete(proposals[a]), _complete(proposals[b])
+    # ends on different versions never negotiate: _check_ends_agree said so
+    if pa is not None and pb is not None and versions[a] == versions[b]:
+        negotiated = negotiate_tunnel(tid, a, b, pa, pb, out, version=versions[a] or 2)
 
-    names = _connection_names(spec, out)
-    shared_options, shared_sources = _tunnel_options(spec, out)
     psk = os.path.join(settings.secrets_dir, f"{tid}.psk") if settings.secrets_dir else ""
     present = bool(psk) and settings.exists(psk)
     if psk and not present and not settings.generate_keys:
@@ -361,17 +392,8 @@ def _plan_tunnel(
         )
 
     result: dict[str, Any] = {"ends": {}, "names": names, "summary": None}
-    merged_ends: dict[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]] = {}
     for me, peer, start in ((ends[0], ends[1], "start"), (ends[1], ends[0], "none")):
-        options: dict[str, Any] = {}
-        sources: dict[str, tuple[str, str]] = {}
-        _merge_options(options, sources, settings.named, ("", "defaults"))
-        _merge_options(options, sources, settings.options, ("", "defaults.options"))
-        _merge_options(options, sources, me.options, (me.name, TUNNEL_OPTIONS))
-        _merge_options(options, sources, shared_options, ("", "options"))
-        sources |= shared_sources
-        check_options(me.name, tid, options, sources, start, out)
-        merged_ends[me.name] = (options, sources)
+        options = merged_ends[me.name][0]
         if negotiated is None or None in (me.underlay, peer.underlay, me.subnets, peer.subnets):
             continue
         if me.ike_id is None or peer.ike_id is None:
@@ -394,7 +416,6 @@ def _plan_tunnel(
             **module_options(options),
             "negotiated": negotiated,
         }
-    _check_ends_agree(tid, merged_ends, out)
     if len(result["ends"]) != 2:
         return result
     ea, eb = result["ends"][a], result["ends"][b]
@@ -414,6 +435,12 @@ def _plan_tunnel(
     return result
 
 
+def _complete(proposals: Mapping[Kind, ProposalSet | None]) -> dict[Kind, ProposalSet] | None:
+    """The end's proposals of every kind, or None when one was refused (and reported)."""
+    done = {kind: ps for kind, ps in proposals.items() if ps is not None}
+    return done if len(done) == len(PROPOSAL_VARS) else None
+
+
 def _check_ends_agree(
     tid: str,
     merged: Mapping[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]],
@@ -426,6 +453,8 @@ def _check_ends_agree(
     (a, (oa, sa)), (b, (ob, sb)) = merged.items()
     for key, default in _AGREE.items():
         va, vb = oa.get(key, default), ob.get(key, default)
+        if key == "version":  # as the agent reads it ("1" is 1); None: refused by the schema
+            va, vb = ike_version(va), ike_version(vb)
         if va == vb or not (_scalar(va) and _scalar(vb)):
             continue  # equal, or an invalid value that the schema check reported
         # name the setting that makes the difference: the responder's if it has one

@@ -5,8 +5,11 @@ roles, and of tunnel options.
 
 Every check reports into a ``Collector`` and returns ``None`` for a value it refused, so the
 planner goes on and reports every problem at once. Proposals use the collection's resolver
-(``plugin_utils.proposals``) and the agent's negotiation rules; IKE identities and tunnel
-options are checked by the agent's own configuration schema (``ikeagent.config``).
+(``plugin_utils.proposals``) and the agent's negotiation rules; on an IKEv1 tunnel they are
+checked with the agent's IKEv1 attribute mapping (``ikeagent.crypto.v1.attributes``), and
+proposals no setting named (the built-in profile, ``modern``, AEAD only) become the ``compat``
+profile. IKE identities and tunnel options are checked by the agent's own configuration schema
+(``ikeagent.config``).
 """
 
 from __future__ import annotations
@@ -28,14 +31,20 @@ ensure_importable()
 from ikeagent.config.errors import ConfigError, Invalid  # noqa: E402
 from ikeagent.config.identity import parse_identity  # noqa: E402
 from ikeagent.config.schema import parse_config  # noqa: E402
+from ikeagent.config.values import Version  # noqa: E402
 from ikeagent.crypto import negotiation, suites  # noqa: E402
 from ikeagent.crypto.suites import Kind, Proposal, TransformType  # noqa: E402
+from ikeagent.crypto.v1 import attributes as v1_attributes  # noqa: E402
 
 UNDERLAY = "ikelab_underlay_address"
 SUBNETS = "ikelab_protected_subnets"
 IKE_ID = "ikelab_ike_id"
 PROPOSAL_VARS = {Kind.IKE: "ikelab_ike_proposals", Kind.ESP: "ikelab_esp_proposals"}
 TUNNEL_OPTIONS = "ikelab_tunnel_options"
+# the profile of an end whose proposals no setting names; on an IKEv1 tunnel the other one
+# (IKEv1 has no AEAD for the IKE SA and no ChaCha20 in ESP, and modern is AEAD only)
+DEFAULT_PROFILE = "modern"
+IKEV1_PROFILE = "compat"
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -68,6 +77,7 @@ class ProposalSet:
     proposals: tuple[Proposal, ...]
     owner: str  # host holding the variable, "" for the action's defaults
     field: str  # "ikelab_ike_proposals", "ikelab_tunnels[0].esp_proposals", "defaults.x"
+    builtin: bool = False  # the planner's default profile: no setting named these proposals
 
     @property
     def keywords(self) -> list[str]:
@@ -169,6 +179,73 @@ def check_proposals(
         return None
 
 
+@functools.lru_cache(maxsize=8)
+def _profile(name: str, kind: Kind) -> tuple[Proposal, ...]:
+    return resolver.resolve(name, kind)
+
+
+def builtin_proposals(kind: Kind, version: int = 2) -> ProposalSet:
+    """The proposals of an end that no setting names: ``modern``, for IKEv1 ``compat``."""
+    name = IKEV1_PROFILE if version == 1 else DEFAULT_PROFILE
+    return ProposalSet(_profile(name, kind), "", f"defaults.{kind.value}_proposals", builtin=True)
+
+
+def ike_version(value: Any) -> int | None:
+    """The IKE version a ``version`` setting asks for, read as the agent's schema reads it
+    (absent: 2); None for a value the schema refuses (reported by ``check_options``)."""
+    if value is None:
+        return 2
+    try:
+        return Version().check(value)
+    except Invalid:
+        return None
+
+
+_IKEV1_TRANSFORMS: dict[Kind, Callable[[Proposal], object]] = {
+    Kind.IKE: lambda p: v1_attributes.ike_transforms(
+        p, v1_attributes.AuthMethod.PRE_SHARED_KEY, None
+    ),
+    Kind.ESP: lambda p: v1_attributes.esp_transforms(
+        p, v1_attributes.EncapsulationMode.TUNNEL, None
+    ),
+}
+
+
+def ikev1_unusable(proposals: Sequence[Proposal], kind: Kind) -> dict[str, list[str]]:
+    """Reason -> the proposals IKEv1 cannot express for it (the agent's own mapping: no AEAD in
+    Phase 1, a hash and a DH group in every Phase 1 proposal, no ChaCha20 in ESP)."""
+    reasons: dict[str, list[str]] = {}
+    for p in proposals:
+        try:
+            _IKEV1_TRANSFORMS[kind](p)
+        except ValueError as e:
+            reasons.setdefault(str(e), []).append(suites.format_proposal(p))
+    return reasons
+
+
+def for_version(
+    host: str, tid: str, ps: ProposalSet, kind: Kind, version: int | None, out: Collector
+) -> ProposalSet | None:
+    """An end's proposals for its IKE version: built-in ones become ``compat`` for IKEv1;
+    proposals a setting names that IKEv1 cannot express are a problem of that setting."""
+    if version != 1:
+        return ps
+    if ps.builtin:
+        return builtin_proposals(kind, 1)
+    reasons = ikev1_unusable(ps.proposals, kind)
+    if not reasons:
+        return ps
+    shown = ", ".join(f"{', '.join(kws)} ({why})" for why, kws in reasons.items())
+    out.add(
+        ps.owner or host,
+        (tid,),
+        ps.field,
+        f"cannot be used with IKEv1 (the tunnel's version is 1): {shown}; the {IKEV1_PROFILE} "
+        "profile suits IKEv1",
+    )
+    return None
+
+
 def check_site(
     host: str,
     hv: Mapping[str, Any],
@@ -177,10 +254,13 @@ def check_site(
     tunnels: Sequence[str],
     out: Collector,
 ) -> Site:
+    """``defaults``: kind -> the action's default proposals, None where it names none."""
     ident = check_ike_id(host, hv.get(IKE_ID), tunnels, out)
     props: dict[Kind, ProposalSet | None] = {}
     for kind, var in PROPOSAL_VARS.items():
-        if hv.get(var) is None:
+        if hv.get(var) is None and defaults.get(kind) is None:
+            props[kind] = builtin_proposals(kind)
+        elif hv.get(var) is None:
             props[kind] = check_proposals(
                 "", f"defaults.{kind.value}_proposals", defaults[kind], kind, allow_weak, (), out
             )
@@ -315,19 +395,22 @@ def negotiate_tunnel(
     pa: dict[Kind, ProposalSet],
     pb: dict[Kind, ProposalSet],
     out: Collector,
+    version: int = 2,
 ) -> dict[str, Any] | None:
     """What ``a`` (the initiator) and ``b`` agree on; problems when either role fails.
 
     The result: ``ike`` and ``esp`` (the first Child SA, created in IKE_AUTH without a key
     exchange) when ``a`` initiates, with ``esp_rekey_dh`` (the PFS group of a Child SA rekey)
     and ``reverse`` (the same when ``b`` initiates, which the responder's preference may change).
+    With ``version`` 1 every Child SA comes from a Quick Mode, which carries the PFS key
+    exchange from the first one on: the first ESP proposal is negotiated with its groups.
     """
     result: dict[str, Any] = {}
     reverse: dict[str, Any] = {}
     ok = True
     for kind in (Kind.IKE, Kind.ESP):
         ia, ib = pa[kind].proposals, pb[kind].proposals
-        first = negotiation.negotiate(ia, ib, ignore_dh=kind is Kind.ESP)
+        first = negotiation.negotiate(ia, ib, ignore_dh=kind is Kind.ESP and version != 1)
         rekey = negotiation.negotiate(ia, ib) if kind is Kind.ESP else first
         if first.as_initiator is None or first.as_responder is None or not rekey.ok:
             ok = False
@@ -449,7 +532,8 @@ def _schema_problems(options_json: str, start_action: str) -> tuple[tuple[str, s
                 **conn,
                 "local_addrs": ["192.0.2.1"],
                 "remote_addrs": ["192.0.2.2"],
-                "proposals": ["aes256gcm16-prfsha256-x25519"],  # the planner checks the real ones
+                # the planner checks the real ones; these suit IKEv1 (version: 1) too
+                "proposals": ["aes256-sha256-modp2048"],
                 "local": {"auth": "psk", "id": "local.invalid"},
                 "remote": {"auth": "psk", "id": "remote.invalid"},
                 "children": {
@@ -457,7 +541,7 @@ def _schema_problems(options_json: str, start_action: str) -> tuple[tuple[str, s
                         **child,
                         "local_ts": ["10.0.0.0/24"],
                         "remote_ts": ["10.255.0.0/24"],
-                        "esp_proposals": ["aes256gcm16"],
+                        "esp_proposals": ["aes256-sha256"],
                         "start_action": start_action,
                     }
                 },

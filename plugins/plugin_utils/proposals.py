@@ -38,7 +38,8 @@ from ikeagent.crypto.suites import Kind, Proposal, ProposalError, TransformType 
 #   PFS on the same groups (a rekeyed Child SA gets a fresh key exchange).
 # compat: for older peers without AEAD or Curve25519 (older strongSwan/Libreswan, Windows and
 #   appliance IKEv2 stacks configured for SHA-2): AES-CBC with HMAC-SHA2-256 over MODP-2048 or
-#   ECP-256, and ESP without PFS, the common default of such peers.
+#   ECP-256, and ESP without PFS, the common default of such peers. Every proposal of it can be
+#   expressed in IKEv1, so the planner gives it to IKEv1 tunnels whose proposals are not set.
 PROFILES: dict[str, dict[Kind, tuple[str, ...]]] = {
     "modern": {
         Kind.IKE: (

@@ -104,7 +104,8 @@ def test_aggressive_psk_without_the_opt_in_is_refused_by_the_agents_schema() -> 
 
 def test_tunnel_set_writes_the_settings_per_entry(tmp_path: Path) -> None:
     agent = SetAgent(tmp_path / "etc")
-    run(tmp_path, agent, [entry("b", 2, **V1), entry("c", 3)])
+    v1 = {**V1, "ike_proposals": ["aes256-sha256-modp2048"], "esp_proposals": ["aes256-sha256"]}
+    run(tmp_path, agent, [entry("b", 2, **v1), entry("c", 3)])
     written = {name: yaml.safe_load(text) for name, text in files(tmp_path).items()}
     b = written["b.yaml"]["connections"]["b"]
     c = written["c.yaml"]["connections"]["c"]
