@@ -76,8 +76,10 @@ def choose_ike(
     candidates: Sequence[ConnectionConfig],
     group: int | None = None,
 ) -> IkeChoice | None:
-    """The first transform of the initiator's list that one of the candidate connections
-    accepts (the responder picks from the initiator's list, in its order)."""
+    """The responder's pick from the initiator's list: among the offered transforms it accepts,
+    the one it prefers by its own configured order (as strongSwan and our IKEv2 responder do);
+    the first candidate connection that accepts any wins."""
+    offered: list[tuple[w1.Proposal, w1.Transform, at.IkeTransform]] = []
     for prop in sa_p.proposals:
         if int(prop.protocol) != w1.ProtocolId.ISAKMP:
             continue
@@ -88,10 +90,12 @@ def choose_ike(
                 theirs = at.from_attributes(_pairs(tr.attributes))
             except ValueError:
                 continue
-            if group is not None and theirs.dh.id != group:
-                continue
-            for conn in candidates:
-                if any(same_ike(theirs, ours) for ours in ike_offer(conn)):
+            if group is None or theirs.dh.id == group:
+                offered.append((prop, tr, theirs))
+    for conn in candidates:
+        for ours in ike_offer(conn):
+            for prop, tr, theirs in offered:
+                if same_ike(theirs, ours):
                     reply = w1.SecurityAssociation(
                         (w1.Proposal(prop.number, prop.protocol, prop.spi, (tr,)),),
                         sa_p.doi,
@@ -201,7 +205,8 @@ def esp_from(tr: w1.Transform) -> at.EspTransform:
 
 
 def choose_esp(sa_p: w1.SecurityAssociation, cfg: ChildConfig) -> EspChoice | None:
-    ours = [t for ts in esp_offer(cfg, at.EncapsulationMode.TUNNEL) for t in ts]
+    """As for Phase 1: among the offered transforms we accept, the one our order prefers."""
+    offered: list[tuple[w1.Proposal, w1.Transform, at.EspTransform]] = []
     for prop in sa_p.proposals:
         if int(prop.protocol) != w1.ProtocolId.IPSEC_ESP or len(prop.spi) != 4:
             continue
@@ -210,9 +215,11 @@ def choose_esp(sa_p: w1.SecurityAssociation, cfg: ChildConfig) -> EspChoice | No
                 theirs = esp_from(tr)
             except ValueError:
                 continue
-            if theirs.encap_mode not in TUNNEL_MODES:
-                continue
-            if any(same_esp(theirs, o) for o in ours):
+            if theirs.encap_mode in TUNNEL_MODES:
+                offered.append((prop, tr, theirs))
+    for ours in (t for ts in esp_offer(cfg, at.EncapsulationMode.TUNNEL) for t in ts):
+        for prop, tr, theirs in offered:
+            if same_esp(theirs, ours):
                 chosen = w1.Proposal(prop.number, prop.protocol, prop.spi, (tr,))
                 return EspChoice(theirs, int.from_bytes(prop.spi, "big"), chosen)
     return None
