@@ -7,7 +7,6 @@ I: HDR*, IDii, HASH_I           R: HDR*, IDir, HASH_R
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
 from ikeagent.crypto.dh import KeyExchange
@@ -23,13 +22,12 @@ from ikeagent.engine.ikev1.phase1_keys import (
     initial_contact,
     ke_nonce,
     local_identity,
-    peer_identity,
     peer_initial_contact,
-    received_hash,
+    peer_proof,
+    phase1_done,
 )
 from ikeagent.engine.ikev1.protect import build
 from ikeagent.engine.ikev1.sa import Exchange, V1Sa
-from ikeagent.engine.ikev2.identities import matches
 from ikeagent.wire import v1 as w1
 
 if TYPE_CHECKING:
@@ -79,29 +77,8 @@ def mm_i_4(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
 
 
 def mm_i_6(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
-    conn = sa.conn
-    assert conn is not None
-    got = peer_identity(eng, sa, opened, now)
-    if got is None:
-        return
-    remote_id, idir_b = got
-    if not matches(conn.remote.id, remote_id):
-        eng.fail_ike(sa, f"peer identity '{remote_id}' does not match '{conn.remote.id}'", now)
-        return
-    received = received_hash(opened)
-    if received is None or not hmac.compare_digest(received, hash_r(sa, idir_b)):
-        eng.fail_ike(
-            sa,
-            f"AUTHENTICATION_FAILED: HASH_R of '{remote_id}' does not verify "
-            "(the pre-shared keys differ)",
-            now,
-        )
-        return
-    sa.remote_id = remote_id
-    eng.received(sa, now)
-    eng.finish_exchange(sa, ex, now)
-    sa.p1_last_block = sa.iv
-    eng.ike_established(sa, now)
+    if peer_proof(eng, sa, opened, now) is not None:
+        phase1_done(eng, sa, ex, now)
 
 
 def mm_r_3(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
@@ -130,33 +107,13 @@ def mm_r_3(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
 
 
 def mm_r_5(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
-    conn = sa.conn
-    assert conn is not None
-    got = peer_identity(eng, sa, opened, now)
-    if got is None:
+    if peer_proof(eng, sa, opened, now) is None:
         return
-    remote_id, idii_b = got
-    if not matches(conn.remote.id, remote_id):
-        eng.fail_ike(sa, f"peer identity '{remote_id}' does not match '{conn.remote.id}'", now)
-        return
-    received = received_hash(opened)
-    if received is None or not hmac.compare_digest(received, hash_i(sa, idii_b)):
-        eng.fail_ike(
-            sa,
-            f"AUTHENTICATION_FAILED: HASH_I of '{remote_id}' does not verify "
-            "(the pre-shared keys differ)",
-            now,
-        )
-        return
-    sa.remote_id = remote_id
     assert sa.local_id is not None
     id_p = id_payload(sa.local_id)
     out = [id_p, w1.Hash(hash_r(sa, w1.body_bytes(id_p)))]
     msg, sa.iv = build(sa, ID_PROT, 0, out, iv=sa.iv)
     ex.step = 6
     eng.exchange_send(sa, ex, msg, now, wait=False)
-    eng.received(sa, now)
-    eng.finish_exchange(sa, ex, now)
-    sa.p1_last_block = sa.iv
     sa.initial_contact = peer_initial_contact(opened.payloads)
-    eng.ike_established(sa, now)
+    phase1_done(eng, sa, ex, now)

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 from ikeagent.crypto import suites
 from ikeagent.crypto.v1 import attributes as at
 from ikeagent.crypto.v1 import keymat
-from ikeagent.dataplane.base import ChildSa, Lifetime, SaKeys
+from ikeagent.dataplane.base import ChildSa, SaKeys
 from ikeagent.engine.events import ChildUp, InstallChild
 from ikeagent.engine.ikev1.proposals import describe_esp
 from ikeagent.engine.ikev1.sa import V1Child, V1Sa
+from ikeagent.engine.ikev2.children import volume_lifetime
 from ikeagent.engine.ikev2.selectors import to_config
 from ikeagent.engine.ikev2.state import ChildState
 from ikeagent.wire import v1 as w1
@@ -99,12 +100,7 @@ def install(
         state=ChildState.CREATING,
     )
     integ_id = t.integ.id if t.integ is not None else None
-    lifetime = Lifetime(
-        soft_bytes=cfg.rekey_bytes,
-        hard_bytes=cfg.life_bytes or (int(cfg.rekey_bytes * 1.1) if cfg.rekey_bytes else 0),
-        soft_packets=cfg.rekey_packets,
-        hard_packets=cfg.life_packets or (int(cfg.rekey_packets * 1.1) if cfg.rekey_packets else 0),
-    )
+    lifetime = volume_lifetime(cfg)
     child_sa = ChildSa(
         reqid=reqid,
         name=cfg.name,

@@ -3,6 +3,7 @@ KE and nonce payloads and the chosen transform (RFC 2409 5)."""
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from ikeagent.config.identity import identity_of_address
@@ -18,8 +19,8 @@ from ikeagent.engine.ikev1.proposals import (
     describe_ike_offer,
     same_ike,
 )
-from ikeagent.engine.ikev1.sa import V1Sa
-from ikeagent.engine.ikev2.identities import identity_from_wire
+from ikeagent.engine.ikev1.sa import Exchange, V1Sa
+from ikeagent.engine.ikev2.identities import identity_from_wire, matches
 from ikeagent.engine.ikev2.state import IkeState
 from ikeagent.wire import v1 as w1
 
@@ -175,3 +176,44 @@ def peer_initial_contact(payloads: list) -> bool:
         isinstance(p, w1.Notification) and int(p.notify_type) == w1.NotifyType.INITIAL_CONTACT
         for p in payloads
     )
+
+
+def peer_proof(
+    eng: V1Engine, sa: V1Sa, opened, now: float, *, with_identity: bool = True
+) -> tuple[Identity, bytes] | None:
+    """The peer's identity (it must match the connection's remote id) and the body of its ID
+    payload; with its HASH_I (initiator) or HASH_R (responder) verified over that body. On a
+    mismatch the SA fails with a log naming the peer, and None is returned."""
+    conn = sa.conn
+    assert conn is not None
+    if with_identity:
+        got = peer_identity(eng, sa, opened, now)
+        if got is None:
+            return None
+        remote_id, id_b = got
+        if not matches(conn.remote.id, remote_id):
+            eng.fail_ike(sa, f"peer identity '{remote_id}' does not match '{conn.remote.id}'", now)
+            return None
+    else:  # Aggressive Mode responder: the identity came with the first message
+        assert sa.remote_id is not None
+        remote_id, id_b = sa.remote_id, sa.idii_b
+    expected = hash_r(sa, id_b) if sa.initiator else hash_i(sa, id_b)
+    received = received_hash(opened)
+    if received is None or not hmac.compare_digest(received, expected):
+        which = "HASH_R" if sa.initiator else "HASH_I"
+        eng.fail_ike(
+            sa,
+            f"AUTHENTICATION_FAILED: {which} of '{remote_id}' does not verify "
+            "(the pre-shared keys differ)",
+            now,
+        )
+        return None
+    sa.remote_id = remote_id
+    return remote_id, id_b
+
+
+def phase1_done(eng: V1Engine, sa: V1Sa, ex: Exchange, now: float) -> None:
+    eng.received(sa, now)
+    eng.finish_exchange(sa, ex, now)
+    sa.p1_last_block = sa.iv
+    eng.ike_established(sa, now)

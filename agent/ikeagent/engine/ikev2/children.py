@@ -28,6 +28,17 @@ def rekey_deadlines(eng: Engine, cfg: ChildConfig, now: float) -> tuple[float | 
     return now + cfg.rekey_time - jitter, now + life
 
 
+def volume_lifetime(cfg: ChildConfig) -> Lifetime:
+    """The byte and packet limits of a child's SAs: rekey at the soft one, delete at the hard
+    one (by default 10% beyond the soft one, as strongSwan does)."""
+    return Lifetime(
+        soft_bytes=cfg.rekey_bytes,
+        hard_bytes=cfg.life_bytes or (int(cfg.rekey_bytes * 1.1) if cfg.rekey_bytes else 0),
+        soft_packets=cfg.rekey_packets,
+        hard_packets=cfg.life_packets or (int(cfg.rekey_packets * 1.1) if cfg.rekey_packets else 0),
+    )
+
+
 def install(
     eng: Engine,
     sa: IkeSa,
@@ -83,12 +94,7 @@ def install(
         lineage=lineage,
     )
     entry.rekey_at, entry.expire_at = rekey_deadlines(eng, cfg, now)
-    lifetime = Lifetime(
-        soft_bytes=cfg.rekey_bytes,
-        hard_bytes=cfg.life_bytes or (int(cfg.rekey_bytes * 1.1) if cfg.rekey_bytes else 0),
-        soft_packets=cfg.rekey_packets,
-        hard_packets=cfg.life_packets or (int(cfg.rekey_packets * 1.1) if cfg.rekey_packets else 0),
-    )
+    lifetime = volume_lifetime(cfg)
     child_sa = ChildSa(
         reqid=reqid,
         name=cfg.name,
