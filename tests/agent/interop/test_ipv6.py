@@ -1,5 +1,5 @@
 """IPv6 end to end: IKE and UDP-encapsulated ESP over an IPv6 underlay, protecting IPv6 subnets,
-agent to agent and agent against charon."""
+agent to agent and agent against charon, in IKEv2 and IKEv1."""
 
 from __future__ import annotations
 
@@ -63,10 +63,18 @@ class V6Topology:
         return self.site_a, self.site_b
 
 
+SPECS = {
+    2: TunnelSpec(proposals=("aes256gcm16-prfsha256-x25519",), esp_proposals=("aes256gcm16",)),
+    # IKEv1: ID_IPV6_ADDR_SUBNET client IDs, IPv6 NAT-D hashes
+    1: TunnelSpec(version=1, proposals=("aes256-sha256-ecp256",), esp_proposals=("aes256gcm16",)),
+}
+
+
+@pytest.mark.parametrize("version", [2, 1], ids=["ikev2", "ikev1"])
 @pytest.mark.parametrize("responder", ["agent", "charon"])
-def test_ipv6_tunnel(lab: Lab, capture_factory, responder: str) -> None:
+def test_ipv6_tunnel(lab: Lab, capture_factory, responder: str, version: int) -> None:
     topo = V6Topology(lab)
-    spec = TunnelSpec(proposals=("aes256gcm16-prfsha256-x25519",), esp_proposals=("aes256gcm16",))
+    spec = SPECS[version]
     cap = capture_factory(topo.gw_a, WAN)
     factory_b = agent_peer if responder == "agent" else charon_peer
     peer_b = factory_b(End(topo, topo.site_b, topo.site_a, spec, initiator=False))  # type: ignore[arg-type]

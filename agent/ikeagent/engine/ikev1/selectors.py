@@ -47,8 +47,7 @@ def from_id(p: w1.Identification) -> TsRange:
             if half not in (4, 16) or len(data) != 2 * half:
                 raise BadClientId(f"subnet ID of {len(data)} bytes")
             addr = ipaddress.ip_address(data[:half])
-            mask = ipaddress.ip_address(data[half:])
-            net = ipaddress.ip_network(f"{addr}/{mask}", strict=False)
+            net = ipaddress.ip_network((addr, _prefix(data[half:])), strict=False)
             start, end = net.network_address, net.broadcast_address
         elif t in (w1.IdType.ID_IPV4_ADDR_RANGE, w1.IdType.ID_IPV6_ADDR_RANGE):
             half = len(data) // 2
@@ -66,6 +65,16 @@ def from_id(p: w1.Identification) -> TsRange:
     if (t in (1, 4, 7)) != (start.version == 4):
         raise BadClientId("ID type and address family differ")
     return TsRange(start, end, p.protocol, port_start, port_end)
+
+
+def _prefix(mask: bytes) -> int:
+    """The prefix length of a netmask given as an address; non-contiguous masks are refused."""
+    bits = len(mask) * 8
+    value = int.from_bytes(mask, "big")
+    ones = bin(value).count("1")
+    if value != ((1 << bits) - 1) ^ ((1 << (bits - ones)) - 1):
+        raise BadClientId(f"non-contiguous netmask {mask.hex()}")
+    return ones
 
 
 def host(addr: str) -> TsRange:
