@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per row; the table shows the median"
     )
+    parser.add_argument(
+        "--ike-versions",
+        default="2,1",
+        help="IKE versions of the SA-rate rows, comma list of 1 and 2 (default: both)",
+    )
     args = parser.parse_args(argv)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
     if wanted == ["all"]:
@@ -87,16 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         results.append(runs[len(runs) // 2])
 
     rates = []
+    versions = [int(v) for v in args.ike_versions.split(",") if v.strip()]
     if args.ike_seconds > 0:
-        for kind in ("agent", "charon"):
-            print(
-                f"measuring: IKEv2 SAs per CPU-second, {kind} responder ...",
-                file=sys.stderr,
-                flush=True,
-            )
-            runs = [measure_rate(kind, args.ike_seconds) for _ in range(args.repeat)]
-            runs.sort(key=lambda r: r.sas_per_cpu_second or 0.0)
-            rates.append(runs[len(runs) // 2])
+        for version in versions:
+            for kind in ("agent", "charon"):
+                print(
+                    f"measuring: IKEv{version} SAs per CPU-second, {kind} responder ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                runs = [
+                    measure_rate(kind, args.ike_seconds, version=version)
+                    for _ in range(args.repeat)
+                ]
+                runs.sort(key=lambda r: r.sas_per_cpu_second or 0.0)
+                rates.append(runs[len(runs) // 2])
 
     print(
         "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP aes256gcm16"
@@ -113,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"throughput ratio agent/charon: {agent_tp.mbit_s / charon_tp.mbit_s:.2f}")
     if rates:
         print(
-            "\nIKEv2 SAs per CPU-second of the responder (aes128-sha256-x25519, PSK, one CHILD_SA each)"
+            "\nIKE SAs per CPU-second of the responder (aes128-sha256-x25519, PSK, one CHILD_SA"
+            " each; IKEv1: Main Mode + Quick Mode)"
         )
         print(rate_table(rates))
-        if rates[0].sas_per_cpu_second and rates[1].sas_per_cpu_second:
-            print(
-                f"SAs/CPU-s ratio agent/charon: {rates[0].sas_per_cpu_second / rates[1].sas_per_cpu_second:.2f}"
-            )
+        for agent_r, charon_r in zip(rates[0::2], rates[1::2], strict=False):
+            if agent_r.sas_per_cpu_second and charon_r.sas_per_cpu_second:
+                version = agent_r.label.rsplit("(", 1)[-1].rstrip(")")
+                print(
+                    f"{version} SAs/CPU-s ratio agent/charon: "
+                    f"{agent_r.sas_per_cpu_second / charon_r.sas_per_cpu_second:.2f}"
+                )
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"throughput-{stamp}.json"

@@ -1,4 +1,5 @@
-"""IKEv2 SAs per CPU-second of a responder: the agent against charon, same load, same proposal.
+"""IKE SAs per CPU-second of a responder: the agent against charon, same load, same proposal, in
+IKEv2 and in IKEv1 (Main Mode + Quick Mode).
 
 The load comes from ``ike_rate.py`` (many initiators on the agent's own engine) in gwA; the
 responder runs in gwB. Both responders establish an IKE SA and one Child SA per exchange and
@@ -38,12 +39,12 @@ class RateResult:
     error: str = ""
 
 
-def _agent_responder(topo, psk: str):
+def _agent_responder(topo, psk: str, version: int = 2):
     gw = topo.gw_b
     cfg = {
         "connections": {
             "load": {
-                "version": 2,
+                "version": version,
                 "local_addrs": [topo.spec.gw_b_outer],
                 "remote_addrs": [topo.spec.gw_a_outer],
                 "proposals": [PROPOSAL],
@@ -72,10 +73,11 @@ def _agent_responder(topo, psk: str):
 QUIET_CHARON = dict.fromkeys(("default", "ike", "cfg", "chd", "knl", "net", "enc", "esp"), 0)
 
 
-def _charon_responder(topo, psk: str):
+def _charon_responder(topo, psk: str, version: int = 2):
     charon = Charon(topo.gw_b, topo.lab, log_levels=QUIET_CHARON).start()
     conn = Connection(
         name="load",
+        version=version,
         local_addrs=[topo.spec.gw_b_outer],
         remote_addrs=[topo.spec.gw_a_outer],
         local_id=RESP_ID,
@@ -95,12 +97,12 @@ RESPONDERS = {
 }
 
 
-def measure_rate(kind: str, seconds: float = 8.0, conns: int = 16) -> RateResult:
+def measure_rate(kind: str, seconds: float = 8.0, conns: int = 16, version: int = 2) -> RateResult:
     label, start = RESPONDERS[kind]
-    result = RateResult(label)
+    result = RateResult(f"{label} (IKEv{version})")
     psk = secrets.token_urlsafe(32)
     with topology() as topo:
-        pid, stop = start(topo, psk)
+        pid, stop = start(topo, psk, version)
         try:
             time.sleep(0.5)
             argv = topo.gw_a.argv(
@@ -130,6 +132,8 @@ def measure_rate(kind: str, seconds: float = 8.0, conns: int = 16) -> RateResult
                     LOAD_TS,
                     "--remote-ts",
                     RESP_TS,
+                    "--version",
+                    str(version),
                 ]
             )
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)

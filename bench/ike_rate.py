@@ -1,4 +1,5 @@
-"""IKEv2 load generator: many initiators on the agent's own engine against one responder.
+"""IKE load generator: many initiators on the agent's own engine against one responder, in
+IKEv2 (``--version 2``: IKE_SA_INIT + IKE_AUTH) or IKEv1 (``--version 1``: Main Mode + Quick Mode).
 
 Each of ``--conns`` connections brings an IKE SA (with one Child SA) up, deletes it once it is
 established and starts again, until ``--duration`` seconds have passed. The responder's CPU time
@@ -22,7 +23,7 @@ import time
 
 from ikeagent.config.schema import parse_config
 from ikeagent.engine.core import Engine
-from ikeagent.engine.events import IkeSaDown, IkeSaUp
+from ikeagent.engine.events import ChildUp, IkeSaDown, IkeSaUp
 
 MARKER = b"\x00\x00\x00\x00"
 
@@ -38,7 +39,7 @@ def build_config(args: argparse.Namespace) -> dict:
     conns = {}
     for i in range(args.conns):
         conns[f"load-{i}"] = {
-            "version": 2,
+            "version": args.version,
             "local_addrs": [args.local],
             "remote_addrs": [args.remote],
             "proposals": [args.proposal],
@@ -76,7 +77,14 @@ def main() -> None:
     ap.add_argument("--remote-id", default="responder.example")
     ap.add_argument("--local-ts", default="10.8.0.0/24")
     ap.add_argument("--remote-ts", default="10.9.0.0/24")
+    ap.add_argument("--version", type=int, choices=(1, 2), default=2)
     args = ap.parse_args()
+    if args.version == 1:
+        # every load connection has the same identity: INITIAL-CONTACT would make the responder
+        # drop the others' SAs
+        from ikeagent.engine.ikev1 import aggressive_mode, main_mode
+
+        main_mode.initial_contact = aggressive_mode.initial_contact = lambda eng, sa: []
 
     cfg = parse_config(build_config(args))
     start = time.monotonic()
@@ -114,10 +122,15 @@ def main() -> None:
             except OSError:
                 pass
         while (ev := engine.next_event()) is not None:
-            if isinstance(ev, IkeSaUp):
+            # a tunnel counts once it has its IKE SA and its pair of ESP SAs: IKE_AUTH brings
+            # both in IKEv2; IKEv1 needs the Quick Mode after Phase 1
+            done = ev.name if isinstance(ev, IkeSaUp) and args.version == 2 else None
+            if isinstance(ev, ChildUp) and args.version == 1:
+                done = ev.ike_name
+            if done is not None:
                 established += 1
-                latencies.append(now - began.get(ev.name, now))
-                engine.terminate(ev.name, now)
+                latencies.append(now - began.get(done, now))
+                engine.terminate(done, now)
             elif isinstance(ev, IkeSaDown):
                 if ev.reason != "terminated by command":
                     failed += 1
@@ -128,7 +141,7 @@ def main() -> None:
     while True:
         now = time.monotonic()
         flush(now)
-        if now >= t_end and not engine.sas:
+        if now >= t_end and not engine.sas and not engine.v1.sas:
             break
         if now >= t_end + 5:
             break
