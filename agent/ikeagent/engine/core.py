@@ -249,12 +249,24 @@ class Engine(TaskManager, Lifecycle, Timers):
         ]
         if active:
             sa = max(active, key=lambda s: s.uid)
+            # children on their way already (IKE_AUTH or CREATE_CHILD_SA in flight or queued,
+            # or waiting for the IKE SA) are not asked for twice: a reload that starts the
+            # connection and an ``up`` right after it must give one Child SA, not two
+            busy = {c.name for c in sa.pending_children}
+            for task in (sa.outstanding.task if sa.outstanding else None, *sa.queue):
+                cfg = getattr(task, "child", None) or (
+                    task.cfg
+                    if isinstance(task, CreateChildTask) and task.rekey_of is None
+                    else None
+                )
+                if cfg is not None:
+                    busy.add(cfg.name)
             if sa.state is IkeState.CONNECTING:
-                sa.pending_children.extend(c for c in cfgs if c not in sa.pending_children)
+                sa.pending_children.extend(c for c in cfgs if c.name not in busy)
                 return
             live = {c.config.name for c in sa.children if c.state is not ChildState.DESTROYED}
             for cfg in cfgs:
-                if cfg.name not in live:
+                if cfg.name not in live and cfg.name not in busy:
                     self.queue_task(sa, CreateChildTask(cfg), now)
             return
         remote_ip = conn.remote_addrs[0]

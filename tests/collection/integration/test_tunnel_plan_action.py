@@ -200,7 +200,8 @@ BAD: list[tuple[str, dict[str, Any], bool, list[str]]] = [
         _bad({"site1": {"ikelab_tunnels": [{"peer": "site7"}, {"peer": "site2", "colour": "red"}]}}), True,
         [
             "host site1, tunnel site1--site2, field ikelab_tunnels[1].colour: unknown key (expected "
-            "one of: peer, name, ike_proposals, esp_proposals, options)",
+            "one of: peer, name, ike_proposals, esp_proposals, version, aggressive, "
+            "allow_aggressive_psk, options)",
             "host site1, tunnel site1--site7, field ikelab_tunnels[0].peer: host site7 is not in the inventory",
         ],
     ),

@@ -539,3 +539,18 @@ def test_responder_matches_remote_addrs_forms(allowed: list[str], ok: bool) -> N
     p = Pair(site_config("a"), b)
     p.start()
     assert bool(p.b.up()) is ok
+
+
+@pytest.mark.parametrize("delivered", [0, 1, 2, 3])
+def test_up_while_the_child_is_on_its_way_gives_one_child(delivered: int) -> None:
+    """A reload starts the connection and an ``up`` follows before the Child SA exists (while
+    IKE_SA_INIT, IKE_AUTH or its answer is in flight): still one Child SA, not two."""
+    p = Pair(site_config("a"), site_config("b", start=False))
+    p.a.engine.start(p.now)
+    for _ in range(delivered):
+        p.step()
+    p.a.engine.initiate("to-b", p.now)
+    p.run()
+    assert assert_matching_children(p.a, p.b) == 1
+    [sa] = p.a.engine.list_sas()
+    assert [c.state for c in sa.children] == ["INSTALLED"]
