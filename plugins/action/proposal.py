@@ -16,8 +16,9 @@ from ansible_collections.ikelab.ipsec.plugins.plugin_utils import proposals
 _PROPOSALS = {"type": "raw"}
 
 ARGUMENT_SPEC: dict[str, Any] = {
-    "ike": {**_PROPOSALS, "default": "modern"},
-    "esp": {**_PROPOSALS, "default": "modern"},
+    "ike": dict(_PROPOSALS),
+    "esp": dict(_PROPOSALS),
+    "version": {"type": "int", "choices": [1, 2], "default": 2},
     "allow_weak": {"type": "bool", "default": False},
     "peer": {
         "type": "dict",
@@ -54,6 +55,7 @@ class ActionModule(ActionBase):
                 esp=_plain(args["esp"]),
                 allow_weak=bool(args["allow_weak"]),
                 peer=peer,
+                version=int(args["version"]),
             )
         except ValueError as e:
             result.update(failed=True, changed=False, msg=str(e))

@@ -37,8 +37,8 @@ options:
       - Within a proposal, several algorithms of one type are alternatives in preference order;
         without C(prfX), an integrity keyword implies the PRF of the same hash; a DH group is
         required.
+      - Unset, V(modern), or V(compat) when O(version=1).
     type: raw
-    default: modern
   esp:
     description:
       - ESP (Child SA) proposals, in the same forms as O(ike). A DH group in an ESP proposal
@@ -48,8 +48,17 @@ options:
         (with PFS).
       - V(compat) is C(aes256-sha256), C(aes128-sha256) (without PFS, the usual default of
         older peers).
+      - Unset, V(modern), or V(compat) when O(version=1).
     type: raw
-    default: modern
+  version:
+    description:
+      - The IKE version the proposals are for. With V(1) (IKEv1, RFC 2409) proposals IKEv1
+        cannot express are refused with the reason, as the agent refuses them (no AEAD cipher
+        or ChaCha20 in the IKE SA, no ChaCha20 in ESP, a hash and a DH group in every IKE
+        proposal), and unset proposals are the V(compat) profile.
+    type: int
+    choices: [1, 2]
+    default: 2
   allow_weak:
     description:
       - Accept weak algorithms that the agent implements (SHA-1 integrity and PRF).
@@ -61,10 +70,10 @@ options:
     type: dict
     suboptions:
       ike:
-        description: The peer's IKE proposals, in the forms of O(ike); V(modern) when omitted.
+        description: The peer's IKE proposals, in the forms of O(ike); as O(ike) when omitted.
         type: raw
       esp:
-        description: The peer's ESP proposals, in the forms of O(esp); V(modern) when omitted.
+        description: The peer's ESP proposals, in the forms of O(esp); as O(esp) when omitted.
         type: raw
 attributes:
   check_mode:
@@ -114,6 +123,12 @@ EXAMPLES = r"""
     ike: aes256-sha1-modp2048
     esp: aes256-sha1
     allow_weak: true
+
+- name: An IKEv1 peer (a firewall that speaks only IKEv1); unset proposals are compat
+  ikelab.ipsec.proposal:
+    version: 1
+    peer:
+      ike: aes128-sha256-modp2048
 """
 
 RETURN = r"""

@@ -34,7 +34,6 @@ from ikeagent.config.schema import parse_config  # noqa: E402
 from ikeagent.config.values import Version  # noqa: E402
 from ikeagent.crypto import negotiation, suites  # noqa: E402
 from ikeagent.crypto.suites import Kind, Proposal, TransformType  # noqa: E402
-from ikeagent.crypto.v1 import attributes as v1_attributes  # noqa: E402
 
 UNDERLAY = "ikelab_underlay_address"
 SUBNETS = "ikelab_protected_subnets"
@@ -44,7 +43,7 @@ TUNNEL_OPTIONS = "ikelab_tunnel_options"
 # the profile of an end whose proposals no setting names; on an IKEv1 tunnel the other one
 # (IKEv1 has no AEAD for the IKE SA and no ChaCha20 in ESP, and modern is AEAD only)
 DEFAULT_PROFILE = "modern"
-IKEV1_PROFILE = "compat"
+IKEV1_PROFILE = resolver.IKEV1_PROFILE
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -201,28 +200,6 @@ def ike_version(value: Any) -> int | None:
         return None
 
 
-_IKEV1_TRANSFORMS: dict[Kind, Callable[[Proposal], object]] = {
-    Kind.IKE: lambda p: v1_attributes.ike_transforms(
-        p, v1_attributes.AuthMethod.PRE_SHARED_KEY, None
-    ),
-    Kind.ESP: lambda p: v1_attributes.esp_transforms(
-        p, v1_attributes.EncapsulationMode.TUNNEL, None
-    ),
-}
-
-
-def ikev1_unusable(proposals: Sequence[Proposal], kind: Kind) -> dict[str, list[str]]:
-    """Reason -> the proposals IKEv1 cannot express for it (the agent's own mapping: no AEAD in
-    Phase 1, a hash and a DH group in every Phase 1 proposal, no ChaCha20 in ESP)."""
-    reasons: dict[str, list[str]] = {}
-    for p in proposals:
-        try:
-            _IKEV1_TRANSFORMS[kind](p)
-        except ValueError as e:
-            reasons.setdefault(str(e), []).append(suites.format_proposal(p))
-    return reasons
-
-
 def for_version(
     host: str, tid: str, ps: ProposalSet, kind: Kind, version: int | None, out: Collector
 ) -> ProposalSet | None:
@@ -232,7 +209,7 @@ def for_version(
         return ps
     if ps.builtin:
         return builtin_proposals(kind, 1)
-    reasons = ikev1_unusable(ps.proposals, kind)
+    reasons = resolver.ikev1_unusable(ps.proposals, kind)
     if not reasons:
         return ps
     shown = ", ".join(f"{', '.join(kws)} ({why})" for why, kws in reasons.items())

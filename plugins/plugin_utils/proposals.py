@@ -30,6 +30,12 @@ ensure_importable()
 
 from ikeagent.crypto import negotiation, suites  # noqa: E402
 from ikeagent.crypto.suites import Kind, Proposal, ProposalError, TransformType  # noqa: E402
+from ikeagent.crypto.v1 import attributes as v1_attributes  # noqa: E402
+
+# the profile IKEv1 gets when nothing names its proposals: modern is AEAD only, which IKEv1
+# cannot use for the IKE SA
+IKEV1_PROFILE = "compat"
+DEFAULT_PROFILE = "modern"
 
 # Profiles. The responder's order decides (see negotiation), so the strongest comes first.
 #
@@ -235,16 +241,62 @@ def negotiated(
     raise ProposalError(f"no common {name} proposal when this side is the {role}: {offers}")
 
 
+_IKEV1_TRANSFORMS = {
+    Kind.IKE: lambda p: v1_attributes.ike_transforms(
+        p, v1_attributes.AuthMethod.PRE_SHARED_KEY, None
+    ),
+    Kind.ESP: lambda p: v1_attributes.esp_transforms(
+        p, v1_attributes.EncapsulationMode.TUNNEL, None
+    ),
+}
+
+
+def ikev1_unusable(proposals: Sequence[Proposal], kind: Kind) -> dict[str, list[str]]:
+    """Reason -> the proposals IKEv1 cannot express for it (the agent's own mapping: no AEAD in
+    Phase 1, a hash and a DH group in every Phase 1 proposal, no ChaCha20 in ESP)."""
+    reasons: dict[str, list[str]] = {}
+    for p in proposals:
+        try:
+            _IKEV1_TRANSFORMS[kind](p)
+        except ValueError as e:
+            reasons.setdefault(str(e), []).append(suites.format_proposal(p))
+    return reasons
+
+
+def _for_version(
+    value: Any, kind: Kind, allow_weak: bool, version: int, who: str
+) -> tuple[Proposal, ...]:
+    if value is None:
+        value = IKEV1_PROFILE if version == 1 else DEFAULT_PROFILE
+    try:
+        resolved = resolve(value, kind, allow_weak)
+    except ProposalError as e:
+        raise ProposalError(f"{who}{e}") from None
+    if version == 1:
+        reasons = ikev1_unusable(resolved, kind)
+        if reasons:
+            shown = "; ".join(f"{', '.join(kws)} ({why})" for why, kws in reasons.items())
+            raise ProposalError(
+                f"{who}{kind.value}: cannot be used with IKEv1: {shown}; the {IKEV1_PROFILE} "
+                "profile suits IKEv1"
+            )
+    return resolved
+
+
 def plan(
-    ike: Any = "modern",
-    esp: Any = "modern",
+    ike: Any = None,
+    esp: Any = None,
     allow_weak: bool = False,
     peer: Mapping[str, Any] | None = None,
+    version: int = 2,
 ) -> dict[str, Any]:
-    """The proposal module's result (without ``changed``). Raises ``ValueError``."""
+    """The proposal module's result (without ``changed``). Raises ``ValueError``. Unset
+    proposals are the ``modern`` profile, or ``compat`` with ``version`` 1."""
+    if version not in (1, 2):
+        raise ValueError(f"version: {version!r} is not an IKE version (1 or 2)")
     ours = {
-        Kind.IKE: resolve(ike, Kind.IKE, allow_weak),
-        Kind.ESP: resolve(esp, Kind.ESP, allow_weak),
+        Kind.IKE: _for_version(ike, Kind.IKE, allow_weak, version, ""),
+        Kind.ESP: _for_version(esp, Kind.ESP, allow_weak, version, ""),
     }
     result: dict[str, Any] = {
         "ike": keywords(ours[Kind.IKE]),
@@ -255,12 +307,10 @@ def plan(
         unknown = sorted(set(peer) - {"ike", "esp"})
         if unknown:
             raise ValueError(f"peer: unknown key(s) {', '.join(unknown)} (expected ike, esp)")
-        theirs = {}
-        for k in (Kind.IKE, Kind.ESP):
-            try:
-                theirs[k] = resolve(peer.get(k.value) or "modern", k, allow_weak)
-            except ProposalError as e:
-                raise ProposalError(f"peer: {e}")
+        theirs = {
+            k: _for_version(peer.get(k.value) or None, k, allow_weak, version, "peer: ")
+            for k in (Kind.IKE, Kind.ESP)
+        }
         result["negotiated"] = {
             k.value: negotiated(ours[k], theirs[k], k) for k in (Kind.IKE, Kind.ESP)
         }

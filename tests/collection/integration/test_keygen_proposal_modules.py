@@ -313,7 +313,7 @@ def test_proposal_works_in_check_mode_and_reports_errors(tmp_path: Path) -> None
             "ikelab.ipsec.keygen",
             {"type", "path", "size", "key_type", "bits", "force", "owner", "group"},
         ),
-        ("ikelab.ipsec.proposal", {"ike", "esp", "allow_weak", "peer"}),
+        ("ikelab.ipsec.proposal", {"ike", "esp", "allow_weak", "peer", "version"}),
     ],
 )
 def test_ansible_doc_renders(tmp_path: Path, module: str, options: set[str]) -> None:

@@ -14,11 +14,12 @@ from test_tunnel_config import PSK
 
 from ansible_collections.ikelab.ipsec.plugins.filter.tunnels import tunnel_set_entries
 from ansible_collections.ikelab.ipsec.plugins.module_utils import tunnel_config as tc
-from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_checks import (
-    Kind,
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_checks import Kind
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.proposals import (
+    PROFILES,
     ikev1_unusable,
+    resolve,
 )
-from ansible_collections.ikelab.ipsec.plugins.plugin_utils.proposals import PROFILES, resolve
 from ikeagent.config.schema import ConfigError, parse_config
 from ikeagent.crypto.suites import format_proposal
 

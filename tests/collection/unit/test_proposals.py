@@ -388,3 +388,36 @@ def test_bundled_agent_is_used_when_none_is_installed() -> None:
     ).stdout.splitlines()
     assert Path(out[0]).resolve().is_relative_to(agent_import.AGENT_SOURCE.resolve())
     assert out[1] == "aes256-sha256,aes128-sha256"
+
+
+def test_ikev1_defaults_to_compat_and_negotiates_with_an_ikev1_peer() -> None:
+    out = proposals.plan(version=1, peer={"ike": "aes128-sha256-modp2048"})
+    assert out["ike"] == list(proposals.PROFILES["compat"][Kind.IKE])
+    assert out["negotiated"]["ike"] == {
+        "as_initiator": "aes128-sha256-modp2048",
+        "as_responder": "aes128-sha256-modp2048",
+    }
+    # IKEv2 keeps the modern default
+    assert proposals.plan()["ike"] == list(proposals.PROFILES["modern"][Kind.IKE])
+
+
+@pytest.mark.parametrize(
+    "args,field,reason",
+    [
+        ({"ike": "modern"}, "ike", "AEAD"),
+        ({"esp": "chacha20poly1305"}, "esp", "chacha20poly1305"),
+        ({"peer": {"ike": "aes256gcm16-prfsha256-x25519"}}, "peer: ike", "AEAD"),
+    ],
+)
+def test_ikev1_refuses_what_ikev1_cannot_express(args: dict, field: str, reason: str) -> None:
+    with pytest.raises(ValueError) as err:
+        proposals.plan(version=1, **args)
+    text = str(err.value)
+    assert text.startswith(f"{field}: cannot be used with IKEv1") and reason in text, text
+    if "peer" not in args:
+        proposals.plan(version=2, **args)  # the same is fine for IKEv2
+
+
+def test_version_other_than_1_or_2_is_refused() -> None:
+    with pytest.raises(ValueError, match="version"):
+        proposals.plan(version=3)
