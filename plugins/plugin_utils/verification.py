@@ -26,6 +26,17 @@ def _algorithms(entry: Mapping[str, Any], keys: Sequence[str]) -> str:
     return "/".join(str(entry[k]) for k in keys if entry.get(k))
 
 
+def _ike_cell(sa: Mapping[str, Any] | None) -> str:
+    """``IKEv2 AES_GCM_16_256/PRF_HMAC_SHA2_384/CURVE_25519``; IKEv1 with its Phase 1 mode."""
+    if not sa:
+        return "-"
+    algs = _algorithms(sa, ("encryption", "integrity", "prf", "dh")) or "-"
+    version = f"IKEv{sa.get('version', 2)}"
+    if sa.get("mode"):
+        version += f"-{sa['mode']}"
+    return f"{version} {algs}"
+
+
 def _flow_cell(result: Mapping[str, Any] | None) -> tuple[str, str | None]:
     """A short proof (``ok 3/3``) or the reason it failed."""
     if result is None:
@@ -73,7 +84,7 @@ def verify(
             problems.append(f"{b} -> {a}: {why_ba}")
         row = {
             "tunnel": tid,
-            "ike": _algorithms(sa_a or {}, ("encryption", "integrity", "prf", "dh")) or "-",
+            "ike": _ike_cell(sa_a),
             "esp": _algorithms(child, ("encryption", "integrity", "dh")) or "-",
             "spis": f"{child['spi_in']}/{child['spi_out']}" if child.get("spi_in") else "-",
             "a->b": cell_ab,
