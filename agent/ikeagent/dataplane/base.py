@@ -171,6 +171,10 @@ class Dataplane(Protocol):
     def install_child(self, sa: ChildSa) -> None:
         """Install both SAs of ``sa`` and (on the first pair of a reqid) its policy and routes."""
 
+    def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
+        """Send the reqid's traffic on this pair from now on (installed with
+        ``outbound_active`` False); its other pairs keep receiving until deleted."""
+
     def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
         """Delete one SA pair; the policy of the reqid stays while other pairs remain."""
 

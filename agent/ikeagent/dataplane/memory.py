@@ -7,6 +7,7 @@ data planes, and is recorded in ``log`` so a test can still see it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -58,6 +59,16 @@ class MemoryDataplane:
         self.pairs.setdefault(sa.reqid, []).append(sa)
         self.policies.setdefault(sa.reqid, sa)
         self.counter_table[(sa.reqid, sa.inbound.spi, sa.outbound.spi)] = SaCounters()
+
+    def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
+        self.log.append(("activate", reqid, spi_in, spi_out))
+        pairs = self.pairs.get(reqid, [])
+        pairs[:] = [
+            dataclasses.replace(p, outbound_active=True)
+            if (p.inbound.spi, p.outbound.spi) == (spi_in, spi_out)
+            else p
+            for p in pairs
+        ]
 
     def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
         self.log.append(("delete", reqid, spi_in, spi_out))

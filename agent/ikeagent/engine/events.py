@@ -51,6 +51,16 @@ class DeleteChild:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivateOutbound:
+    """Send the reqid's traffic on this pair from now on (it was installed with
+    ``outbound_active`` False and the peer has not used it yet)."""
+
+    reqid: int
+    spi_in: int
+    spi_out: int
+
+
+@dataclass(frozen=True, slots=True)
 class RemovePolicy:
     reqid: int
 
@@ -83,7 +93,16 @@ class ChildDown:
     reason: str
 
 
-Event = InstallChild | DeleteChild | RemovePolicy | IkeSaUp | IkeSaDown | ChildUp | ChildDown
+Event = (
+    InstallChild
+    | DeleteChild
+    | ActivateOutbound
+    | RemovePolicy
+    | IkeSaUp
+    | IkeSaDown
+    | ChildUp
+    | ChildDown
+)
 
 
 @dataclass(slots=True)

@@ -492,6 +492,10 @@ class Agent(Waiting):
         log.info("deleting SA pair reqid %d in %08x out %08x", e.reqid, e.spi_in, e.spi_out)
         self.dp("delete_child_sas", e.reqid, e.spi_in, e.spi_out)
 
+    def _activate_outbound(self, e: ev.ActivateOutbound) -> None:
+        log.info("sending on SA pair reqid %d in %08x out %08x", e.reqid, e.spi_in, e.spi_out)
+        self.dp("activate_outbound", e.reqid, e.spi_in, e.spi_out)
+
     def _remove_policy(self, e: ev.RemovePolicy) -> None:
         log.info("removing policy reqid %d", e.reqid)
         self.dp("remove_policy", e.reqid)
@@ -526,6 +530,7 @@ def _describe(e: ev.Event) -> str:
 _EVENT_HANDLERS: dict[type, Callable[[Agent, Any], None]] = {
     ev.InstallChild: Agent._install_child,
     ev.DeleteChild: Agent._delete_child,
+    ev.ActivateOutbound: Agent._activate_outbound,
     ev.RemovePolicy: Agent._remove_policy,
     ev.IkeSaUp: Agent._log_status,
     ev.IkeSaDown: Agent._log_status,

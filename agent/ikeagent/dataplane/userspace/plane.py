@@ -208,6 +208,10 @@ class UserspaceDataplane:
             self._link.add_routes(sa.reqid, policy.first)
         log.info("installed %r", sa)
 
+    def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
+        if not self._sad.activate(reqid, spi_in, spi_out):
+            log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
+
     def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
         if self._sad.delete(reqid, spi_in, spi_out) is None:
             log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)

@@ -211,6 +211,18 @@ class Sad:
         self.inbound = {**self.inbound, inbound.spi: inbound}
         return policy, new
 
+    def activate(self, reqid: int, spi_in: int, spi_out: int) -> bool:
+        """Make this pair the one the reqid sends on (as its first inbound packet would)."""
+        policy = self.policies.get(reqid)
+        if policy is None:
+            return False
+        for pair in policy.pairs:
+            if (pair.inbound.spi, pair.outbound.spi) == (spi_in, spi_out):
+                policy.out = pair.outbound
+                pair.inbound.activates = None
+                return True
+        return False
+
     def delete(self, reqid: int, spi_in: int, spi_out: int) -> SaPair | None:
         policy = self.policies.get(reqid)
         if policy is None:

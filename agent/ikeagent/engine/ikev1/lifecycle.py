@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp, RemovePolicy
+from ikeagent.engine.events import (
+    ActivateOutbound,
+    ChildDown,
+    DeleteChild,
+    IkeSaDown,
+    IkeSaUp,
+    RemovePolicy,
+)
 from ikeagent.engine.ikev1 import informational, quick_mode
 from ikeagent.engine.ikev1.phase1_keys import describe
 from ikeagent.engine.ikev1.sa import AGGRESSIVE, V1Child, V1Sa
@@ -15,6 +22,7 @@ if TYPE_CHECKING:
     from ikeagent.engine.ikev1.engine import V1Engine
 
 REKEYED_GRACE = 30.0  # seconds we wait for the peer to delete an SA it replaced
+INBOUND_LINGER = 1.0  # a retired pair still receives this long after our Delete
 
 
 class Lifecycle:
@@ -185,6 +193,27 @@ class Lifecycle:
             child.spi_out,
             reason,
         )
+
+    def retire_child(self: V1Engine, sa: V1Sa, old: V1Child, now: float) -> None:
+        """A replaced pair goes in three steps, so that no packet in flight is lost: we send
+        on its replacement (a peer that keeps sending on the old pair until told, as charon's
+        libipsec does, has not shown us that it has the new one), then tell the peer, and keep
+        the old inbound SA a moment longer for what the peer sent before it heard."""
+        new = max(
+            (
+                c
+                for c in sa.children
+                if c is not old and c.lineage == old.lineage and c.state is ChildState.INSTALLED
+            ),
+            key=lambda c: c.installed_at,
+            default=None,
+        )
+        if new is not None:
+            self.core.emit(ActivateOutbound(new.reqid, new.spi_in, new.spi_out))
+        if sa.keys is not None:
+            informational.send_delete_esp(self, sa, [old.spi_in])
+        old.set_state(ChildState.DELETING)
+        old.delete_at = now + INBOUND_LINGER
 
     def delete_child(self: V1Engine, sa: V1Sa, child: V1Child, reason: str, now: float) -> None:
         """Tell the peer (IKEv1 Delete with our inbound SPI) and remove the pair."""

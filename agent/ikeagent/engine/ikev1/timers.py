@@ -130,7 +130,9 @@ class Timers:
             elif c.delete_at is not None and c.delete_at <= now:
                 c.delete_at = None
                 if c.state is ChildState.REKEYED:
-                    self.delete_child(sa, c, "rekeyed", now)
+                    self.retire_child(sa, c, now)
+                elif c.state is ChildState.DELETING:
+                    self.remove_child(sa, c, "rekeyed", now)
             elif c.rekey_at is not None and c.rekey_at <= now and c.state is ChildState.INSTALLED:
                 c.rekey_at = None
                 if sa.state is IkeState.ESTABLISHED and sa.replaced_by is None:

@@ -12,6 +12,7 @@ from ikeagent.config.schema import parse_config
 from ikeagent.dataplane.memory import MemoryDataplane
 from ikeagent.engine.core import Engine
 from ikeagent.engine.events import (
+    ActivateOutbound,
     ChildDown,
     ChildUp,
     DeleteChild,
@@ -134,6 +135,8 @@ class Pair:
             s.events.append(ev)
             if isinstance(ev, InstallChild):
                 s.dp.install_child(ev.sa)
+            elif isinstance(ev, ActivateOutbound):
+                s.dp.activate_outbound(ev.reqid, ev.spi_in, ev.spi_out)
             elif isinstance(ev, DeleteChild):
                 s.dp.delete_child_sas(ev.reqid, ev.spi_in, ev.spi_out)
             elif isinstance(ev, RemovePolicy):

@@ -685,3 +685,26 @@ def test_both_sides_use_the_shorter_phase2_lifetime(shorter: str) -> None:
         assert child.expire_at is not None
         assert child.expire_at - child.installed_at == pytest.approx(3600), side.name
         assert child.rekey_at is not None and child.rekey_at < child.expire_at
+
+
+def test_a_replaced_pair_is_retired_without_a_gap() -> None:
+    """The rekeying side first sends on the new pair, then sends its Delete, and keeps the old
+    inbound SA a moment for what the peer sent before the Delete reached it."""
+    p = v1_pair()
+    established(p)
+    [old] = p.a.pairs()
+    p.a.engine.rekey("to-b", p.now, ike=False)
+    p.run()
+    new = next(sa for sa in p.a.pairs() if sa is not old)
+    # a peer that keeps using the old pair until told does not switch us over
+    assert not new.outbound_active
+    deletes = p.a.engine.stats().get("ikev1_deletes_sent", 0)
+    p.advance(2.1)
+    new = next(sa for sa in p.a.pairs() if sa.inbound.spi == new.inbound.spi)
+    assert new.outbound_active  # sending on the new pair...
+    assert p.a.engine.stats().get("ikev1_deletes_sent", 0) == deletes + 1  # ...then told the peer
+    assert old.inbound.spi in spis_in(p.a)  # ...and the old inbound SA still receives
+    assert old.outbound.spi not in spis_in(p.b)  # the peer removed it on our Delete
+    p.advance(1.5)
+    assert spis_in(p.a) == {new.inbound.spi}
+    assert assert_matching_children(p.a, p.b) == 1
