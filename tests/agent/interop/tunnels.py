@@ -94,11 +94,18 @@ class BackgroundPing:
         )
 
     def stop(self) -> tuple[int, int, str]:
+        """(sent, received, output). ping keeps sending until it is interrupted, so its very
+        last echo request may have left just before the interrupt, with no time for its reply:
+        that one does not count as sent unless its reply made it."""
         import signal
 
-        time.sleep(1.2)  # let the last echo come back before we stop
+        time.sleep(1.2)
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=10)
         m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         assert m, out
-        return int(m.group(1)), int(m.group(2)), out
+        sent = int(m.group(1))
+        replied = {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=", out)}
+        if sent and sent not in replied:
+            sent -= 1
+        return sent, len({n for n in replied if n <= sent}), out

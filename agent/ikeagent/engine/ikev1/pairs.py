@@ -9,7 +9,7 @@ from ikeagent.crypto import suites
 from ikeagent.crypto.v1 import attributes as at
 from ikeagent.crypto.v1 import keymat
 from ikeagent.dataplane.base import ChildSa, SaKeys
-from ikeagent.engine.events import ChildUp, InstallChild
+from ikeagent.engine.events import ActivateOutbound, ChildUp, InstallChild
 from ikeagent.engine.ikev1.proposals import describe_esp
 from ikeagent.engine.ikev1.sa import V1Child, V1Sa
 from ikeagent.engine.ikev2.children import volume_lifetime
@@ -150,4 +150,8 @@ def established(
             # make-before-break: the old pair lingers for packets in flight, then we delete it
             old.delete_at = now + 2.0
         else:
+            # HASH(3) says the initiator has installed the new pair (it does so before sending
+            # it): send on it at once, since it may delete the old pair right away (charon
+            # does with delete_rekeyed); the old pair still receives until its Delete
+            eng.core.emit(ActivateOutbound(child.reqid, child.spi_in, child.spi_out))
             old.delete_at = now + 30.0  # the initiator deletes it; if it never does, we do
