@@ -462,3 +462,27 @@ class TunnelBackend:
         if self.psk is not None:
             out["psk_fingerprint"] = psk_fingerprint(self.psk)
         return out
+
+
+def run_module(module: Any, backend_class: Callable[..., Any]) -> None:
+    """A module run over a tunnel backend (``TunnelBackend``, ``TunnelSetBackend``): change what
+    needs it, fail with the message of a bad spec or an agent error, report warnings and, with
+    --diff, the diff (fingerprints only)."""
+    p = module.params
+    try:
+        backend = backend_class(
+            p,
+            AgentClient(p["socket"]),
+            AgentValidator(p["agent_venv"]),
+            check_mode=module.check_mode,
+        )
+        if backend.needs_change():
+            backend.apply()
+    except (SpecError, TunnelError) as e:
+        module.fail_json(msg=str(e))
+    result = backend.dump()
+    for warning in backend.warnings:
+        module.warn(warning)
+    if module._diff:
+        result["diff"] = backend.diff()
+    module.exit_json(**result)

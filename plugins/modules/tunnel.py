@@ -302,15 +302,12 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (  # noqa: E402
     DEFAULT_SOCKET,
-    AgentClient,
 )
 from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_backend import (  # noqa: E402
     STATES,
-    AgentValidator,
     TunnelBackend,
-    TunnelError,
+    run_module,
 )
-from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import SpecError  # noqa: E402
 
 
 def main() -> None:
@@ -349,24 +346,7 @@ def main() -> None:
         ],
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        backend = TunnelBackend(
-            p,
-            AgentClient(p["socket"]),
-            AgentValidator(p["agent_venv"]),
-            check_mode=module.check_mode,
-        )
-        if backend.needs_change():
-            backend.apply()
-    except (SpecError, TunnelError) as e:
-        module.fail_json(msg=str(e))
-    result = backend.dump()
-    for warning in backend.warnings:
-        module.warn(warning)
-    if module._diff:
-        result["diff"] = backend.diff()
-    module.exit_json(**result)
+    run_module(module, TunnelBackend)
 
 
 if __name__ == "__main__":

@@ -138,13 +138,10 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (  # noqa: E402
     DEFAULT_SOCKET,
-    AgentClient,
 )
 from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_backend import (  # noqa: E402
-    AgentValidator,
-    TunnelError,
+    run_module,
 )
-from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import SpecError  # noqa: E402
 from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_set import (  # noqa: E402
     SET_STATES,
     TunnelSetBackend,
@@ -169,23 +166,7 @@ def main() -> None:
     for entry in p["tunnels"] or []:
         if isinstance(entry, dict) and entry.get("psk"):
             module.no_log_values.add(str(entry["psk"]))
-    try:
-        backend = TunnelSetBackend(
-            p,
-            AgentClient(p["socket"]),
-            AgentValidator(p["agent_venv"]),
-            check_mode=module.check_mode,
-        )
-        if backend.needs_change():
-            backend.apply()
-    except (SpecError, TunnelError) as e:
-        module.fail_json(msg=str(e))
-    result = backend.dump()
-    for warning in backend.warnings:
-        module.warn(warning)
-    if module._diff:
-        result["diff"] = backend.diff()
-    module.exit_json(**result)
+    run_module(module, TunnelSetBackend)
 
 
 if __name__ == "__main__":

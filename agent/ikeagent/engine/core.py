@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
 
 from ikeagent.config.model import AgentConfig, ConnectionConfig, StartAction
 from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
+from ikeagent.engine.addresses import addr_ok, is_ip
+from ikeagent.engine.deadlines import Deadlines
 from ikeagent.engine.entropy import RandomSource
 from ikeagent.engine.events import Datagram, Event
 from ikeagent.engine.ikev1.engine import V1Engine
@@ -62,8 +63,8 @@ class Engine(TaskManager, Lifecycle, Timers):
         self._lineage = 0
         self._spis_in: set[int] = set()
         self._ike_spis: set[int] = set()
-        self._heap: list[tuple[float, int, int]] = []
         self._by_uid: dict[int, IkeSa] = {}
+        self._deadlines: Deadlines[IkeSa] = Deadlines(self._by_uid.get)
         self._after: list[Callable[[], None]] = []
         self._path: tuple[Endpoint, Endpoint] | None = None
         self.v1 = V1Engine(self)
@@ -471,8 +472,8 @@ class Engine(TaskManager, Lifecycle, Timers):
             c
             for c in self.config.connections.values()
             if c.version == 2
-            and _addr_ok(c.local_addrs, local[0])
-            and _addr_ok(c.remote_addrs, remote[0])
+            and addr_ok(c.local_addrs, local[0])
+            and addr_ok(c.remote_addrs, remote[0])
         ]
 
     def cookies_required(self) -> bool:
@@ -515,39 +516,12 @@ def _check_addresses(name: str, conn: ConnectionConfig) -> None:
     remote_ip = conn.remote_addrs[0]
     local_ip = conn.local_addrs[0] if conn.local_addrs else ""
     for what, value in (("remote_addrs", remote_ip), ("local_addrs", local_ip)):
-        if value and ("/" in value or "-" in value) and not _is_ip(value):
+        if value and ("/" in value or "-" in value) and not is_ip(value):
             raise UnknownConnection(
                 f"{name}: {what} {value!r} is a subnet or range: it can only accept peers; "
                 "list an address or a host name first to initiate"
             )
-        if value and not _is_ip(value):
+        if value and not is_ip(value):
             raise UnknownConnection(
                 f"{name}: {what} {value!r}: host names are not resolved yet, give an IP address"
             )
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _addr_ok(allowed: tuple[str, ...], addr: str) -> bool:
-    if not allowed:
-        return True
-    for a in allowed:
-        if a in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0") or a == addr:
-            return True
-        try:
-            ip = ipaddress.ip_address(addr)
-            if "-" in a:  # a range, as swanctl writes it: 192.0.2.10-192.0.2.20
-                lo, hi = (ipaddress.ip_address(x.strip()) for x in a.split("-", 1))
-                if lo.version == ip.version and lo <= ip <= hi:
-                    return True
-            elif ip in ipaddress.ip_network(a, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False

@@ -7,7 +7,8 @@ from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
 from ikeagent.engine.ikev2.sa import IkeSa
 
 
-def _name(a: Algorithm | None) -> str | None:
+def display_name(a: Algorithm | None) -> str | None:
+    """An algorithm as strongSwan lists it (``AES_GCM_16_256``), else its keyword."""
     if a is None:
         return None
     try:
@@ -32,10 +33,10 @@ def snapshot(sa: IkeSa) -> IkeSaStatus:
         remote_id=str(sa.remote_id) if sa.remote_id else sa.remote[0],
         spi_i=sa.spi_i,
         spi_r=sa.spi_r,
-        encryption=_name(ch.encr) if ch else "",
-        integrity=_name(ch.integ) if ch else None,
-        prf=(_name(ch.prf) or "") if ch else "",
-        dh=(_name(ch.dh) or "") if ch else "",
+        encryption=display_name(ch.encr) if ch else "",
+        integrity=display_name(ch.integ) if ch else None,
+        prf=(display_name(ch.prf) or "") if ch else "",
+        dh=(display_name(ch.dh) or "") if ch else "",
         nat_local=sa.nat_local,
         nat_remote=sa.nat_remote,
         established_at=sa.established_at,
@@ -52,9 +53,9 @@ def snapshot(sa: IkeSa) -> IkeSaStatus:
                 encap=c.encap,
                 spi_in=c.spi_in,
                 spi_out=c.spi_out,
-                encryption=_name(c.chosen.encr) or "",
-                integrity=_name(c.chosen.integ),
-                dh=_name(c.chosen.dh),
+                encryption=display_name(c.chosen.encr) or "",
+                integrity=display_name(c.chosen.integ),
+                dh=display_name(c.chosen.dh),
                 esn=c.chosen.esn,
                 local_ts=[str(t) for t in c.local_ts],
                 remote_ts=[str(t) for t in c.remote_ts],

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ikeagent.config.model import ChildConfig, ConnectionConfig, StartAction
+from ikeagent.config.model import ChildConfig, ConnectionConfig
 from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
+from ikeagent.engine.addresses import UNBOUND, addr_ok
+from ikeagent.engine.deadlines import Deadlines
 from ikeagent.engine.ikev1 import informational, phase1, quick_mode
 from ikeagent.engine.ikev1.lifecycle import Lifecycle
 from ikeagent.engine.ikev1.natt import NATT_PORT
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 
 FORGET_EXCHANGE = 60.0  # how long a finished exchange is kept to answer retransmissions
 
-WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 PHASE1_EXCHANGES = (w1.ExchangeType.IDENTITY_PROTECTION, w1.ExchangeType.AGGRESSIVE)
 
 
@@ -37,7 +38,7 @@ class V1Engine(Lifecycle, Timers):
         self.sas: dict[int, V1Sa] = {}  # our cookie -> SA
         self.by_uid: dict[int, V1Sa] = {}
         self.half_open: dict[tuple[int, str], V1Sa] = {}  # (CKY-I, peer address) -> responder SA
-        self._heap: list[tuple[float, int]] = []
+        self._deadlines: Deadlines[V1Sa] = Deadlines(self.by_uid.get)
         self._msgids: set[tuple[int, int]] = set()
 
     # ---- shared with the core ------------------------------------------------------------------
@@ -54,7 +55,8 @@ class V1Engine(Lifecycle, Timers):
         return self.core.rng.randbytes(n)
 
     def count(self, what: str, n: int = 1) -> None:
-        self.core.count("ikev1_" + what if not what.startswith("ikev1_") else what, n)
+        """The shared counters, IKEv1's under an ``ikev1_`` prefix."""
+        self.core.count(f"ikev1_{what}", n)
 
     def send(self, sa: V1Sa, data: bytes) -> None:
         self.core.send_plain(data, sa.local, sa.remote)
@@ -84,15 +86,13 @@ class V1Engine(Lifecycle, Timers):
         return [s for s in self.sas.values() if s.conn is not None and s.conn.name == name]
 
     def candidates_for(self, local: Endpoint, remote: Endpoint) -> list[ConnectionConfig]:
-        from ikeagent.engine.core import _addr_ok
-
         return [
             c
             for c in self.config.connections.values()
             if c.version == 1
             # a socket bound to the wildcard (the NAT-T one) does not say where it arrived
-            and (local[0] in WILDCARDS or _addr_ok(c.local_addrs, local[0]))
-            and _addr_ok(c.remote_addrs, remote[0])
+            and (local[0] in UNBOUND or addr_ok(c.local_addrs, local[0]))
+            and addr_ok(c.remote_addrs, remote[0])
         ]
 
     # ---- commands -----------------------------------------------------------------------------
@@ -399,6 +399,3 @@ class V1Engine(Lifecycle, Timers):
 
     def list_sas(self) -> list:
         return [snapshot(sa) for sa in sorted(self.sas.values(), key=lambda s: s.uid)]
-
-    def start_action_children(self, conn: ConnectionConfig) -> list[ChildConfig]:
-        return [c for c in conn.children.values() if c.start_action is StartAction.START]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ikeagent.crypto.v1 import keymat
 from ikeagent.engine.ikev1.protect import ProtectionError, after_hash, build, open_message
-from ikeagent.engine.ikev1.sa import Exchange, V1Sa
+from ikeagent.engine.ikev1.sa import V1Sa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.wire import v1 as w1
 
@@ -32,12 +32,10 @@ def _send(eng: V1Engine, sa: V1Sa, payloads: list[w1.Payload]) -> None:
         return
     mid = eng.new_message_id(sa)
     remember(sa, mid)
-    ex = Exchange("info", mid, True)
     iv = keymat.phase2_iv(sa.hash_id, sa.p1_last_block, mid, sa.cipher.block_size)
     _, rest = w1.encode_payloads(payloads)
     h = keymat.qm_hash1(sa.hash_id, sa.keys.skeyid_a, mid, rest)
     data, _ = build(sa, INFO, mid, [w1.Hash(h), *payloads], iv=iv)
-    del ex
     eng.send(sa, data)
 
 

@@ -160,9 +160,6 @@ class Lifecycle:
         self.log.info("%s: ISAKMP SA deleted: %s", sa.peer_label(), reason)
         self.refresh(sa)
 
-    def install_child(self: V1Engine, sa: V1Sa, child: V1Child) -> None:
-        sa.children.append(child)
-
     def remove_child(self: V1Engine, sa: V1Sa, child: V1Child, reason: str, now: float) -> None:
         if child.state is ChildState.DESTROYED:
             return

@@ -60,11 +60,7 @@ def mm_i_4(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     except ValueError as exc:
         eng.fail_ike(sa, f"no local identity: {exc}", now)
         return
-    sa.psk = find_psk(eng, sa, conn.remote.id)
-    if sa.psk is None:
-        eng.fail_ike(
-            sa, f"no pre-shared key for '{sa.local_id}' - '{conn.remote.id or '%any'}'", now
-        )
+    if not find_psk(eng, sa, conn.remote.id, now):
         return
     derive(eng, sa, shared, now)
     natt.process_nat_d(sa, opened.payloads)
@@ -92,11 +88,7 @@ def mm_r_3(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
         return
     # Main Mode: the key must be known before the initiator's identity: the connection's ids
     sa.local_id = local_identity(conn, sa)
-    sa.psk = find_psk(eng, sa, conn.remote.id)
-    if sa.psk is None:
-        eng.fail_ike(
-            sa, f"no pre-shared key for '{sa.local_id}' - '{conn.remote.id or '%any'}'", now
-        )
+    if not find_psk(eng, sa, conn.remote.id, now):
         return
     derive(eng, sa, shared, now)
     natt.process_nat_d(sa, opened.payloads)

@@ -12,11 +12,11 @@ Main Mode                                 Aggressive Mode
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import AuthMethod
 from ikeagent.crypto.dh import KeyExchange
+from ikeagent.engine.addresses import UNBOUND, is_ip
 from ikeagent.engine.ikev1 import natt
 from ikeagent.engine.ikev1.phase1_keys import (
     AGGRESSIVE_WARNING,
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from ikeagent.engine.ikev1.engine import V1Engine
 from ikeagent.engine.ikev1 import aggressive_mode, main_mode
 
-WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 HALF_OPEN_TIMEOUT = 30.0  # a responder's Phase 1 that does not complete is dropped then
 ID_PROT = w1.ExchangeType.IDENTITY_PROTECTION
 AGGR = w1.ExchangeType.AGGRESSIVE
@@ -103,11 +102,7 @@ def start(eng: V1Engine, sa: V1Sa, now: float) -> None:
                 now,
             )
             return
-        sa.psk = find_psk(eng, sa, conn.remote.id)
-        if sa.psk is None:
-            eng.fail_ike(
-                sa, f"no pre-shared key for '{sa.local_id}' - '{conn.remote.id or '%any'}'", now
-            )
+        if not find_psk(eng, sa, conn.remote.id, now):
             return
         sa.ke = KeyExchange.generate(group, eng.core.rng)
         sa.gxi = sa.ke.public
@@ -222,7 +217,7 @@ def respond_first(
         _notify_plain(eng, header, local, remote, w1.NotifyType.NO_PROPOSAL_CHOSEN)
         return
     conn = choice.conn
-    if local[0] in WILDCARDS and conn.local_addrs and is_ip(conn.local_addrs[0]):
+    if local[0] in UNBOUND and conn.local_addrs and is_ip(conn.local_addrs[0]):
         local = (conn.local_addrs[0], local[1])
     sa = V1Sa(
         uid=eng.core.new_uid(),
@@ -236,7 +231,6 @@ def respond_first(
         created_at=now,
         last_recv=now,
     )
-    sa.candidates = tuple(candidates)
     sa.force_encap = eng.core.force_encap or conn.encap
     sa.half_open_until = now + HALF_OPEN_TIMEOUT
     sa.transform = choice.transform
@@ -260,9 +254,7 @@ def respond_first(
     id_span = span_of(spans, w1.PayloadType.ID)
     sa.idii_b = body(data[w1.HEADER_LEN :], id_span) if id_span else b""
     sa.local_id = local_identity(conn, sa)
-    sa.psk = find_psk(eng, sa, remote_id)
-    if sa.psk is None:
-        eng.fail_ike(sa, f"no pre-shared key for '{sa.local_id}' - '{remote_id}'", now)
+    if not find_psk(eng, sa, remote_id, now):
         return
     sa.ke = KeyExchange.generate(choice.transform.dh.id, eng.core.rng)
     sa.gxr = sa.ke.public
@@ -285,14 +277,6 @@ def respond_first(
     ex.step = 2
     eng.exchange_send(sa, ex, msg, now, wait=True)  # resend until the initiator's HASH_I
     eng.refresh(sa)
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _group_of_offer(sa_p: w1.SecurityAssociation) -> int | None:

@@ -93,11 +93,16 @@ def hash_r(sa: V1Sa, idir_b: bytes) -> bytes:
     return keymat.hash_r(sa.hash_id, sa.keys.skeyid, sa.gxr, sa.gxi, ck_r, ck_i, sa.sai_b, idir_b)
 
 
-def find_psk(eng: V1Engine, sa: V1Sa, remote_id: Identity | None) -> bytes | None:
+def find_psk(eng: V1Engine, sa: V1Sa, remote_id: Identity | None, now: float) -> bool:
+    """Set ``sa.psk`` to the key for our identity and ``remote_id`` (None: any); without one
+    the SA fails, naming both identities."""
     assert sa.conn is not None
-    if sa.conn.local.auth is not AuthMethod.PSK:
-        return None
-    return eng.config.find_psk(sa.local_id, remote_id)
+    if sa.conn.local.auth is AuthMethod.PSK:
+        sa.psk = eng.config.find_psk(sa.local_id, remote_id)
+    if sa.psk is None:
+        eng.fail_ike(sa, f"no pre-shared key for '{sa.local_id}' - '{remote_id or '%any'}'", now)
+        return False
+    return True
 
 
 def chosen_transform(eng: V1Engine, sa: V1Sa, payloads: list, now: float) -> bool:

@@ -94,11 +94,3 @@ def after_hash(opened: Opened) -> bytes:
     first_end = opened.spans[0][2]
     last_end = opened.spans[-1][2]
     return opened.plain[first_end:last_end]
-
-
-def first(payloads: Sequence[w1.Payload], cls: type) -> object | None:
-    return next((p for p in payloads if isinstance(p, cls)), None)
-
-
-def all_of(payloads: Sequence[w1.Payload], cls: type) -> list:
-    return [p for p in payloads if isinstance(p, cls)]

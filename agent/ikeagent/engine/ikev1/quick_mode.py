@@ -70,11 +70,6 @@ class QuickTask:
     pending: V1Child | None = None  # responder: the pair installed before HASH(3)
 
 
-def _first_ts(ts: tuple, what: str) -> TsRange:
-    ranges = from_config(ts)
-    return ranges[0]
-
-
 def start(
     eng: V1Engine, sa: V1Sa, cfg: ChildConfig, now: float, *, rekey_of: V1Child | None = None
 ) -> None:
@@ -100,10 +95,8 @@ def start(
     if rekey_of is not None:
         task.local_ts, task.remote_ts = rekey_of.local_ts, rekey_of.remote_ts
     else:
-        task.local_ts = _first_ts(cfg.local_ts, "local_ts") if cfg.local_ts else host(sa.local[0])
-        task.remote_ts = (
-            _first_ts(cfg.remote_ts, "remote_ts") if cfg.remote_ts else host(sa.remote[0])
-        )
+        task.local_ts = from_config(cfg.local_ts)[0] if cfg.local_ts else host(sa.local[0])
+        task.remote_ts = from_config(cfg.remote_ts)[0] if cfg.remote_ts else host(sa.remote[0])
         if len(cfg.local_ts) > 1 or len(cfg.remote_ts) > 1:
             eng.log.warning(
                 "%s: IKEv1 negotiates one subnet per side: CHILD_SA %s uses %s === %s only",

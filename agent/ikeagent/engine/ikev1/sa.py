@@ -25,8 +25,8 @@ class Exchange:
     """One exchange of an SA (Phase 1 has message ID 0): its IV chain and what to resend.
 
     IKEv1 has no request/response flag: the side that waits for a message resends its last one
-    when the timer passes, and a message that repeats the last one received is answered by
-    resending ours (RFC 2408 5.? / RFC 2409 5: retransmission is up to the implementation)."""
+    when the timer passes, and a repeat of the message our last one answered gets that answer
+    again (RFC 2409 leaves retransmission to the implementation)."""
 
     kind: str  # "main" | "aggressive" | "quick" | "info"
     message_id: int
@@ -93,7 +93,6 @@ class V1Sa:
     psk: bytes | None = field(default=None, repr=False)
     local_id: Identity | None = None
     remote_id: Identity | None = None
-    candidates: tuple[ConnectionConfig, ...] = ()
     natt: bool = False  # both sent the RFC 3947 vendor ID
     natt_draft: bool = False  # only a draft NAT-T vendor ID was seen
     dpd: bool = False  # the peer sent the DPD vendor ID
@@ -114,7 +113,6 @@ class V1Sa:
     dpd_at: float | None = None
     dpd_seq: int = 0
     dpd_waiting_since: float | None = None  # an R-U-THERE of ours is unanswered
-    peer_dpd_seq: int | None = None
     keepalive_at: float | None = None
     half_open_until: float | None = None
     delete_at: float | None = None  # REKEYED: delete it ourselves if the peer never does

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from ikeagent.crypto.suites import Algorithm, TransformType, algorithm_name, lookup
+from ikeagent.crypto.suites import Algorithm, lookup
 from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
 from ikeagent.engine.ikev1.sa import V1Sa
-
-
-def _name(a: Algorithm | None, t: TransformType | None = None) -> str | None:
-    if a is None:
-        return None
-    try:
-        return algorithm_name(t or a.type, a.id, a.key_bits)
-    except KeyError:
-        return a.keyword
+from ikeagent.engine.status import display_name
 
 
 def _integrity(prf: Algorithm) -> str | None:
     """IKEv1's HASH_ALGORITHM protects messages as HMAC too: name it as integrity the way
     strongSwan lists it (HMAC_SHA2_256_128 for SHA2_256)."""
     try:
-        return _name(lookup(prf.keyword.removeprefix("prf")))
+        return display_name(lookup(prf.keyword.removeprefix("prf")))
     except (KeyError, ValueError):
-        return _name(prf)
+        return display_name(prf)
 
 
 def snapshot(sa: V1Sa) -> IkeSaStatus:
@@ -41,11 +33,11 @@ def snapshot(sa: V1Sa) -> IkeSaStatus:
         remote_id=str(sa.remote_id) if sa.remote_id else sa.remote[0],
         spi_i=sa.spi_i,
         spi_r=sa.spi_r,
-        encryption=(_name(t.encr) or "") if t else "",
+        encryption=(display_name(t.encr) or "") if t else "",
         # IKEv1's HASH_ALGORITHM is both its integrity and (as HMAC) its PRF
         integrity=_integrity(t.hash) if t else None,
-        prf=(_name(t.hash, TransformType.PRF) or "") if t else "",
-        dh=(_name(t.dh) or "") if t else "",
+        prf=(display_name(t.hash) or "") if t else "",
+        dh=(display_name(t.dh) or "") if t else "",
         nat_local=sa.nat_local,
         nat_remote=sa.nat_remote,
         established_at=sa.established_at,
@@ -64,9 +56,9 @@ def snapshot(sa: V1Sa) -> IkeSaStatus:
                 encap=c.encap,
                 spi_in=c.spi_in,
                 spi_out=c.spi_out,
-                encryption=_name(e.encr) or "",
-                integrity=_name(e.integ),
-                dh=_name(e.dh),
+                encryption=display_name(e.encr) or "",
+                integrity=display_name(e.integ),
+                dh=display_name(e.dh),
                 esn=e.esn,
                 local_ts=[str(c.local_ts)],
                 remote_ts=[str(c.remote_ts)],

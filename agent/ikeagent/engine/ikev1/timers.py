@@ -3,7 +3,6 @@ passes (retransmissions, lifetimes and rekeys of both phases, DPD, NAT-T keepali
 
 from __future__ import annotations
 
-import heapq
 from typing import TYPE_CHECKING
 
 from ikeagent.engine.ikev1 import informational, quick_mode
@@ -45,33 +44,13 @@ class Timers:
         return min(times) if times else None
 
     def refresh(self: V1Engine, sa: V1Sa) -> None:
-        if sa.state is IkeState.DESTROYED:
-            sa.deadline = None
-            return
-        d = self._deadline(sa)
-        if d is not None and d != sa.deadline:
-            heapq.heappush(self._heap, (d, sa.uid))
-        sa.deadline = d
+        self._deadlines.set(sa, None if sa.state is IkeState.DESTROYED else self._deadline(sa))
 
     def get_timer(self: V1Engine) -> float | None:
-        while self._heap:
-            d, uid = self._heap[0]
-            sa = self.by_uid.get(uid)
-            if sa is None or sa.deadline != d:
-                heapq.heappop(self._heap)
-                continue
-            return d
-        return None
+        return self._deadlines.next()
 
     def handle_timer(self: V1Engine, now: float) -> None:
-        due: list[V1Sa] = []
-        while self._heap and self._heap[0][0] <= now:
-            d, uid = heapq.heappop(self._heap)
-            sa = self.by_uid.get(uid)
-            if sa is not None and sa.deadline == d and sa not in due:
-                due.append(sa)
-        for sa in due:
-            sa.deadline = None
+        for sa in self._deadlines.due(now):
             self._sa_timer(sa, now)
             self.refresh(sa)
 

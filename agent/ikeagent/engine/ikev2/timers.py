@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import heapq
 from typing import TYPE_CHECKING
 
 from ikeagent.engine.ikev2.child_create import CreateChildTask
@@ -46,34 +45,14 @@ class Timers:
         return min(times) if times else None
 
     def _refresh(self: Engine, sa: IkeSa) -> None:
-        if sa.state is IkeState.DESTROYED:
-            sa.deadline = None
-            return
-        d = self._sa_deadline(sa)
-        if d is not None and d != sa.deadline:
-            heapq.heappush(self._heap, (d, sa.uid, sa.uid))
-        sa.deadline = d
+        self._deadlines.set(sa, None if sa.state is IkeState.DESTROYED else self._sa_deadline(sa))
 
-    def get_timer(self) -> float | None:
-        while self._heap:
-            d, _, uid = self._heap[0]
-            sa = self._by_uid.get(uid)
-            if sa is None or sa.deadline != d:
-                heapq.heappop(self._heap)
-                continue
-            return d
-        return None
+    def get_timer(self: Engine) -> float | None:
+        return self._deadlines.next()
 
     def handle_timer(self: Engine, now: float) -> None:
         self.now = now
-        due: list[IkeSa] = []
-        while self._heap and self._heap[0][0] <= now:
-            d, _, uid = heapq.heappop(self._heap)
-            sa = self._by_uid.get(uid)
-            if sa is not None and sa.deadline == d and sa not in due:
-                due.append(sa)
-        for sa in due:
-            sa.deadline = None
+        for sa in self._deadlines.due(now):
             self._sa_timer(sa, now)
             self._refresh(sa)
 

@@ -2,51 +2,18 @@
 
 from __future__ import annotations
 
-import struct
-from typing import ClassVar, Self
+from typing import ClassVar
 
-from ikeagent.wire.errors import InvalidLength
+from ikeagent.wire.generic import GENERIC, GENERIC_LEN, MAX_PAYLOAD_LEN, GenericPayload, need
 from ikeagent.wire.v1.enums import PayloadType
 
-# Next Payload, RESERVED, Payload Length
-GENERIC = struct.Struct(">BBH")
-GENERIC_LEN = 4
-MAX_PAYLOAD_LEN = 0xFFFF
+__all__ = ["GENERIC", "GENERIC_LEN", "MAX_PAYLOAD_LEN", "Payload", "need"]
 
 
-class Payload:
-    """Base of the payload dataclasses.
-
-    A subclass is a frozen, slotted dataclass with ``TYPE``, ``body_bytes()`` (the payload body
-    after the generic header) and ``from_body(body)``.  IKEv1 has no critical bit: unknown
-    payload types are kept as ``RawPayload``.
-    """
+class Payload(GenericPayload):
+    """An ISAKMP payload. IKEv1 has no critical bit: unknown payload types are kept as
+    ``RawPayload``."""
 
     __slots__ = ()
 
     TYPE: ClassVar[PayloadType]
-
-    def body_bytes(self) -> bytes:
-        raise NotImplementedError
-
-    @classmethod
-    def from_body(cls, body: bytes) -> Self:
-        raise NotImplementedError
-
-    def wire_type(self) -> int:
-        """The payload type that announces this payload in the chain."""
-        return self.TYPE
-
-    def to_bytes(self, next_payload: int = 0) -> bytes:
-        """This payload with its generic header."""
-        body = self.body_bytes()
-        length = GENERIC_LEN + len(body)
-        if length > MAX_PAYLOAD_LEN:
-            raise ValueError(f"{type(self).__name__} too long: {length} bytes")
-        return GENERIC.pack(next_payload, 0, length) + body
-
-
-def need(body: bytes, size: int, what: str) -> None:
-    """Raise InvalidLength unless ``body`` has at least ``size`` bytes."""
-    if len(body) < size:
-        raise InvalidLength(f"{what} body needs at least {size} bytes, got {len(body)}")
