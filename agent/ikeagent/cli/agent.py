@@ -74,6 +74,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"ikeagent: {args.config}: invalid configuration:\n{e}", file=sys.stderr)
         return 1
     if args.check:
+        for warning in config.warnings():
+            print(f"{args.config}: warning: {warning}", file=sys.stderr)
         print(
             f"{args.config}: OK, {len(config.connections)} connection(s), "
             f"{len(config.secrets)} secret(s)"

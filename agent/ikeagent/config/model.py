@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from ikeagent.crypto.suites import Proposal
 from ikeagent.dataplane.base import TrafficSelector
@@ -39,9 +40,46 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateKey:
+    """A private key named in ``secrets.private<suffix>`` (or found in the ``private/`` folder
+    beside the config file). ``key`` is the ``cryptography`` private key object, or None when
+    the file was refused; ``problem`` then says why (e.g. readable by group or others), so
+    an authentication that needs it fails with that reason."""
+
+    name: str
+    path: str
+    key: Any = field(repr=False, compare=False)
+    spki: bytes = b""  # DER SubjectPublicKeyInfo of the matching public key ("" if unknown)
+    problem: str | None = None
+
+    def __repr__(self) -> str:
+        state = f"refused: {self.problem}" if self.problem else "loaded"
+        return f"PrivateKey({self.name!r}, {self.path!r}, {state})"
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
+    """One authentication round (swanctl ``local``/``remote``).
+
+    For ``auth: pubkey``:
+    - local: ``certs`` holds our certificate first, then any intermediate CA certificates we
+      send along (``cryptography.x509.Certificate`` objects); ``key`` the private key whose
+      public key is that of ``certs[0]`` (None: no such key configured; a PrivateKey with
+      ``problem`` set: configured but refused).
+    - remote: ``cacerts`` are the trust anchors the peer's chain must end in; ``certs``
+      (optional) pins the peer's end-entity certificate; ``crls`` are
+      ``cryptography.x509.CertificateRevocationList`` objects; ``revocation`` is swanctl's
+      policy: ``strict`` (a CRL must be present and current for every CA in the chain),
+      ``ifuri`` (like relaxed here: we fetch nothing), ``relaxed`` (check the CRLs we have).
+    """
+
     auth: AuthMethod = AuthMethod.PSK
     id: Identity | None = None  # None: the local/remote address (local) or any (remote)
+    certs: tuple[Any, ...] = ()
+    cacerts: tuple[Any, ...] = ()
+    crls: tuple[Any, ...] = ()
+    revocation: str = "relaxed"
+    key: PrivateKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +147,7 @@ class SharedSecret:
 class AgentConfig:
     connections: dict[str, ConnectionConfig]
     secrets: tuple[SharedSecret, ...] = ()
+    private_keys: tuple[PrivateKey, ...] = ()
     # agent-wide settings (optional "agent:" section)
     log_level: str = "info"
     dataplane: str = "auto"  # userspace | xfrm | auto | memory
@@ -120,6 +159,18 @@ class AgentConfig:
     retransmit_timeout: float = 1.0
     retransmit_tries: int = 5
     retransmit_base: float = 1.8
+
+    def warnings(self) -> list[str]:
+        """Problems that do not stop the configuration from loading but will make some
+        authentication fail: private keys that were refused, and the connections needing them."""
+        out = []
+        for k in self.private_keys:
+            if k.problem is None:
+                continue
+            users = [c.name for c in self.connections.values() if c.local.key is k]
+            uses = f"; connection(s) {', '.join(users)} cannot authenticate" if users else ""
+            out.append(f"private key {k.name} not loaded: {k.problem}{uses}")
+        return out
 
     def find_psk(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
         """The best-matching PSK for a pair of identities, as swanctl matches secrets: a secret

@@ -56,6 +56,7 @@ IKEv1 (version 1, aggressive) is accepted as configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import stat
@@ -64,7 +65,7 @@ from typing import Any
 
 import yaml
 
-from ikeagent.config import ikev1
+from ikeagent.config import ikev1, pki
 from ikeagent.config.errors import INVALID, ConfigError, Context, Invalid, join
 from ikeagent.config.model import (
     AgentConfig,
@@ -72,6 +73,7 @@ from ikeagent.config.model import (
     AuthMethod,
     ChildConfig,
     ConnectionConfig,
+    PrivateKey,
     SharedSecret,
     StartAction,
 )
@@ -120,6 +122,20 @@ AUTH_FIELDS = (
         "authentication method",
     ),
     Field("id", IdentityValue(), None, "IKE identity (default: IP address / %any)"),
+    Field(
+        "certs",
+        ListOf(Str()),
+        (),
+        "certificate files (x509/): local, ours then intermediates; remote, the peer's (pinned)",
+    ),
+    Field("cacerts", ListOf(Str()), (), "CA certificate files (x509ca/) the peer must chain to"),
+    Field("crls", ListOf(Str()), (), "CRL files (x509crl/, which is always read) for the peer"),
+    Field(
+        "revocation",
+        Choice("strict", "ifuri", "relaxed"),
+        "relaxed",
+        "strict: a current CRL is required for every CA of the peer's chain",
+    ),
 )
 
 CHILD_FIELDS = (
@@ -193,7 +209,63 @@ def _build_child(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
 
 
 def _build_auth(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
-    return AuthConfig(auth=v["auth"], id=v["id"])
+    local = path.rsplit(".", 1)[-1].startswith("local")
+    files = {k: v[k] for k in ("certs", "cacerts", "crls") if v[k]}
+    if v["auth"] is AuthMethod.PSK:
+        if files:
+            key = next(iter(files))
+            return ctx.error(join(path, key), "certificates need auth: pubkey")
+        return AuthConfig(auth=v["auth"], id=v["id"])
+    bad = False
+    if local:
+        for key in ("cacerts", "crls"):
+            if key in files:
+                ctx.error(join(path, key), "only used in remote (what the peer is checked with)")
+                bad = True
+        if not v["certs"]:
+            return ctx.error(join(path, "certs"), "required with auth: pubkey (our certificate)")
+    elif not v["certs"] and not v["cacerts"]:
+        return ctx.error(
+            join(path, "cacerts"),
+            "required with auth: pubkey (the CA certificates the peer's chain must end in)",
+        )
+    loaded: dict[str, tuple[Any, ...]] = {}
+    for key in ("certs", "cacerts"):
+        try:
+            loaded[key] = pki.load_certs(v[key], key, ctx.base_dir)
+        except Invalid as e:
+            ctx.error(join(path, key), str(e))
+            bad = True
+    try:
+        crls = pki.load_crls(v["crls"], ctx.base_dir) + (
+            () if local else pki.folder_crls(ctx.base_dir)
+        )
+    except Invalid as e:
+        ctx.error(join(path, "crls"), str(e))
+        bad = True
+    if bad:
+        return INVALID
+    ident = v["id"]
+    if local:
+        from ikeagent.crypto.pki.names import cert_matches_identity, describe, subject_identity
+
+        cert = loaded["certs"][0]
+        if ident is None:
+            ident = subject_identity(cert)
+        elif not cert_matches_identity(cert, ident):
+            return ctx.error(
+                join(path, "id"),
+                f"'{ident}' is not in certificate {describe(cert)} "
+                "(neither its subject nor a subjectAltName)",
+            )
+    return AuthConfig(
+        auth=v["auth"],
+        id=ident,
+        certs=loaded["certs"],
+        cacerts=loaded["cacerts"],
+        crls=crls,
+        revocation=v["revocation"],
+    )
 
 
 AUTH = Section(AUTH_FIELDS, _build_auth, "one authentication round")
@@ -290,9 +362,20 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
 
 SECRET_FIELDS = (
     Field("id", ListOf(IdentityValue()), (), "identities (id, id-1, id-2...)", pattern=r"id(-.+)?"),
-    Field("secret", SecretValue(), DERIVED, "the PSK: string, 0x<hex> or 0s<base64>"),
-    Field("file", Str(), DERIVED, "file holding the PSK (mode 0600 or stricter)"),
+    Field(
+        "secret",
+        SecretValue(),
+        DERIVED,
+        "ike*: the PSK, a string, 0x<hex> or 0s<base64>; private*: the key file's passphrase",
+    ),
+    Field(
+        "file",
+        Str(),
+        DERIVED,
+        "ike*: file holding the PSK; private*: the private key file (private/); mode 0600",
+    ),
 )
+PRIVATE_KEY_SECRETS = ("private", "rsa", "ecdsa", "pkcs8")
 
 
 def _read_secret_file(name: str, base_dir: str | None) -> bytes:
@@ -314,7 +397,17 @@ def _read_secret_file(name: str, base_dir: str | None) -> bytes:
     return data
 
 
+def _build_private_key(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
+    if v["id"]:
+        return ctx.error(join(path, "id"), "a private key is found by its certificate, not by id")
+    if "file" not in v:
+        return ctx.error(join(path, "file"), "required: the private key file")
+    return pki.load_key(name, pki.resolve(v["file"], "key", ctx.base_dir), v.get("secret"))
+
+
 def _build_secret(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
+    if name.startswith(PRIVATE_KEY_SECRETS):
+        return _build_private_key(name, v, path, ctx)
     if ("secret" in v) == ("file" in v):
         return ctx.error(path, "give exactly one of secret or file")
     if "file" in v:
@@ -342,7 +435,12 @@ TOP_FIELDS = (
     Field("connections", MapOf(CONNECTION), {}, "IKE connections"),
     Field(
         "secrets",
-        MapOf(SECRET, r"ike[^.\s\[\]]*", "only ike<suffix> (PSK) secrets are supported"),
+        MapOf(
+            SECRET,
+            r"(ike|private|rsa|ecdsa|pkcs8)[^.\s\[\]]*",
+            "only ike<suffix> (PSK) and private/rsa/ecdsa/pkcs8<suffix> (key file) secrets "
+            "are supported",
+        ),
         {},
         "secrets",
     ),
@@ -355,9 +453,13 @@ def parse_config(
     mapping: Mapping[str, Any] | None,
     base_dir: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    fragment: bool = False,
 ) -> AgentConfig:
-    """Validate a parsed YAML document. ``base_dir`` resolves relative secret files;
-    ``overrides`` replace keys of the ``agent:`` section (command-line options)."""
+    """Validate a parsed YAML document. ``base_dir`` resolves relative secret, certificate and
+    key files; ``overrides`` replace keys of the ``agent:`` section (command-line options).
+    ``fragment``: an included file, checked on its own, whose certificates' private keys may
+    be in another file."""
     ctx = Context(base_dir=base_dir)
     if mapping is None:
         mapping = {}
@@ -374,11 +476,36 @@ def parse_config(
     rest = {k: v for k, v in mapping.items() if k != "agent"}
     top = _BODY.values(rest, "", ctx)
     ctx.raise_if_any()
+    secrets = top["secrets"].values()
+    keys = [s for s in secrets if isinstance(s, PrivateKey)] + pki.folder_keys(base_dir)
+    connections = top["connections"]
+    if not fragment:
+        connections = {n: _with_key(c, keys, ctx) for n, c in connections.items()}
+        ctx.raise_if_any()
     return AgentConfig(
-        connections=top["connections"],
-        secrets=tuple(top["secrets"].values()),
+        connections=connections,
+        secrets=tuple(s for s in secrets if isinstance(s, SharedSecret)),
+        private_keys=tuple(keys),
         **agent,
     )
+
+
+def _with_key(conn: ConnectionConfig, keys: list[PrivateKey], ctx: Context) -> ConnectionConfig:
+    """The connection with the private key of its certificate, found among the keys."""
+    if conn.local.auth is not AuthMethod.PUBKEY:
+        return conn
+    from ikeagent.crypto.pki.names import describe
+
+    cert = conn.local.certs[0]
+    key = pki.key_for(cert, keys)
+    if key is None:
+        ctx.error(
+            f"connections.{conn.name}.local.certs",
+            f"no private key matches certificate {describe(cert)} ({pki.key_type_name(cert)}); "
+            "name its file in secrets (private-<name>: {file: ...}) or put it in private/",
+        )
+        return conn
+    return dataclasses.replace(conn, local=dataclasses.replace(conn.local, key=key))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -462,7 +589,7 @@ def _with_includes(data: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
                             for k in extra
                         ]
                     )
-                parse_config(fragment, os.path.dirname(file))
+                parse_config(fragment, os.path.dirname(file), fragment=True)
             except ConfigError as e:
                 problems += [(f"{shown}: {p}" if p else shown, r) for p, r in e.problems]
                 continue
@@ -487,11 +614,24 @@ def _with_includes(data: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
 
 
 def _anchored(section: str, body: Any, file_dir: str) -> Any:
-    """A secret whose ``file:`` is relative resolves against its own file's directory."""
+    """Relative file names of an included file (a secret's ``file:``, certificates, CRLs)
+    resolve against that file's directory and its x509/, x509ca/, x509crl/, private/."""
     if section == "secrets" and isinstance(body, Mapping):
         secret_file = body.get("file")
         if isinstance(secret_file, str) and not os.path.isabs(secret_file):
-            return dict(body) | {"file": os.path.join(file_dir, secret_file)}
+            return dict(body) | {"file": pki.resolve(secret_file, "key", file_dir)}
+    if section == "connections" and isinstance(body, Mapping):
+        body = dict(body)
+        for side in ("local", "local-1", "remote", "remote-1"):
+            auth = body.get(side)
+            if not isinstance(auth, Mapping):
+                continue
+            auth = dict(auth)
+            for kind in ("certs", "cacerts", "crls"):
+                names = ListOf.items(auth.get(kind))
+                if names and all(isinstance(n, str) for n in names):
+                    auth[kind] = [pki.resolve(n, kind, file_dir) for n in names]
+            body[side] = auth
     return body
 
 

@@ -42,8 +42,10 @@ class Engine(TaskManager, Lifecycle, Timers):
         *,
         force_encap: bool = False,
         logger: logging.Logger | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        self.wall_clock = wall_clock
         self.rng = rng
         self.now = now
         self.force_encap = force_encap
@@ -68,6 +70,12 @@ class Engine(TaskManager, Lifecycle, Timers):
         self._after: list[Callable[[], None]] = []
         self._path: tuple[Endpoint, Endpoint] | None = None
         self.v1 = V1Engine(self)
+
+    def wall_time(self) -> float:
+        """POSIX seconds, for certificate validity dates (the shell injects the clock)."""
+        if self.wall_clock is None:
+            raise RuntimeError("this engine was built without a wall clock")
+        return self.wall_clock()
 
     # ---- identifiers -------------------------------------------------------------------------
 

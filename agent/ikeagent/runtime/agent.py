@@ -64,7 +64,7 @@ def default_engine_factory(
 ) -> EngineLike:
     from ikeagent.engine.core import Engine
 
-    return Engine(config, random.SystemRandom(), now, force_encap=force_encap)
+    return Engine(config, random.SystemRandom(), now, force_encap=force_encap, wall_clock=time.time)
 
 
 def needs_udp_encap(dataplane: Dataplane) -> bool:
@@ -153,6 +153,8 @@ class Agent(Waiting):
                 if not s.read_by_dataplane:
                     self._loop.add_reader(s.sock.fileno(), self._on_readable, s)
             await self.control.start()
+            for warning in self.config.warnings():
+                log.error("%s", warning)
             self.engine = self.engine_factory(self.config, self.clock())
         except BaseException:
             self._close_sockets()
@@ -293,6 +295,8 @@ class Agent(Waiting):
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("agent.%s changes only take effect after a restart", key)
         agent_logging.set_level(config.log_level)
+        for warning in config.warnings():
+            log.error("%s", warning)
         self.config = config
         self.engine_call("load_config", config, self.clock())
         self.process()

@@ -116,7 +116,11 @@ def test_swanctl_defaults():
     cfg = parse_config(
         {
             "connections": {
-                "c": {"children": {"n": {"local_ts": "10.0.0.0/8", "remote_ts": "0.0.0.0/0"}}}
+                "c": {
+                    "local": {"auth": "psk"},
+                    "remote": {"auth": "psk"},
+                    "children": {"n": {"local_ts": "10.0.0.0/8", "remote_ts": "0.0.0.0/0"}},
+                }
             }
         }
     )
@@ -125,7 +129,7 @@ def test_swanctl_defaults():
     assert conn.local_addrs == () and conn.remote_addrs == ()
     assert (conn.local_port, conn.remote_port) == (500, 500)
     assert conn.proposals == default_proposals(Kind.IKE)
-    assert conn.local.auth is AuthMethod.PUBKEY and conn.local.id is None  # swanctl: pubkey
+    assert conn.local.id is None and conn.remote.id is None
     assert (conn.dpd_delay, conn.rekey_time, conn.reauth_time) == (0.0, 14400.0, 0.0)
     assert (conn.mobike, conn.fragmentation, conn.encap, conn.aggressive) == (
         True,
@@ -137,6 +141,14 @@ def test_swanctl_defaults():
     assert child.esp_proposals == default_proposals(Kind.ESP)
     assert child.start_action is StartAction.NONE and child.mode == "tunnel"
     assert (child.rekey_time, child.replay_window, child.life_bytes) == (3600.0, 32, 0)
+
+
+def test_auth_defaults_to_pubkey_as_in_swanctl_and_then_needs_certificates():
+    problems = _problems(
+        {"connections": {"c": {"children": {"n": {"local_ts": "10.0.0.0/8", "remote_ts": "0/0"}}}}}
+    )
+    assert "our certificate" in problems["connections.c.local.certs"]
+    assert "CA certificates" in problems["connections.c.remote.cacerts"]
 
 
 def test_agent_port_is_the_default_local_port_and_overrides_apply(tmp_path):
@@ -182,6 +194,8 @@ def test_each_error_carries_its_path_and_all_are_reported(tmp_path):
                 "remote_port": 0,
                 "proposals": ["aes256gcm16-prfsha256-x25519", "aes999-sha1"],
                 "bogus": 1,
+                "local": {"auth": "psk"},
+                "remote": {"auth": "psk"},
                 "children": {
                     "net": {
                         "local_ts": [],

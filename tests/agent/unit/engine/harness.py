@@ -4,6 +4,7 @@ a network whose losses, duplicates and reorderings a test controls."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,23 +103,37 @@ class Pair:
         force_encap: bool = False,
     ) -> None:
         self.now = 1000.0
+        # certificate dates are checked against this wall clock: the real time at the start,
+        # advancing with the fake clock (test certificates are made valid around "now")
+        self.wall_start = time.time()
         self.rng = random.Random(seed)
         self.a = Side(
             "a",
             Engine(
-                parse_config(cfg_a), random.Random(seed * 2 + 1), self.now, force_encap=force_encap
+                parse_config(cfg_a),
+                random.Random(seed * 2 + 1),
+                self.now,
+                force_encap=force_encap,
+                wall_clock=self.wall_time,
             ),
         )
         self.b = Side(
             "b",
             Engine(
-                parse_config(cfg_b), random.Random(seed * 2 + 2), self.now, force_encap=force_encap
+                parse_config(cfg_b),
+                random.Random(seed * 2 + 2),
+                self.now,
+                force_encap=force_encap,
+                wall_clock=self.wall_time,
             ),
         )
         self.filter: Filter | None = None
         self.wire: list[tuple[str, Any]] = []  # everything that was sent, in order
         self.in_flight: list[tuple[str, Any]] = []
         self.delivered = 0
+
+    def wall_time(self) -> float:
+        return self.wall_start + (self.now - 1000.0)
 
     def side(self, name: str) -> Side:
         return self.a if name == "a" else self.b
