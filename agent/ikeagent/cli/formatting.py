@@ -55,8 +55,16 @@ def format_sa(sa: dict[str, Any]) -> list[str]:
     lines = [f"{sa['name']}: #{sa['uid']}, {sa['state']}, {version}, {spis}"]
     nat_l = " NAT" if sa.get("nat_local") else ""
     nat_r = " NAT" if sa.get("nat_remote") else ""
-    lines.append(f"  local  '{sa['local_id']}' @ {sa['local_addr']}[{sa['local_port']}]{nat_l}")
-    lines.append(f"  remote '{sa['remote_id']}' @ {sa['remote_addr']}[{sa['remote_port']}]{nat_r}")
+    auth_l = f" {sa['local_auth']}" if sa.get("local_auth") else ""
+    auth_r = f" {sa['remote_auth']}" if sa.get("remote_auth") else ""
+    lines.append(
+        f"  local  '{sa['local_id']}' @ {sa['local_addr']}[{sa['local_port']}]{nat_l}{auth_l}"
+    )
+    lines.append(
+        f"  remote '{sa['remote_id']}' @ {sa['remote_addr']}[{sa['remote_port']}]{nat_r}{auth_r}"
+    )
+    if sa.get("remote_cert"):
+        lines.append(f"  remote certificate '{sa['remote_cert']}'")
     algs = _algs(sa.get("encryption"), sa.get("integrity"), sa.get("prf"), sa.get("dh"))
     if algs:
         lines.append(f"  {algs}")

@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from ikeagent.config.errors import Context, join
-from ikeagent.config.model import ChildConfig
+from ikeagent.config.model import AuthConfig, AuthMethod, ChildConfig
 from ikeagent.crypto import suites
 from ikeagent.crypto.v1 import attributes as at
 
@@ -52,10 +52,34 @@ def _usable(
     return None if bad else proposals
 
 
+def _auth_ok(v: dict[str, Any], path: str, ctx: Context) -> bool:
+    """IKEv1 has one authentication method for both peers, and signature methods for RSA and
+    ECDSA P-256/P-384/P-521 keys only (RFC 2409 5.1, RFC 4754): no Ed25519."""
+    from ikeagent.engine.ikev1.pubkey import key_problem
+
+    local, remote = v.get("local"), v.get("remote")
+    if not isinstance(local, AuthConfig) or not isinstance(remote, AuthConfig):
+        return True  # already reported
+    ok = True
+    if local.auth is not remote.auth:
+        ctx.error(
+            join(path, "remote.auth"),
+            f"IKEv1 authenticates both peers with one method: local.auth is "
+            f"{local.auth.value}, remote.auth must be too",
+        )
+        ok = False
+    if local.auth is AuthMethod.PUBKEY and local.certs:
+        problem = key_problem(local.certs[0].public_key())
+        if problem is not None:
+            ctx.error(join(join(path, "local"), "certs"), f"IKEv1 (version: 1): {problem}")
+            ok = False
+    return ok
+
+
 def check_connection(v: dict[str, Any], path: str, ctx: Context) -> bool:
     """Validate (and for defaults, trim) the proposals of an IKEv1 connection in ``v``;
     False when an error was reported."""
-    ok = True
+    ok = _auth_ok(v, path, ctx)
     ike = _usable(v["proposals"], suites.Kind.IKE, _ike_ok, join(path, "proposals"), ctx)
     if ike is None:
         ok = False

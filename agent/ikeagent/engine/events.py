@@ -151,3 +151,6 @@ class IkeSaStatus:
     rekey_at: float | None
     mode: str | None = None  # IKEv1: "main" | "aggressive"
     children: list[ChildSaStatus] = field(default_factory=list)
+    local_auth: str | None = None  # "psk" | "pubkey" once authenticated
+    remote_auth: str | None = None
+    remote_cert: str | None = None  # the peer certificate's subject DN (pubkey)

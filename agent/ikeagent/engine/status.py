@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ikeagent.crypto.pki.names import dn_text
 from ikeagent.crypto.suites import Algorithm, algorithm_name
 from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
 from ikeagent.engine.ikev2.sa import IkeSa
@@ -41,6 +42,9 @@ def snapshot(sa: IkeSa) -> IkeSaStatus:
         nat_remote=sa.nat_remote,
         established_at=sa.established_at,
         rekey_at=sa.rekey_at,
+        local_auth=sa.local_auth,
+        remote_auth=sa.remote_auth,
+        remote_cert=dn_text(sa.peer_cert.subject) if sa.peer_cert is not None else None,
     )
     for c in sa.children:
         st.children.append(

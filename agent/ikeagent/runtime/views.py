@@ -78,6 +78,10 @@ def ike_sa_view(sa: IkeSaStatus, counters: CountersLookup, now: float) -> dict[s
         "nat_remote": sa.nat_remote,
         "established": _since(now, sa.established_at),
         "rekey_in": _until(now, sa.rekey_at),
+        # certificate authentication (optional in IkeSaStatus): "psk" | "pubkey", peer cert DN
+        "local_auth": getattr(sa, "local_auth", None),
+        "remote_auth": getattr(sa, "remote_auth", None),
+        "remote_cert": getattr(sa, "remote_cert", None),
         "children": [
             child_sa_view(c, counters(c.reqid, c.spi_in, c.spi_out), now) for c in sa.children
         ],

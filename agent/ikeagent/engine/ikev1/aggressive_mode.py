@@ -3,6 +3,9 @@
 I: HDR, SA, KE, Ni, IDii, VID
 R: HDR, SA, KE, Nr, IDir, HASH_R, VID, NAT-D
 I: HDR, HASH_I, NAT-D
+
+With signatures the HASH_R/HASH_I become CERT, SIG_R / CERT, SIG_I (one CERT each, as charon
+accepts), and the first two messages add CR payloads.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from ikeagent.engine.ikev1 import natt
 from ikeagent.engine.ikev1.phase1_keys import (
     chosen_transform,
     derive,
-    hash_i,
     id_payload,
     initial_contact,
     ke_nonce,
+    own_proof,
     peer_initial_contact,
     peer_proof,
     phase1_done,
@@ -42,9 +45,12 @@ def am_i_2(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
         return
     natt.process_nat_d(sa, opened.payloads)
     natt.float_ports(sa)
-    idii_b = w1.body_bytes(id_payload(sa.local_id)) if sa.local_id else b""
+    assert sa.local_id is not None
+    proof = own_proof(eng, sa, id_payload(sa.local_id), now)
+    if proof is None:
+        return
     payloads = [
-        w1.Hash(hash_i(sa, idii_b)),
+        *proof,
         *natt.nat_d_payloads(sa, eng.rand(64)),
         *initial_contact(eng, sa),
     ]

@@ -273,9 +273,11 @@ class V1Engine(Lifecycle, Timers):
                 else:
                     self.count("unprotected")
                 return
-            if sa.keys is None or sa.state is IkeState.CONNECTING and not sa.p1_last_block:
+            if sa.keys is None or sa.cipher is None:
                 self.count("unexpected")
                 return
+            # during Phase 1 (keys made, not finished) a peer that refuses our authentication
+            # sends an encrypted notify whose IV follows the last Phase 1 block so far
             informational.receive(self, sa, data, header, now)
         else:
             self.count("unsupported_exchange")

@@ -76,7 +76,8 @@ def receive(eng: V1Engine, sa: V1Sa, data: bytes, header: w1.Header, now: float)
         eng.count("replayed")
         return
     assert sa.cipher is not None and sa.keys is not None
-    iv = keymat.phase2_iv(sa.hash_id, sa.p1_last_block, mid, sa.cipher.block_size)
+    base = sa.p1_last_block or sa.iv  # Phase 1 still running: its last block so far
+    iv = keymat.phase2_iv(sa.hash_id, base, mid, sa.cipher.block_size)
     try:
         opened = open_message(sa, header, data, iv)
     except ProtectionError as exc:
@@ -150,6 +151,14 @@ def _on_notify(eng: V1Engine, sa: V1Sa, n: w1.Notification, now: float) -> None:
         return
     if t == w1.NotifyType.INITIAL_CONTACT:
         initial_contact(eng, sa, now)
+        return
+    if t < 16384 and sa.state is IkeState.CONNECTING:
+        name = w1.NotifyType(t).name
+        eng.fail_ike(
+            sa,
+            f"peer refused Phase 1 with {name} (it did not accept our proof, or could not prove its own identity)",
+            now,
+        )
         return
     if t < 16384:
         from ikeagent.engine.ikev1 import quick_mode

@@ -3,6 +3,9 @@
 I: HDR, SA, VID                 R: HDR, SA, VID
 I: HDR, KE, Ni, NAT-D           R: HDR, KE, Nr, NAT-D
 I: HDR*, IDii, HASH_I           R: HDR*, IDir, HASH_R
+
+With signatures (RFC 2409 5.1) messages 3/4 add CR payloads and 5/6 carry CERT(s) and SIG in
+place of the HASH: I: HDR*, IDii, CERT, SIG_I   R: HDR*, IDir, CERT, SIG_R.
 """
 
 from __future__ import annotations
@@ -10,18 +13,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ikeagent.crypto.dh import KeyExchange
-from ikeagent.engine.ikev1 import natt
+from ikeagent.engine.ikev1 import natt, pubkey
 from ikeagent.engine.ikev1.phase1_keys import (
     NONCE_LEN,
     chosen_transform,
     derive,
     find_psk,
-    hash_i,
-    hash_r,
     id_payload,
     initial_contact,
     ke_nonce,
     local_identity,
+    own_proof,
     peer_initial_contact,
     peer_proof,
     phase1_done,
@@ -43,7 +45,12 @@ def mm_i_2(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     sa.ke = KeyExchange.generate(sa.transform.dh.id, eng.core.rng)
     sa.gxi = sa.ke.public
     sa.ni = eng.rand(NONCE_LEN)
-    payloads = [w1.KeyExchange(sa.gxi), w1.Nonce(sa.ni), *natt.nat_d_payloads(sa, eng.rand(64))]
+    payloads = [
+        w1.KeyExchange(sa.gxi),
+        w1.Nonce(sa.ni),
+        *_cert_requests(sa),
+        *natt.nat_d_payloads(sa, eng.rand(64)),
+    ]
     data, _ = build(sa, ID_PROT, 0, payloads)
     ex.step = 3
     eng.exchange_send(sa, ex, data, now, wait=True)
@@ -66,7 +73,10 @@ def mm_i_4(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
     natt.process_nat_d(sa, opened.payloads)
     natt.float_ports(sa)
     id_p = id_payload(sa.local_id)
-    payloads = [id_p, w1.Hash(hash_i(sa, w1.body_bytes(id_p))), *initial_contact(eng, sa)]
+    proof = own_proof(eng, sa, id_p, now)
+    if proof is None:
+        return
+    payloads = [id_p, *proof, *initial_contact(eng, sa)]
     data, sa.iv = build(sa, ID_PROT, 0, payloads, iv=sa.iv)
     ex.step = 5
     eng.exchange_send(sa, ex, data, now, wait=True)
@@ -92,7 +102,12 @@ def mm_r_3(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
         return
     derive(eng, sa, shared, now)
     natt.process_nat_d(sa, opened.payloads)
-    out = [w1.KeyExchange(sa.gxr), w1.Nonce(sa.nr), *natt.nat_d_payloads(sa, eng.rand(64))]
+    out = [
+        w1.KeyExchange(sa.gxr),
+        w1.Nonce(sa.nr),
+        *_cert_requests(sa),
+        *natt.nat_d_payloads(sa, eng.rand(64)),
+    ]
     msg, _ = build(sa, ID_PROT, 0, out)
     ex.step = 4
     eng.exchange_send(sa, ex, msg, now, wait=False)
@@ -103,9 +118,21 @@ def mm_r_5(eng: V1Engine, sa: V1Sa, ex: Exchange, opened, now: float) -> None:
         return
     assert sa.local_id is not None
     id_p = id_payload(sa.local_id)
-    out = [id_p, w1.Hash(hash_r(sa, w1.body_bytes(id_p)))]
+    proof = own_proof(eng, sa, id_p, now)
+    if proof is None:
+        return
+    out = [id_p, *proof]
     msg, sa.iv = build(sa, ID_PROT, 0, out, iv=sa.iv)
     ex.step = 6
     eng.exchange_send(sa, ex, msg, now, wait=False)
     sa.initial_contact = peer_initial_contact(opened.payloads)
     phase1_done(eng, sa, ex, now)
+
+
+def _cert_requests(sa: V1Sa) -> list[w1.Payload]:
+    """CR payloads in messages 3/4 when signatures authenticate (charon sends its certificate
+    only when asked: its default send_cert is ifasked)."""
+    assert sa.transform is not None and sa.conn is not None
+    if not pubkey.is_signature(sa.transform.auth_method):
+        return []
+    return pubkey.cert_requests(sa.conn)

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ikeagent.config.model import AuthMethod
+from ikeagent.config.model import ConnectionConfig
 from ikeagent.crypto.dh import KeyExchange
+from ikeagent.crypto.pki.errors import PkiError
 from ikeagent.engine.addresses import UNBOUND, is_ip
-from ikeagent.engine.ikev1 import natt
+from ikeagent.engine.ikev1 import natt, pubkey
 from ikeagent.engine.ikev1.phase1_keys import (
     AGGRESSIVE_WARNING,
     NONCE_LEN,
     body,
     derive,
     find_psk,
-    hash_r,
     id_payload,
     ke_nonce,
     local_identity,
+    own_proof,
     span_of,
 )
 from ikeagent.engine.ikev1.proposals import (
@@ -60,9 +61,17 @@ def _exchange(sa: V1Sa) -> int:
 def start(eng: V1Engine, sa: V1Sa, now: float) -> None:
     conn = sa.conn
     assert conn is not None
-    if conn.local.auth is not AuthMethod.PSK or conn.remote.auth is not AuthMethod.PSK:
-        eng.fail_ike(sa, "IKEv1 supports pre-shared keys only so far (auth: psk)", now)
+    method = pubkey.conn_method(conn)
+    if method is None:
+        eng.fail_ike(sa, f"no IKEv1 authentication method: {pubkey.method_problem(conn)}", now)
         return
+    signatures = pubkey.is_signature(method)
+    if signatures:
+        try:  # no message before we know we can sign (the key may be missing or refused)
+            pubkey.signer(eng, sa)
+        except PkiError as exc:
+            eng.fail_ike(sa, f"cannot authenticate ourselves: {exc}", now)
+            return
     unusable = ike_unsupported(conn)
     if not ike_offer(conn):
         eng.fail_ike(
@@ -82,7 +91,7 @@ def start(eng: V1Engine, sa: V1Sa, now: float) -> None:
         sa.sai_b = w1.body_bytes(sa_p)
         payloads: list[w1.Payload] = [sa_p, *natt.our_vendor_ids()]
     else:
-        if not conn.allow_aggressive_psk:
+        if not signatures and not conn.allow_aggressive_psk:
             eng.fail_ike(
                 sa,
                 "Aggressive Mode with a pre-shared key is refused: set allow_aggressive_psk "
@@ -90,7 +99,8 @@ def start(eng: V1Engine, sa: V1Sa, now: float) -> None:
                 now,
             )
             return
-        eng.log.warning(AGGRESSIVE_WARNING, sa.peer_label())
+        if not signatures:
+            eng.log.warning(AGGRESSIVE_WARNING, sa.peer_label())
         group = next(iter(ike_offer(conn))).dh.id
         sa.offered = tuple(ike_offer(conn, group))
         try:
@@ -114,6 +124,7 @@ def start(eng: V1Engine, sa: V1Sa, now: float) -> None:
             w1.KeyExchange(sa.gxi),
             w1.Nonce(sa.ni),
             id_payload(sa.local_id),
+            *(pubkey.cert_requests(conn) if signatures else []),
             *natt.our_vendor_ids(),
         ]
     data, _ = build(sa, _exchange(sa), 0, payloads)
@@ -165,7 +176,7 @@ def respond_first(
     if sa_p is None or sa_span is None:
         eng.count("malformed")
         return
-    candidates = [c for c in eng.candidates_for(local, remote) if c.local.auth is AuthMethod.PSK]
+    candidates = list(eng.candidates_for(local, remote))
     remote_id = None
     if aggressive:
         idp = next((p for p in payloads if isinstance(p, w1.Identification)), None)
@@ -176,8 +187,8 @@ def respond_first(
             return
         remote_id = identity_from_wire(idp.id_type, idp.data)
         candidates = [c for c in candidates if matches(c.remote.id, remote_id)]
-        refused = [c for c in candidates if not (c.aggressive and c.allow_aggressive_psk)]
-        candidates = [c for c in candidates if c.aggressive and c.allow_aggressive_psk]
+        refused = [c for c in candidates if not _aggressive_ok(c)]
+        candidates = [c for c in candidates if _aggressive_ok(c)]
         if not candidates:
             eng.count("aggressive_refused" if refused else "no_connection")
             if refused:
@@ -211,8 +222,10 @@ def respond_first(
             "%s:%d: NO_PROPOSAL_CHOSEN: peer offered %s; we accept %s",
             remote[0],
             remote[1],
-            describe_ike_offer(sa_p),
-            "; ".join(", ".join(str(p) for p in c.proposals) for c in candidates),
+            describe_ike_offer(sa_p, auth=True),
+            "; ".join(
+                ", ".join(str(p) for p in c.proposals) + f" ({_accepts(c)})" for c in candidates
+            ),
         )
         _notify_plain(eng, header, local, remote, w1.NotifyType.NO_PROPOSAL_CHOSEN)
         return
@@ -249,7 +262,9 @@ def respond_first(
         eng.refresh(sa)
         return
     # Aggressive Mode: everything in one answer
-    eng.log.warning(AGGRESSIVE_WARNING, sa.peer_label())
+    signatures = pubkey.is_signature(choice.transform.auth_method)
+    if not signatures:
+        eng.log.warning(AGGRESSIVE_WARNING, sa.peer_label())
     sa.remote_id = remote_id
     id_span = span_of(spans, w1.PayloadType.ID)
     sa.idii_b = body(data[w1.HEADER_LEN :], id_span) if id_span else b""
@@ -264,12 +279,19 @@ def respond_first(
         return
     derive(eng, sa, shared, now)
     id_p = id_payload(sa.local_id)
+    proof = own_proof(eng, sa, id_p, now)
+    if proof is None:
+        if sa.state is not IkeState.DESTROYED:
+            eng.fail_ike(sa, "cannot authenticate ourselves", now)
+        _notify_plain(eng, header, local, remote, w1.NotifyType.AUTHENTICATION_FAILED)
+        return
     out = [
         choice.reply,
         w1.KeyExchange(sa.gxr),
         w1.Nonce(sa.nr),
         id_p,
-        w1.Hash(hash_r(sa, w1.body_bytes(id_p))),
+        *proof,
+        *(pubkey.cert_requests(conn) if signatures else []),
         *natt.our_vendor_ids(),
         *natt.nat_d_payloads(sa, eng.rand(64)),
     ]
@@ -277,6 +299,19 @@ def respond_first(
     ex.step = 2
     eng.exchange_send(sa, ex, msg, now, wait=True)  # resend until the initiator's HASH_I
     eng.refresh(sa)
+
+
+def _aggressive_ok(conn: ConnectionConfig) -> bool:
+    """Aggressive Mode is accepted for a connection that asks for it, with a pre-shared key
+    only when allow_aggressive_psk accepts the risk (signatures have no offline guess)."""
+    if not conn.aggressive:
+        return False
+    return conn.allow_aggressive_psk or pubkey.is_signature(pubkey.conn_method(conn))
+
+
+def _accepts(conn: ConnectionConfig) -> str:
+    method = pubkey.conn_method(conn)
+    return pubkey.method_name(method) if method is not None else pubkey.method_problem(conn)
 
 
 def _group_of_offer(sa_p: w1.SecurityAssociation) -> int | None:

@@ -10,9 +10,10 @@ from ikeagent.config.identity import identity_of_address
 from ikeagent.config.model import AuthMethod, ConnectionConfig, Identity
 from ikeagent.crypto import suites
 from ikeagent.crypto.dh import InvalidPublicKey
+from ikeagent.crypto.pki.errors import PkiError
 from ikeagent.crypto.v1 import keymat
 from ikeagent.crypto.v1.cipher import V1Cipher
-from ikeagent.engine.ikev1 import natt
+from ikeagent.engine.ikev1 import natt, pubkey
 from ikeagent.engine.ikev1.proposals import (
     choose_ike,
     describe_ike,
@@ -41,6 +42,10 @@ def describe(sa: V1Sa) -> str:
 def local_identity(conn: ConnectionConfig, sa: V1Sa) -> Identity:
     if conn.local.id is not None:
         return conn.local.id
+    if conn.local.auth is AuthMethod.PUBKEY and conn.local.certs:
+        from ikeagent.crypto.pki.names import subject_identity
+
+        return subject_identity(conn.local.certs[0])  # strongSwan's default: the subject DN
     return identity_of_address(sa.local[0])
 
 
@@ -66,9 +71,13 @@ def enc_key_len(encr: suites.Algorithm) -> int:
 def derive(eng: V1Engine, sa: V1Sa, shared: bytes, now: float) -> None:
     """SKEYID and its derivatives, the cipher and the first IV (RFC 2409 5, appendix B)."""
     t = sa.transform
-    assert t is not None and sa.psk is not None
+    assert t is not None
     h = t.hash_id
-    skeyid = keymat.skeyid_psk(h, sa.psk, sa.ni, sa.nr)
+    if pubkey.is_signature(t.auth_method):
+        skeyid = keymat.skeyid_sig(h, sa.ni, sa.nr, shared)  # RFC 2409 5.1
+    else:
+        assert sa.psk is not None
+        skeyid = keymat.skeyid_psk(h, sa.psk, sa.ni, sa.nr)
     sa.keys = keymat.derive_phase1(
         h,
         skeyid,
@@ -84,19 +93,25 @@ def derive(eng: V1Engine, sa: V1Sa, shared: bytes, now: float) -> None:
 def hash_i(sa: V1Sa, idii_b: bytes) -> bytes:
     assert sa.keys is not None
     ck_i, ck_r = sa.spi_i.to_bytes(8, "big"), sa.spi_r.to_bytes(8, "big")
-    return keymat.hash_i(sa.hash_id, sa.keys.skeyid, sa.gxi, sa.gxr, ck_i, ck_r, sa.sai_b, idii_b)
+    return keymat.hash_i(
+        pubkey.auth_hash_id(sa), sa.keys.skeyid, sa.gxi, sa.gxr, ck_i, ck_r, sa.sai_b, idii_b
+    )
 
 
 def hash_r(sa: V1Sa, idir_b: bytes) -> bytes:
     assert sa.keys is not None
     ck_i, ck_r = sa.spi_i.to_bytes(8, "big"), sa.spi_r.to_bytes(8, "big")
-    return keymat.hash_r(sa.hash_id, sa.keys.skeyid, sa.gxr, sa.gxi, ck_r, ck_i, sa.sai_b, idir_b)
+    return keymat.hash_r(
+        pubkey.auth_hash_id(sa), sa.keys.skeyid, sa.gxr, sa.gxi, ck_r, ck_i, sa.sai_b, idir_b
+    )
 
 
 def find_psk(eng: V1Engine, sa: V1Sa, remote_id: Identity | None, now: float) -> bool:
     """Set ``sa.psk`` to the key for our identity and ``remote_id`` (None: any); without one
     the SA fails, naming both identities."""
     assert sa.conn is not None
+    if pubkey.is_signature(pubkey.conn_method(sa.conn)):
+        return True  # signatures: SKEYID needs no key
     if sa.conn.local.auth is AuthMethod.PSK:
         sa.psk = eng.config.find_psk(sa.local_id, remote_id)
     if sa.psk is None:
@@ -203,6 +218,14 @@ def peer_proof(
         assert sa.remote_id is not None
         remote_id, id_b = sa.remote_id, sa.idii_b
     expected = hash_r(sa, id_b) if sa.initiator else hash_i(sa, id_b)
+    assert sa.transform is not None
+    if pubkey.is_signature(sa.transform.auth_method):
+        reason = pubkey.verify_peer(eng, sa, opened.payloads, remote_id, expected)
+        if reason is not None:
+            refuse_peer(eng, sa, f"AUTHENTICATION_FAILED: peer '{remote_id}': {reason}", now)
+            return None
+        sa.remote_id = remote_id
+        return remote_id, id_b
     received = received_hash(opened)
     if received is None or not hmac.compare_digest(received, expected):
         which = "HASH_R" if sa.initiator else "HASH_I"
@@ -215,6 +238,43 @@ def peer_proof(
         return None
     sa.remote_id = remote_id
     return remote_id, id_b
+
+
+def own_proof(eng: V1Engine, sa: V1Sa, id_p: w1.Identification, now: float) -> list | None:
+    """What follows our ID payload in message 5/6 (Main Mode) or 2/3 (Aggressive Mode):
+    HASH_I/HASH_R, or for signatures our certificate(s) and SIG over it. None (and the SA
+    failed, the responder telling the peer) when our key is missing or refused."""
+    idb = w1.body_bytes(id_p)
+    h = hash_i(sa, idb) if sa.initiator else hash_r(sa, idb)
+    assert sa.transform is not None and sa.conn is not None
+    if not pubkey.is_signature(sa.transform.auth_method):
+        return [w1.Hash(h)]
+    try:
+        key = pubkey.signer(eng, sa)
+        sig = pubkey.sign(sa, key, h)
+    except PkiError as exc:
+        reason = f"cannot authenticate ourselves: {exc}"
+        if sa.initiator or sa.mode == "aggressive":  # the caller tells an Aggressive peer
+            eng.fail_ike(sa, reason, now)
+        else:
+            refuse_peer(eng, sa, reason, now)
+        return None
+    limit = 1 if sa.mode == "aggressive" else None  # charon takes one CERT in Aggressive Mode
+    return [*pubkey.cert_payloads(sa.conn, max_certs=limit), sig]
+
+
+def refuse_peer(eng: V1Engine, sa: V1Sa, reason: str, now: float) -> None:
+    """The peer's authentication failed after keys exist: tell it (an encrypted
+    AUTHENTICATION_FAILED, as charon sends; the initiator also deletes the ISAKMP SA, as charon
+    does, so a responder that considers it established drops it) and fail the SA."""
+    from ikeagent.engine.ikev1 import informational
+
+    if sa.keys is not None and sa.cipher is not None:
+        sa.p1_last_block = sa.iv  # the Phase 2 IV base: the last Phase 1 block so far
+        informational.send_notify(eng, sa, w1.NotifyType.AUTHENTICATION_FAILED)
+        if sa.initiator:
+            informational.send_delete_isakmp(eng, sa)
+    eng.fail_ike(sa, reason, now)
 
 
 def phase1_done(eng: V1Engine, sa: V1Sa, ex: Exchange, now: float) -> None:

@@ -38,11 +38,17 @@ def phase2_life(cfg: ChildConfig) -> int:
 
 
 def ike_offer(conn: ConnectionConfig, group: int | None = None) -> list[at.IkeTransform]:
-    """Our Phase 1 transforms in preference order (Aggressive Mode: one DH group only)."""
+    """Our Phase 1 transforms in preference order (Aggressive Mode: one DH group only), with
+    the connection's authentication method (none when it has no usable one)."""
+    from ikeagent.engine.ikev1.pubkey import conn_method
+
+    method = conn_method(conn)
+    if method is None:
+        return []
     out: list[at.IkeTransform] = []
     for p in conn.proposals:
         try:
-            transforms = at.ike_transforms(p, at.AuthMethod.PRE_SHARED_KEY, phase1_life(conn))
+            transforms = at.ike_transforms(p, method, phase1_life(conn))
         except at.Unsupported:
             continue  # not expressible in IKEv1 (e.g. AEAD): neither offered nor accepted
         for t in transforms:
@@ -114,12 +120,15 @@ def describe_esp(t: at.EspTransform) -> str:
     return "-".join(a.keyword for a in algs if a is not None) + ("-esn" if t.esn else "")
 
 
-def describe_ike_offer(sa_p: w1.SecurityAssociation) -> str:
+def describe_ike_offer(sa_p: w1.SecurityAssociation, *, auth: bool = False) -> str:
+    from ikeagent.engine.ikev1.pubkey import method_name
+
     out = []
     for prop in sa_p.proposals:
         for tr in prop.transforms:
             try:
-                out.append(describe_ike(at.from_attributes(_pairs(tr.attributes))))
+                t = at.from_attributes(_pairs(tr.attributes))
+                out.append(describe_ike(t) + (f" ({method_name(t.auth_method)})" if auth else ""))
             except ValueError as exc:
                 out.append(f"(unsupported: {exc})")
     return ", ".join(out) or "(none)"

@@ -91,6 +91,7 @@ class V1Sa:
     idii_b: bytes = b""  # Aggressive Mode responder: body of the initiator's ID payload
     offered: tuple[Any, ...] = ()  # our own Phase 1 transforms (initiator)
     psk: bytes | None = field(default=None, repr=False)
+    peer_cert: Any = field(default=None, repr=False)  # the peer's verified certificate (pubkey)
     local_id: Identity | None = None
     remote_id: Identity | None = None
     natt: bool = False  # both sent the RFC 3947 vendor ID

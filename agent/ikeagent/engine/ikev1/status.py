@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ikeagent.crypto.suites import Algorithm, lookup
 from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
+from ikeagent.engine.ikev1.pubkey import is_signature
 from ikeagent.engine.ikev1.sa import V1Sa
 from ikeagent.engine.status import display_name
 
@@ -17,8 +20,24 @@ def _integrity(prf: Algorithm) -> str | None:
         return display_name(prf)
 
 
+def _auth(sa: V1Sa) -> str | None:
+    """One method authenticates both peers in IKEv1: "psk" or "pubkey", once established."""
+    if sa.established_at is None or sa.transform is None:
+        return None
+    return "pubkey" if is_signature(sa.transform.auth_method) else "psk"
+
+
+def _subject(cert: Any) -> str | None:
+    if cert is None:
+        return None
+    from ikeagent.crypto.pki.names import dn_text
+
+    return dn_text(cert.subject)
+
+
 def snapshot(sa: V1Sa) -> IkeSaStatus:
     t = sa.transform
+    auth = _auth(sa)
     st = IkeSaStatus(
         name=sa.name,
         uid=sa.uid,
@@ -43,6 +62,9 @@ def snapshot(sa: V1Sa) -> IkeSaStatus:
         established_at=sa.established_at,
         rekey_at=sa.rekey_at,
         mode=sa.mode,
+        local_auth=auth,
+        remote_auth=auth,
+        remote_cert=_subject(sa.peer_cert),
     )
     for c in sa.children:
         e = c.esp

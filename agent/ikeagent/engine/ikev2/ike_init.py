@@ -13,7 +13,7 @@ from ikeagent.crypto.keymat import derive_ike_keys
 from ikeagent.crypto.nat import nat_hash
 from ikeagent.crypto.sk import SkCipher
 from ikeagent.dataplane.base import Endpoint
-from ikeagent.engine.ikev2 import proposals
+from ikeagent.engine.ikev2 import proposals, pubkey
 from ikeagent.engine.ikev2.child_create import notify
 from ikeagent.engine.ikev2.protect import encode_plain
 from ikeagent.engine.ikev2.sa import IkeSa
@@ -118,6 +118,8 @@ class IkeInitTask:
         ]
         if conn.fragmentation:
             payloads.append(notify(w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        if pubkey.uses_pubkey((conn,)):
+            payloads.append(pubkey.hash_notify())
         sa.init_request = encode_plain(
             sa.spi_i, 0, w.ExchangeType.IKE_SA_INIT, w.FLAG_INITIATOR, 0, payloads
         )
@@ -213,6 +215,7 @@ class IkeInitTask:
             conn.fragmentation
             and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
         )
+        sa.peer_hashes = pubkey.peer_hashes(payloads)
         setup_keys(sa, chosen, shared)
         sa.ke = None  # the private value is no longer needed
         if sa.encap and sa.local[1] != NATT_PORT and sa.remote[1] == 500:
@@ -324,6 +327,7 @@ def respond(
         conn.fragmentation
         and w.find_notify(payloads, w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
     )
+    sa.peer_hashes = pubkey.peer_hashes(payloads)
     setup_keys(sa, chosen, shared)
     out: list[w.Payload] = [
         w.SecurityAssociation((proposals.chosen_to_wire(chosen, w.ProtocolId.IKE, b""),)),
@@ -333,6 +337,11 @@ def respond(
     ]
     if sa.frag_supported:
         out.append(notify(w.NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    if pubkey.uses_pubkey(candidates):
+        out.append(pubkey.hash_notify())
+        req = pubkey.responder_certreq(candidates)
+        if req is not None:
+            out.insert(3, req)  # CERTREQ follows Nr (RFC 7296 1.2)
     sa.init_response = encode_plain(
         sa.spi_i, sa.spi_r, w.ExchangeType.IKE_SA_INIT, w.FLAG_RESPONSE, 0, out
     )

@@ -34,6 +34,8 @@ def _new_sa_from(
     sa.nat_local, sa.nat_remote, sa.force_encap = old.nat_local, old.nat_remote, old.force_encap
     sa.frag_supported = old.frag_supported
     sa.candidates = old.candidates
+    sa.peer_hashes, sa.peer_cert = old.peer_hashes, old.peer_cert
+    sa.local_auth, sa.remote_auth = old.local_auth, old.remote_auth
     return sa
 
 

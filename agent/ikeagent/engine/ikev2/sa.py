@@ -120,6 +120,12 @@ class IkeSa:
     child_retries: list[tuple[float, ChildConfig]] = field(default_factory=list)
     deadline: float | None = None  # the earliest timer of this SA, as last pushed
     fail_reason: str | None = None
+    # certificate authentication (RFC 7427): the peer's SIGNATURE_HASH_ALGORITHMS hash IDs,
+    # the auth method class each side used ("psk"/"pubkey"), the peer's validated certificate
+    peer_hashes: tuple[int, ...] = ()
+    local_auth: str | None = None
+    remote_auth: str | None = None
+    peer_cert: Any = None
 
     def set_state(self, new: IkeState) -> None:
         self.state = check_ike(self.state, new)
