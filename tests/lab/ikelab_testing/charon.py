@@ -38,7 +38,9 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 # backend, netlink the networking one).  openssl comes first among the crypto plugins: it is the
 # fast AES-GCM (AES-NI) implementation, while the plain aes+gcm plugins run in software at a
 # fraction of the speed.  Debian 12 ships no curve25519/chapoly/gmac plugins: openssl provides
-# X25519, ChaCha20-Poly1305 and GMAC.
+# X25519, ChaCha20-Poly1305 and GMAC.  Certificates need x509 (parsing and chain building),
+# pem/pkcs1/pkcs8 (files), pubkey, openssl (ECDSA and Ed25519 keys and signatures, RSA-PSS),
+# revocation (CRLs from swanctl/x509crl) and constraints (name/policy/path-length constraints).
 DEFAULT_PLUGINS = tuple(
     [
         "random",
@@ -58,6 +60,8 @@ DEFAULT_PLUGINS = tuple(
         "pkcs1",
         "pkcs8",
         "x509",
+        "revocation",
+        "constraints",
         "pubkey",
         "socket-default",
         "vici",
@@ -81,6 +85,13 @@ DEFAULT_LOG_LEVELS: Mapping[str, int] = {
 }
 
 T = TypeVar("T")
+
+# swanctl 5.9.8 loads these folders below SWANCTL_DIR (load_creds.c): certificates from x509
+# (end entity), x509ca (CAs), x509ocsp, x509aa, x509ac, x509crl, pubkey; private keys from
+# private (any type swanctl can decode), rsa (PKCS#1 RSA), ecdsa (SEC1 ECDSA), pkcs8 (any
+# PKCS#8 key) and pkcs12
+CREDENTIAL_FOLDERS = ("x509", "x509ca", "x509crl", "private", "rsa", "ecdsa", "pkcs8")
+KEY_FOLDERS = ("private", "rsa", "ecdsa", "pkcs8")
 
 
 def available() -> bool:
@@ -147,6 +158,16 @@ class Connection:
     encap: bool | None = None
     aggressive: bool | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # auth = "pubkey": our certificate (a path, absolute or in swanctl/x509) and the CAs the
+    # peer's chain must end in (absolute or in swanctl/x509ca); intermediates we send are found
+    # in swanctl/x509ca, CRLs in swanctl/x509crl (Charon.install)
+    local_certs: Sequence[str] = ()
+    remote_cacerts: Sequence[str] = ()
+    remote_certs: Sequence[str] = ()
+    revocation: str | None = None  # remote: strict | ifuri | relaxed
+    send_cert: str | None = None  # local: always | ifasked (default) | never
+    send_certreq: bool | None = None
+    remote_auth: str | None = None  # defaults to auth
 
     def to_conf(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -166,12 +187,24 @@ class Connection:
             value = getattr(self, key)
             if value is not None:
                 conf[key] = value
-        for key in ("mobike", "encap", "aggressive"):
+        for key in ("mobike", "encap", "aggressive", "send_certreq"):
             value = getattr(self, key)
             if value is not None:
                 conf[key] = "yes" if value else "no"
-        conf["local"] = {"auth": self.auth, "id": self.local_id}
-        conf["remote"] = {"auth": self.auth, "id": self.remote_id}
+        local: dict[str, Any] = {"auth": self.auth, "id": self.local_id}
+        remote: dict[str, Any] = {"auth": self.remote_auth or self.auth, "id": self.remote_id}
+        if self.local_certs:
+            local["certs"] = list(self.local_certs)
+        if self.send_cert is not None:
+            local["send_cert"] = self.send_cert
+        if self.remote_cacerts:
+            remote["cacerts"] = list(self.remote_cacerts)
+        if self.remote_certs:
+            remote["certs"] = list(self.remote_certs)
+        if self.revocation is not None:
+            remote["revocation"] = self.revocation
+        conf["local"] = local
+        conf["remote"] = remote
         conf["children"] = {c.name: c.to_conf() for c in self.children}
         conf.update(self.extra)
         return conf
@@ -192,6 +225,24 @@ class Secret:
 
     def __repr__(self) -> str:
         return f"Secret({self.name!r}, ids={list(self.ids)}, secret=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFile:
+    """A ``private<name>`` secret: a private key file (any type; absolute or in
+    swanctl/private), optionally with the passphrase that decrypts it."""
+
+    name: str
+    file: str
+    passphrase: bytes | str | None = field(default=None, repr=False)
+    kind: str = "private"
+
+    def to_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"file": self.file}
+        if self.passphrase is not None:
+            raw = self.passphrase.encode() if isinstance(self.passphrase, str) else self.passphrase
+            conf["secret"] = "0x" + raw.hex()
+        return conf
 
 
 def render(conf: Mapping[str, Any], indent: int = 0) -> str:
@@ -216,7 +267,9 @@ def _scalar(value: object) -> str:
     return str(value)
 
 
-def swanctl_conf(connections: Iterable[Connection], secrets: Iterable[Secret] = ()) -> str:
+def swanctl_conf(
+    connections: Iterable[Connection], secrets: Iterable[Secret | KeyFile] = ()
+) -> str:
     conf: dict[str, Any] = {"connections": {c.name: c.to_conf() for c in connections}}
     conf["secrets"] = {f"{s.kind}-{s.name}": s.to_conf() for s in secrets}
     return render(conf) + "\n"
@@ -250,7 +303,8 @@ class Charon:
         self.options = dict(options or {})
         self.dir = self.lab.workdir(f"{name}-{ns.role}")
         self.conf_path = self.dir / "strongswan.conf"
-        self.swanctl_path = self.dir / "swanctl" / "swanctl.conf"
+        self.swanctl_dir = self.dir / "swanctl"
+        self.swanctl_path = self.swanctl_dir / "swanctl.conf"
         self.vici_path = self.dir / "charon.vici"
         self.log_path = self.dir / "charon.log"
         self.out_path = self.dir / "charon.out"
@@ -289,13 +343,20 @@ class Charon:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "STRONGSWAN_CONF": str(self.conf_path)}
+        # SWANCTL_DIR: swanctl loads credentials from its x509*/private folders
+        return {
+            **os.environ,
+            "STRONGSWAN_CONF": str(self.conf_path),
+            "SWANCTL_DIR": str(self.swanctl_dir),
+        }
 
     # lifecycle
 
     def start(self, timeout: float = 10.0) -> Charon:
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
         self.swanctl_path.parent.mkdir(mode=0o700, exist_ok=True)
+        for folder in CREDENTIAL_FOLDERS:
+            (self.swanctl_dir / folder).mkdir(mode=0o700, exist_ok=True)
         self.conf_path.write_text(self.strongswan_conf())
         script = f'mount --bind "$1" /run && exec "{CHARON}"'
         with self.out_path.open("wb") as out:
@@ -363,8 +424,35 @@ class Charon:
             )
         return proc
 
-    def load(self, connections: Iterable[Connection], secrets: Iterable[Secret] = ()) -> None:
-        """Write swanctl.conf (mode 0600) and load everything in it."""
+    def install(self, source: Path | str, folder: str, name: str | None = None) -> Path:
+        """Copy a credential file into ``swanctl/<folder>`` (one of CREDENTIAL_FOLDERS: x509,
+        x509ca, x509crl, private, rsa, ecdsa, pkcs8); private keys get mode 0600.  The next
+        ``load``/``load_creds`` loads it.  Returns the installed path."""
+        if folder not in CREDENTIAL_FOLDERS:
+            raise ValueError(f"unknown swanctl folder {folder!r}")
+        source = Path(source)
+        target = self.swanctl_dir / folder / (name or source.name)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = source.read_bytes()
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if folder not in KEY_FOLDERS:
+            target.chmod(0o644)
+        return target
+
+    def load_creds(self) -> subprocess.CompletedProcess[str]:
+        """(Re)load certificates, CRLs and keys from the swanctl folders and swanctl.conf."""
+        return self.swanctl("--load-creds", "--noprompt", "--file", str(self.swanctl_path))
+
+    def list_certs(self) -> str:
+        return self.swanctl("--list-certs").stdout
+
+    def load(
+        self, connections: Iterable[Connection], secrets: Iterable[Secret | KeyFile] = ()
+    ) -> None:
+        """Write swanctl.conf (mode 0600) and load everything in it (and the credential
+        folders)."""
         text = swanctl_conf(connections, secrets)
         fd = os.open(self.swanctl_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

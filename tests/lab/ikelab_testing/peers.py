@@ -15,16 +15,101 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ikelab_testing.agent import Agent, child_states
-from ikelab_testing.charon import Charon, Child, Connection, Secret, wait_for
-from ikelab_testing.netns import Site, Topology
+from ikelab_testing.charon import Charon, Child, Connection, KeyFile, Secret, wait_for
+from ikelab_testing.netns import Lab, Site, Topology
+from ikelab_testing.pki import Issued, TestPki
 
 
 def fresh_psk() -> bytes:
     """A new random PSK (32 bytes, printable) for one lab run; never logged."""
     return secrets.token_urlsafe(32).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class EndCredentials:
+    """What one gateway authenticates with under ``auth: pubkey``."""
+
+    cert: Issued  # our end-entity certificate
+    key_path: Path  # its private key file (maybe a copy with another mode)
+    intermediates: tuple[Issued, ...] = ()  # sent after our certificate
+    cacerts: tuple[Path, ...] = ()  # the anchors the peer's chain must end in
+    crls: tuple[Path, ...] = ()
+    revocation: str | None = None  # strict | ifuri | relaxed (None: the daemon's default)
+
+
+def ca_key_type(key_type: str) -> str:
+    """The CA's key type for end-entity certificates of ``key_type`` (no RSA 4096 CA)."""
+    return "rsa" if key_type.startswith("rsa") else key_type
+
+
+class TunnelPki:
+    """The CA both ends of a tunnel trust and each gateway's certificate, made on first use in a
+    directory of the lab.  ``set`` replaces one gateway's credentials (the failure cases)::
+
+        spec = TunnelSpec(auth="pubkey")
+        pki = spec.pki.attach(topology.lab)
+        old = pki.issue(spec.pki.root(), "gw-b.example", ["gw-b.example"],
+                        not_before=..., not_after=...)
+        spec.pki.set("gw-b.example", spec.pki.default_for(old))
+    """
+
+    __slots__ = ("_pki", "_roots", "_creds")
+
+    def __init__(self) -> None:
+        self._pki: TestPki | None = None
+        self._roots: dict[str, Issued] = {}
+        self._creds: dict[str, EndCredentials] = {}
+
+    def __repr__(self) -> str:
+        return f"TunnelPki({self._pki.directory if self._pki else 'not attached'})"
+
+    def attach(self, lab: Lab) -> TestPki:
+        """The TestPki, made in a fresh directory of ``lab`` the first time."""
+        if self._pki is None:
+            self._pki = TestPki(lab.workdir("pki"))
+        return self._pki
+
+    @property
+    def pki(self) -> TestPki:
+        if self._pki is None:
+            raise RuntimeError("TunnelPki.attach(lab) first")
+        return self._pki
+
+    def root(self, key_type: str = "rsa") -> Issued:
+        """The tunnel's root CA with a ``key_type`` key (one per key type)."""
+        if key_type not in self._roots:
+            self._roots[key_type] = self.pki.ca(f"Lab Root CA {key_type}", key_type)
+        return self._roots[key_type]
+
+    def default_for(self, cert: Issued, key_type: str = "rsa", **changes: Any) -> EndCredentials:
+        """Credentials for ``cert``: its key, its issuers below the root sent as intermediates,
+        and the tunnel's root CA for ``key_type`` as the CA the peer must chain to (so a gateway
+        whose own certificate is bad still trusts the other one); ``changes`` override."""
+        fields: dict[str, Any] = {
+            "cert": cert,
+            "key_path": cert.key_path,
+            "intermediates": tuple(cert.chain()[1:-1]),
+            "cacerts": (self.root(ca_key_type(key_type)).cert_path,),
+        }
+        return EndCredentials(**{**fields, **changes})
+
+    def set(self, identity: str, creds: EndCredentials) -> None:
+        """Use ``creds`` for the gateway whose IKE identity is ``identity``."""
+        self._creds[identity] = creds
+
+    def credentials(self, end: End) -> EndCredentials:
+        """``end``'s credentials: set ones, else a certificate for its identity (subject CN and
+        dNSName SAN) of the spec's key type, issued by the root, made once."""
+        if end.local_id not in self._creds:
+            self.attach(end.topology.lab)
+            root = self.root(ca_key_type(end.spec.key_type))
+            cert = self.pki.issue(root, end.local_id, [end.local_id], end.spec.key_type)
+            self._creds[end.local_id] = self.default_for(cert, end.spec.key_type)
+        return self._creds[end.local_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +120,10 @@ class TunnelSpec:
     child: str = "net"
     psk: bytes = field(default_factory=fresh_psk, repr=False)
     aggressive: bool = False  # IKEv1 Aggressive Mode (both ends opt in to it with a PSK)
+    auth: str = "psk"  # psk | pubkey (certificates from ``pki``)
+    key_type: str = "rsa"  # rsa | rsa4096 | ecdsa-p256 | ecdsa-p384 | ed25519
+    fragmentation: bool = False  # IKEv2 RFC 7383 fragmentation on both ends
+    pki: TunnelPki = field(default_factory=TunnelPki, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +147,11 @@ class End:
     @property
     def conn_name(self) -> str:
         return f"site-{self.peer.name}"
+
+    @property
+    def credentials(self) -> EndCredentials:
+        """This gateway's certificate, key and trusted CAs (``auth: pubkey``)."""
+        return self.spec.pki.credentials(self)
 
 
 class Peer(Protocol):
@@ -88,7 +182,9 @@ IKEV1_OPTIONS = {"delete_rekeyed": "yes"}
 class CharonPeer:
     label = "charon"
 
-    def __init__(self, end: End, **charon_kwargs: Any) -> None:
+    def __init__(
+        self, end: End, *, credentials: EndCredentials | None = None, **charon_kwargs: Any
+    ) -> None:
         self.end = end
         spec = end.spec
         if spec.version == 1:
@@ -96,6 +192,15 @@ class CharonPeer:
             options = {**IKEV1_OPTIONS, **aggressive, **charon_kwargs.pop("options", {})}
             charon_kwargs["options"] = options
         self.charon = Charon(end.site.gw, end.topology.lab, **charon_kwargs).start()
+        auth: dict[str, Any] = {}
+        secrets: list[Secret | KeyFile]
+        if spec.auth == "pubkey":
+            auth, secrets = self._install_credentials(credentials or end.credentials)
+        else:
+            ids = sorted([end.local_id, end.remote_id])
+            secrets = [Secret("lab", ids, spec.psk)]
+        if spec.fragmentation:
+            auth["fragmentation"] = "yes"
         conn = Connection(
             name=end.conn_name,
             version=spec.version,
@@ -113,9 +218,29 @@ class CharonPeer:
                     esp_proposals=spec.esp_proposals,
                 )
             ],
+            **auth,
         )
-        ids = sorted([end.local_id, end.remote_id])
-        self.charon.load([conn], [Secret("lab", ids, spec.psk)])
+        self.charon.load([conn], secrets)
+
+    def _install_credentials(
+        self, creds: EndCredentials
+    ) -> tuple[dict[str, Any], list[Secret | KeyFile]]:
+        """Copy the files into charon's swanctl folders; the Connection fields that use them."""
+        c = self.charon
+        cert = c.install(creds.cert.cert_path, "x509")
+        for im in creds.intermediates:  # charon sends the chain it finds in x509ca
+            c.install(im.cert_path, "x509ca")
+        cacerts = [str(c.install(path, "x509ca")) for path in creds.cacerts]
+        for crl in creds.crls:
+            c.install(crl, "x509crl")
+        key = c.install(creds.key_path, "private")
+        fields: dict[str, Any] = {
+            "auth": "pubkey",
+            "local_certs": [str(cert)],
+            "remote_cacerts": cacerts,
+            "revocation": creds.revocation,
+        }
+        return fields, [KeyFile("gw", str(key))]
 
     def initiate(self) -> None:
         self.charon.initiate(self.end.spec.child)
@@ -137,25 +262,61 @@ def charon_peer(end: End) -> CharonPeer:
 # --- ikeagent -----------------------------------------------------------------------------------
 
 
+def pubkey_auth(end: End, creds: EndCredentials) -> tuple[dict[str, Any], ...]:
+    """The agent's ``local``, ``remote`` and ``secrets`` for ``auth: pubkey`` (absolute paths)."""
+    local = {
+        "auth": "pubkey",
+        "id": end.local_id,
+        "certs": [str(creds.cert.cert_path), *(str(i.cert_path) for i in creds.intermediates)],
+    }
+    remote: dict[str, Any] = {
+        "auth": "pubkey",
+        "id": end.remote_id,
+        "cacerts": [str(p) for p in creds.cacerts],
+    }
+    if creds.crls:
+        remote["crls"] = [str(p) for p in creds.crls]
+    if creds.revocation is not None:
+        remote["revocation"] = creds.revocation
+    return local, remote, {"private-gw": {"file": str(creds.key_path)}}
+
+
 def agent_config(
-    end: End, start_action: str = "none", settings: Mapping[str, Any] | None = None
+    end: End,
+    start_action: str = "none",
+    settings: Mapping[str, Any] | None = None,
+    credentials: EndCredentials | None = None,
 ) -> dict[str, Any]:
     """The agent's YAML config (swanctl vocabulary) for one end; ``settings`` is its ``agent:``
-    section (e.g. faster retransmits), left out when None."""
+    section (e.g. faster retransmits), left out when None.  With ``spec.auth == "pubkey"`` it
+    authenticates with ``credentials`` (default: the end's from the spec's TunnelPki)."""
     spec = end.spec
     aggressive = {"aggressive": True, "allow_aggressive_psk": True} if spec.aggressive else {}
     head = {"agent": dict(settings)} if settings else {}
+    if spec.auth == "pubkey":
+        local, remote, secrets = pubkey_auth(end, credentials or end.credentials)
+    else:
+        local = {"auth": "psk", "id": end.local_id}
+        remote = {"auth": "psk", "id": end.remote_id}
+        secrets = {
+            "ike-lab": {
+                "id": sorted([end.local_id, end.remote_id]),
+                "secret": spec.psk.decode(),
+            }
+        }
+    fragmentation = {"fragmentation": True} if spec.fragmentation else {}
     return {
         **head,
         "connections": {
             end.conn_name: {
                 "version": spec.version,
                 **aggressive,
+                **fragmentation,
                 "local_addrs": [end.site.outer],
                 "remote_addrs": [end.peer.outer],
                 "proposals": list(spec.proposals),
-                "local": {"auth": "psk", "id": end.local_id},
-                "remote": {"auth": "psk", "id": end.remote_id},
+                "local": local,
+                "remote": remote,
                 "children": {
                     spec.child: {
                         "local_ts": [end.site.subnet],
@@ -166,12 +327,7 @@ def agent_config(
                 },
             }
         },
-        "secrets": {
-            "ike-lab": {
-                "id": sorted([end.local_id, end.remote_id]),
-                "secret": spec.psk.decode(),
-            }
-        },
+        "secrets": secrets,
     }
 
 
@@ -179,10 +335,19 @@ class AgentPeer:
     label = "ikeagent"
 
     def __init__(
-        self, end: End, settings: Mapping[str, Any] | None = None, **agent_kwargs: Any
+        self,
+        end: End,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        credentials: EndCredentials | None = None,
+        config_hook: Callable[[dict[str, Any]], None] | None = None,
+        **agent_kwargs: Any,
     ) -> None:
+        """``config_hook`` may change the config dict in place before the agent starts."""
         self.end = end
-        config = agent_config(end, settings=settings)
+        config = agent_config(end, settings=settings, credentials=credentials)
+        if config_hook is not None:
+            config_hook(config)
         self.agent = Agent(end.site.gw, config, end.topology.lab, **agent_kwargs)
         self.agent.start()
 

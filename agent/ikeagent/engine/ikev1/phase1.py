@@ -1,5 +1,6 @@
 """Phase 1: Main Mode (RFC 2409 5, six messages, identities encrypted) and Aggressive Mode
-(RFC 2409 5, three messages, identities in the clear), with pre-shared keys, in both roles.
+(RFC 2409 5, three messages, identities in the clear), with pre-shared keys or signatures
+(RFC 2409 5.1; RSA, and ECDSA per RFC 4754), in both roles.
 
 Main Mode                                 Aggressive Mode
   I: HDR, SA, VID                           I: HDR, SA, KE, Ni, IDii, VID
@@ -8,6 +9,9 @@ Main Mode                                 Aggressive Mode
   R: HDR, KE, Nr, NAT-D
   I: HDR*, IDii, HASH_I
   R: HDR*, IDir, HASH_R
+
+With signatures, messages 3 and 4 of Main Mode also carry CR (one per trusted CA, its DER
+subject), HASH_x becomes [CERT...], SIG_x, and Aggressive Mode carries CERT, SIG likewise.
 """
 
 from __future__ import annotations
