@@ -238,7 +238,14 @@ def cert_matches_identity(cert: x509.Certificate, ident: Identity) -> bool:
 
 
 def describe(cert: x509.Certificate) -> str:
-    """``CN=gw-b (serial 1a2b, issuer CN=Lab CA)`` for logs and error messages."""
+    """``CN=gw-b (serial 1a:2b, issuer CN=Lab CA)`` for logs and error messages."""
+    return f"{dn_text(cert.subject)} (serial {serial_text(cert)}, issuer {dn_text(cert.issuer)})"
+
+
+def serial_text(cert: x509.Certificate) -> str:
+    """The serial number as colon-separated hex octets, as strongSwan and OpenSSL show it
+    (which also keeps the log redaction from mistaking a 20-octet serial for key material)."""
     serial = cert.serial_number
     sign = "-" if serial < 0 else ""
-    return f"{dn_text(cert.subject)} (serial {sign}{abs(serial):x}, issuer {dn_text(cert.issuer)})"
+    raw = abs(serial).to_bytes(max(1, (abs(serial).bit_length() + 7) // 8), "big")
+    return sign + ":".join(f"{b:02x}" for b in raw)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from ikeagent.crypto.pki.errors import CertificateInvalid
-from ikeagent.crypto.pki.names import dn_equal, dn_text, subject_der
+from ikeagent.crypto.pki.names import dn_equal, dn_text, serial_text, subject_der
 
 MAX_CHAIN = 8
 REVOCATION_POLICIES = ("relaxed", "strict", "ifuri")
@@ -213,7 +213,7 @@ def _check_revocation(
         revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if revoked is not None:
             raise CertificateInvalid(
-                f"certificate '{_name(cert)}' (serial 0x{cert.serial_number:x}) is revoked "
+                f"certificate '{_name(cert)}' (serial {serial_text(cert)}) is revoked "
                 f"(CRL of '{_name(issuer)}', since {_when(revoked.revocation_date_utc)})"
             )
         if next_update is not None and next_update < now:

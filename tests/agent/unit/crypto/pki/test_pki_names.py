@@ -160,5 +160,17 @@ def test_unknown_type_matches_nothing(gw):
 def test_describe(gw):
     assert (
         describe(gw.cert)
-        == "C=CH, O=Lab Org, CN=gw-b.example (serial 1a2b, issuer O=Lab, CN=Names CA)"
+        == "C=CH, O=Lab Org, CN=gw-b.example (serial 1a:2b, issuer O=Lab, CN=Names CA)"
     )
+
+
+def test_a_long_serial_survives_the_log_redaction():
+    from ikeagent.crypto.pki.names import serial_text
+    from ikeagent.runtime.logging import redact
+
+    class _Cert:
+        serial_number = int("7f" + "a5" * 19, 16)  # 20 octets, the RFC 5280 maximum
+
+    text = serial_text(_Cert())  # type: ignore[arg-type]
+    assert text.startswith("7f:a5:") and len(text.split(":")) == 20
+    assert redact(f"certificate (serial {text})") == f"certificate (serial {text})"
