@@ -37,9 +37,23 @@ V1_SUITE = (("aes256-sha256-modp2048",), ("aes256-sha256",))
 V2_SUITE = (("aes256gcm16-prfsha256-x25519",), ("aes256gcm16",))
 # (IKE version, key type of both ends' certificates and of the CA); Ed25519 exists for IKEv2
 # only (RFC 8420; IKEv1 has no authentication method for it)
-KEYS = [(1, "rsa"), (1, "ecdsa-p256"), (2, "rsa"), (2, "ecdsa-p256"), (2, "ed25519")]
+KEYS = [
+    (1, "rsa"),
+    (1, "ecdsa-p256"),
+    (1, "ecdsa-p384"),
+    (2, "rsa"),
+    (2, "ecdsa-p256"),
+    (2, "ecdsa-p384"),
+    (2, "ed25519"),
+]
 # the signature scheme charon names when it verified the agent's AUTH/SIG
-FAMILY = {"rsa": "RSA", "rsa4096": "RSA", "ecdsa-p256": "ECDSA", "ed25519": "ED25519"}
+FAMILY = {
+    "rsa": "RSA",
+    "rsa4096": "RSA",
+    "ecdsa-p256": "ECDSA",
+    "ecdsa-p384": "ECDSA",
+    "ed25519": "ED25519",
+}
 
 
 def spec_for(version: int, key_type: str = "rsa", **changes: Any) -> TunnelSpec:
@@ -452,6 +466,73 @@ def test_own_key_readable_by_others_is_not_used(topology, version: int, agent_ro
         assert not verified_with(charon, mine)
         assert "authentication of '" + mine not in charon.charon.log_text()
         assert_blocked(topology)
+    except BaseException:
+        dump(tunnel)
+        raise
+    finally:
+        tunnel.stop()
+
+
+# --- identities of every kind -----------------------------------------------------------------
+
+ID_CASES = [
+    (2, "ip", "initiator"),
+    (2, "email", "responder"),
+    (2, "dn", "initiator"),
+    (2, "dn", "responder"),
+    (1, "ip", "responder"),
+    (1, "email", "initiator"),
+    (1, "dn", "initiator"),
+    (1, "dn", "responder"),
+]
+
+
+@pytest.mark.parametrize(
+    "version,id_kind,agent_role", ID_CASES, ids=[f"ikev{v}-{k}-{r}" for v, k, r in ID_CASES]
+)
+def test_identity_kinds_matched_against_the_certificate(
+    topology, version: int, id_kind: str, agent_role: str
+) -> None:
+    """IP address and email identities are found in the certificate's subjectAltNames, a DN
+    identity is its subject (charon encodes it from the certificate, the agent from its
+    configuration, with other string types: they must still match)."""
+    spec = spec_for(version, "rsa", id_kind=id_kind)
+    tunnel = Tunnel(topology, *peers(agent_role), spec).start()
+    try:
+        tunnel.up(timeout=15)
+        assert_passes(topology, count=2)
+        agent, charon = agent_of(tunnel), charon_of(tunnel)
+        [ike_sa] = agent.agent.list_sas()
+        assert (ike_sa["local_id"], ike_sa["remote_id"]) == (
+            agent.end.local_id,
+            agent.end.remote_id,
+        )
+        assert (ike_sa["local_auth"], ike_sa["remote_auth"]) == ("pubkey", "pubkey")
+        [theirs] = charon.charon.list_sas().values()
+        assert (theirs["local-id"], theirs["remote-id"]) == (
+            charon.end.local_id,
+            charon.end.remote_id,
+        )
+        assert verified_with(charon, agent.end.local_id), charon.charon.log_tail(40)
+    except BaseException:
+        dump(tunnel)
+        raise
+    finally:
+        tunnel.stop()
+
+
+@pytest.mark.parametrize("agent_role", ROLES)
+def test_ikev1_aggressive_mode_with_signatures(topology, capture_factory, agent_role: str) -> None:
+    """IKEv1 Aggressive Mode authenticated by RSA signatures (no PSK, so no opt-in needed)."""
+    cap = capture_factory(topology.gw_a, "wan0")
+    spec = spec_for(1, "rsa", aggressive=True)
+    tunnel = Tunnel(topology, *peers(agent_role), spec).start()
+    try:
+        tunnel.up(timeout=15)
+        assert_tunnel_works(topology, tunnel, cap, "rsa")
+        [ike_sa] = agent_of(tunnel).agent.list_sas()
+        assert ike_sa["mode"] == "aggressive"
+        assert "aggressive" in charon_of(tunnel).charon.log_text().lower()
     except BaseException:
         dump(tunnel)
         raise

@@ -10,6 +10,7 @@ any packet between the protected subnets cross in cleartext?
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import signal
@@ -34,6 +35,7 @@ TSHARK_FIELDS = (
     "esp.spi",
     "frame.len",
     "icmpv6.type",
+    "ip.reassembled_in",
 )
 # ICMPv6 router/neighbour discovery and redirects (RFC 4861) keep the link itself working
 ND_TYPES = {"133", "134", "135", "136", "137"}
@@ -51,6 +53,7 @@ class Packet:
     spi: str
     length: int
     kind: str  # ike | esp | esp-in-udp | keepalive | link | icmp | other
+    reassembled_in: int | None = None  # an IP fragment: the frame that completes its datagram
 
     def __str__(self) -> str:
         ports = f" {self.sport}->{self.dport}" if self.sport is not None else ""
@@ -193,6 +196,7 @@ def analyse(path: str | os.PathLike[str]) -> CaptureSummary:
     argv = [
         "tshark",
         "-n",
+        "-2",  # two passes, so a fragment knows the frame its datagram was reassembled in
         "-r",
         str(path),
         "-o",
@@ -209,14 +213,16 @@ def analyse(path: str | os.PathLike[str]) -> CaptureSummary:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"tshark failed on {path}: {proc.stderr.strip()}")
-    packets = tuple(_packet(line) for line in proc.stdout.splitlines() if line.strip())
+    packets = _fragments_as_their_datagram(
+        [_packet(line) for line in proc.stdout.splitlines() if line.strip()]
+    )
     counts = Counter(p.kind for p in packets)
     return CaptureSummary(str(path), packets, dict(counts))
 
 
 def _packet(line: str) -> Packet:
     cols = (line.split("\t") + [""] * len(TSHARK_FIELDS))[: len(TSHARK_FIELDS)]
-    number, protocols, src4, dst4, src6, dst6, sport, dport, spi, length, icmp6 = cols
+    number, protocols, src4, dst4, src6, dst6, sport, dport, spi, length, icmp6, reasm = cols
     protos = tuple(protocols.split(":")) if protocols else ()
     sp = int(sport) if sport else None
     dp = int(dport) if dport else None
@@ -230,6 +236,20 @@ def _packet(line: str) -> Packet:
         spi=spi,
         length=int(length or 0),
         kind="link" if icmp6 in ND_TYPES else _classify(protos, sp, dp, src6),
+        reassembled_in=int(reasm) if reasm.isdigit() and int(reasm) != int(number or 0) else None,
+    )
+
+
+def _fragments_as_their_datagram(packets: list[Packet]) -> tuple[Packet, ...]:
+    """An IP fragment before the last one shows as bare IP data; it is of the kind of the
+    datagram tshark reassembled from it (e.g. a large IKE message with certificates), so a
+    fragment of cleartext is still cleartext."""
+    kinds = {p.number: p.kind for p in packets}
+    return tuple(
+        dataclasses.replace(p, kind=kinds.get(p.reassembled_in, p.kind))
+        if p.reassembled_in is not None and p.kind == "other"
+        else p
+        for p in packets
     )
 
 

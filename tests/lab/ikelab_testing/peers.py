@@ -107,7 +107,8 @@ class TunnelPki:
         if end.local_id not in self._creds:
             self.attach(end.topology.lab)
             root = self.root(ca_key_type(end.spec.key_type))
-            cert = self.pki.issue(root, end.local_id, [end.local_id], end.spec.key_type)
+            sans = [end.fqdn] + ([end.local_id] if end.spec.id_kind in ("ip", "email") else [])
+            cert = self.pki.issue(root, end.fqdn, sans, end.spec.key_type)
             self._creds[end.local_id] = self.default_for(cert, end.spec.key_type)
         return self._creds[end.local_id]
 
@@ -123,6 +124,10 @@ class TunnelSpec:
     auth: str = "psk"  # psk | pubkey (certificates from ``pki``)
     key_type: str = "rsa"  # rsa | rsa4096 | ecdsa-p256 | ecdsa-p384 | ed25519
     fragmentation: bool = False  # IKEv2 RFC 7383 fragmentation on both ends
+    # the gateways' IKE identities: fqdn gw-<site>.example, ip (the outer address), email
+    # gw@<site>.example, dn O=ikelab, CN=gw-<site>.example; certificates carry them (subject
+    # CN and dNSName gw-<site>.example, plus the address or email as subjectAltName)
+    id_kind: str = "fqdn"
     pki: TunnelPki = field(default_factory=TunnelPki, repr=False, compare=False)
 
 
@@ -137,12 +142,16 @@ class End:
     initiator: bool
 
     @property
-    def local_id(self) -> str:
+    def fqdn(self) -> str:
         return f"gw-{self.site.name}.example"
 
     @property
+    def local_id(self) -> str:
+        return identity_of(self.site, self.spec.id_kind)
+
+    @property
     def remote_id(self) -> str:
-        return f"gw-{self.peer.name}.example"
+        return identity_of(self.peer, self.spec.id_kind)
 
     @property
     def conn_name(self) -> str:
@@ -152,6 +161,17 @@ class End:
     def credentials(self) -> EndCredentials:
         """This gateway's certificate, key and trusted CAs (``auth: pubkey``)."""
         return self.spec.pki.credentials(self)
+
+
+def identity_of(site: Site, kind: str) -> str:
+    """A gateway's IKE identity of the given kind (see TunnelSpec.id_kind)."""
+    fqdn = f"gw-{site.name}.example"
+    return {
+        "fqdn": fqdn,
+        "ip": site.outer,
+        "email": f"gw@{site.name}.example",
+        "dn": f"O=ikelab, CN={fqdn}",
+    }[kind]
 
 
 class Peer(Protocol):

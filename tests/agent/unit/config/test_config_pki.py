@@ -6,10 +6,10 @@ import os
 import shutil
 
 import pytest
-from ikelab_testing.pki import TestPki
 
 from ikeagent.config.model import AuthMethod
 from ikeagent.config.schema import ConfigError, load_config, parse_config
+from ikelab_testing.pki import TestPki
 
 
 @pytest.fixture(scope="module")
