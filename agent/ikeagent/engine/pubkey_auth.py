@@ -74,9 +74,19 @@ def peer_certificate(
     certificate is trusted as it is, its dates still checked); and
     ``remote_id`` (the IDi/IDr the peer sent) named by the certificate. Raises
     CertificateInvalid with the reason."""
+    remote = conn.remote
+    if not certs and remote.certs:
+        # a peer that sends no certificate (charon's send_cert = never) is checked against
+        # the pinned one that names its identity
+        pinned = [c for c in remote.certs if cert_matches_identity(c, remote_id)]
+        if not pinned:
+            raise CertificateInvalid(
+                f"peer sent no certificate and none in remote.certs names '{remote_id}'"
+            )
+        validate_chain(pinned[0], (), trust_policy(conn), now)
+        return pinned[0]
     parsed = parse_certificates(certs)
     ee, intermediates = parsed[0], parsed[1:]
-    remote = conn.remote
     if remote.certs:
         mine = cert_der(ee)
         if not any(cert_der(c) == mine for c in remote.certs):

@@ -98,6 +98,10 @@ def test_pinned_certificate(pki: TestPki, root) -> None:
         peer_certificate(conn, [other.der], FQDN, time.time())
     with pytest.raises(CertificateInvalid, match="expired on"):
         peer_certificate(conn, [ee.der], FQDN, time.time() + 2 * 365 * 86400)
+    # a peer that sends no CERT payload is checked with the pinned certificate of its identity
+    assert cert_der(peer_certificate(conn, [], FQDN, time.time())) == ee.der
+    with pytest.raises(CertificateInvalid, match="none in remote.certs names 'gw-z.example'"):
+        peer_certificate(conn, [], parse_identity("gw-z.example"), time.time())
 
 
 def test_garbage_and_missing_certificates(root) -> None:
