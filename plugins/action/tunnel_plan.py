@@ -39,6 +39,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "secrets_dir": {"type": "path", "required": True},
     "generate_keys": {"type": "bool", "default": False},
     "defaults": {"type": "dict"},
+    "auth": {"type": "str", "default": "psk", "choices": ["psk", "pubkey"]},
+    "pki_dir": {"type": "str", "default": "/etc/ikelab/pki"},
 }
 
 
@@ -109,6 +111,8 @@ class ActionModule(ActionBase):
                 generate_keys=args["generate_keys"],
                 defaults=plain(args["defaults"]),
                 problems=problems,
+                auth=args["auth"],
+                pki_dir=args["pki_dir"],
             )
         except PlanError as e:
             result.update(

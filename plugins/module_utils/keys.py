@@ -260,13 +260,16 @@ def _gid(group: str | None) -> int | None:
 # --- the backend ----------------------------------------------------------------------------------
 
 
-def write_atomic(path: str, data: bytes, uid: int | None = None, gid: int | None = None) -> None:
-    """Replace ``path`` with ``data``: a 0600 temporary file in the same directory, fsync,
-    rename over ``path``, fsync of the directory. Readers see the old or the new file."""
+def write_atomic(
+    path: str, data: bytes, uid: int | None = None, gid: int | None = None, mode: int = MODE
+) -> None:
+    """Replace ``path`` with ``data``: a temporary file (created 0600, then given ``mode``) in
+    the same directory, fsync, rename over ``path``, fsync of the directory. Readers see the
+    old or the new file."""
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
-        os.fchmod(fd, MODE)
+        os.fchmod(fd, mode)
         if uid is not None or gid is not None:
             os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
         view = memoryview(data)

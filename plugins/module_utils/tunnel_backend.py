@@ -34,6 +34,7 @@ from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (
 from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import (
     SpecError,
     TunnelSpec,
+    certificate_stamps,
     check_name,
     decode_psk,
     existing_psk,
@@ -248,12 +249,15 @@ class TunnelBackend:
         self.spec: TunnelSpec | None = None
         self.psk: bytes | None = None
         self.desired: str | None = None
+        self.stamps: tuple[str, ...] = ()
         self.child = "net"
         self.start_action = "none"
         if self.state != "absent":
             self.spec = TunnelSpec.from_params(params)
             self.child, self.start_action = self.spec.child, self.spec.start_action
-            if params.get("psk") is not None:
+            if self.spec.auth == "pubkey":
+                pass  # certificates: no secret in the fragment, only the key file's path
+            elif params.get("psk") is not None:
                 self.psk = decode_psk(params["psk"])
             else:
                 self.psk = existing_psk(self.current, self.name) if self.current else None
@@ -267,7 +271,8 @@ class TunnelBackend:
                             else f"(there is no {self.store.path} yet)"
                         ),
                     )
-            self.desired = render(self.spec, self.psk)
+            self.stamps = certificate_stamps(self.spec)
+            self.desired = render(self.spec, self.psk, self.stamps)
         self.view = self._look()
         if not self.view.reachable and self.state != "up":
             self.warnings.append(
@@ -440,10 +445,15 @@ class TunnelBackend:
 
     def diff(self) -> dict[str, str]:
         before = redact(self.current) if self.current is not None else ""
-        if self.state == "absent" or self.spec is None or self.psk is None:
+        if (
+            self.state == "absent"
+            or self.spec is None
+            or self.psk is None
+            and self.spec.auth == "psk"
+        ):
             after = ""
         else:
-            after = render_redacted(self.spec, self.psk)
+            after = render_redacted(self.spec, self.psk, self.stamps)
         return {
             "before": before,
             "after": after,
@@ -461,6 +471,12 @@ class TunnelBackend:
         }
         if self.psk is not None:
             out["psk_fingerprint"] = psk_fingerprint(self.psk)
+        if self.spec is not None:
+            out["auth"] = self.spec.auth
+            if self.spec.auth == "pubkey":
+                # the certificate files and their fingerprints, as the fragment's header has them
+                pairs = (stamp.split(" ", 1)[1].rsplit(" ", 1) for stamp in self.stamps)
+                out["certificates"] = dict(pairs)
         return out
 
 

@@ -22,6 +22,22 @@ in strongSwan swanctl vocabulary as the agent reads it::
           - "gw-b.example"
         secret: "0s..."
 
+With ``auth: pubkey`` the connection authenticates with certificates instead (the agent's
+format, swanctl vocabulary)::
+
+    connections:
+      site-b:
+        local:  {auth: pubkey, id: gw-a.example, certs: [/etc/ikelab/pki/gw-a.crt]}
+        remote: {auth: pubkey, id: gw-b.example, cacerts: [/etc/ikelab/pki/ca.crt]}
+    secrets:
+      private-site-b:
+        file: /etc/ikelab/pki/gw-a.key
+
+The paths are on the managed host and absolute (the agent's ``--check`` runs the fragment from
+a scratch directory). The fragment names no secret then; its header carries the SHA-256
+fingerprints of the certificate files (``certificate_stamps``), so a reissued certificate
+changes the fragment and the agent reloads it.
+
 ``TunnelSpec.from_params`` checks what the module can check without the agent (names, types,
 options that would clash with the managed keys) and raises ``SpecError`` naming the field; the
 agent's own schema (``ikeagent --check``) validates the rest, among it the rules that tie
@@ -65,6 +81,8 @@ MANAGED_CHILD_KEYS = frozenset(
     {"local_ts", "remote_ts", "esp_proposals", "start_action", "rekey_time"}
 )
 IKE_VERSIONS = (1, 2)
+AUTH_METHODS = ("psk", "pubkey")
+PUBKEY_PARAMS = ("certs", "private_key", "cacerts")
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_]*\Z")
 _DURATION = re.compile(r"[0-9]+(\.[0-9]+)?[smhd]?\Z")
 
@@ -152,6 +170,14 @@ def _str_list(value: Any, field_name: str, required: bool = False) -> tuple[str,
     if required and not out:
         raise SpecError(field_name, "must not be empty")
     return tuple(out)
+
+
+def _abs_paths(value: Any, field_name: str) -> tuple[str, ...]:
+    paths = _str_list(value, field_name, required=True)
+    for i, path in enumerate(paths):
+        if not path.startswith("/"):
+            raise SpecError(f"{field_name}[{i}]", "must be an absolute path on the host")
+    return paths
 
 
 def _duration(value: Any, field_name: str) -> int | float | str | None:
@@ -251,6 +277,10 @@ class TunnelSpec:
     child_rekey_time: Any = None
     options: dict[str, Any] = field(default_factory=dict)
     child_options: dict[str, Any] = field(default_factory=dict)
+    auth: str = "psk"
+    certs: tuple[str, ...] = ()  # pubkey: our certificate first, then intermediates
+    private_key: str | None = None  # pubkey: the key of certs[0]
+    cacerts: tuple[str, ...] = ()  # pubkey: the CAs the peer's certificate must chain to
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TunnelSpec:
@@ -266,6 +296,23 @@ class TunnelSpec:
             if not isinstance(value, str) or not value.strip():
                 raise SpecError(key, "is required (the PSK is bound to both identities)")
             ids[key] = value.strip()
+        auth = params.get("auth") or "psk"
+        if auth not in AUTH_METHODS:
+            raise SpecError("auth", f"must be one of {', '.join(AUTH_METHODS)}")
+        pubkey: dict[str, Any] = {}
+        if auth == "pubkey":
+            pubkey["certs"] = _abs_paths(params.get("certs"), "certs")
+            pubkey["cacerts"] = _abs_paths(params.get("cacerts"), "cacerts")
+            pubkey["private_key"] = _abs_paths(
+                [params.get("private_key")] if params.get("private_key") else None,
+                "private_key",
+            )[0]
+            if params.get("psk") is not None:
+                raise SpecError("psk", "does not apply to auth pubkey")
+        else:
+            given = [k for k in PUBKEY_PARAMS if params.get(k)]
+            if given:
+                raise SpecError(given[0], "only applies to auth pubkey")
         return cls(
             name=name,
             child=child,
@@ -288,15 +335,17 @@ class TunnelSpec:
             child_options=_options(
                 params.get("child_options"), "child_options", MANAGED_CHILD_KEYS
             ),
+            auth=auth,
+            **pubkey,
         )
 
     @property
     def secret_name(self) -> str:
-        return f"ike-{self.name}"
+        return f"ike-{self.name}" if self.auth == "psk" else f"private-{self.name}"
 
-    def document(self, secret_text: str) -> dict[str, Any]:
+    def document(self, secret_text: str | None) -> dict[str, Any]:
         """The fragment as a mapping, keys in their fixed order (``secret_text`` is what goes
-        into ``secret:``, the encoded PSK or a redaction)."""
+        into ``secret:``, the encoded PSK or a redaction; None with ``auth: pubkey``)."""
         child: dict[str, Any] = {
             "local_ts": list(self.local_ts),
             "remote_ts": list(self.remote_ts),
@@ -320,14 +369,27 @@ class TunnelSpec:
             conn["remote_addrs"] = list(self.remote_addrs)
         if self.ike_proposals:
             conn["proposals"] = list(self.ike_proposals)
-        conn["local"] = {"auth": "psk", "id": self.local_id}
-        conn["remote"] = {"auth": "psk", "id": self.remote_id}
+        if self.auth == "pubkey":
+            conn["local"] = {"auth": "pubkey", "id": self.local_id, "certs": list(self.certs)}
+            conn["remote"] = {
+                "auth": "pubkey",
+                "id": self.remote_id,
+                "cacerts": list(self.cacerts),
+            }
+        else:
+            conn["local"] = {"auth": "psk", "id": self.local_id}
+            conn["remote"] = {"auth": "psk", "id": self.remote_id}
         if self.dpd_delay is not None:
             conn["dpd_delay"] = self.dpd_delay
         if self.rekey_time is not None:
             conn["rekey_time"] = self.rekey_time
         conn.update(self.options)
         conn["children"] = {self.child: child}
+        if self.auth == "pubkey":
+            return {
+                "connections": {self.name: conn},
+                "secrets": {self.secret_name: {"file": self.private_key}},
+            }
         return {
             "connections": {self.name: conn},
             "secrets": {
@@ -342,17 +404,66 @@ class TunnelSpec:
 HEADER = "# Managed by ikelab.ipsec.tunnel: edits are overwritten.\n"
 
 
-def render(spec: TunnelSpec, psk: bytes) -> str:
-    """The fragment's text: the same spec and PSK always give the same bytes."""
+def _header(stamps: tuple[str, ...]) -> str:
+    return HEADER + "".join(f"# {stamp}\n" for stamp in stamps)
+
+
+def render(spec: TunnelSpec, psk: bytes | None, stamps: tuple[str, ...] = ()) -> str:
+    """The fragment's text: the same spec, PSK and stamps always give the same bytes.
+    ``stamps`` are header comment lines (``certificate_stamps``)."""
     try:
-        return HEADER + yaml_text.emit(spec.document(encode_psk(psk)))
+        secret = None if psk is None else encode_psk(psk)
+        return _header(stamps) + yaml_text.emit(spec.document(secret))
     except yaml_text.EmitError as e:  # options were checked; this is a safety net
         raise SpecError(e.path, e.reason)
 
 
-def render_redacted(spec: TunnelSpec, psk: bytes) -> str:
+def render_redacted(spec: TunnelSpec, psk: bytes | None, stamps: tuple[str, ...] = ()) -> str:
     """The fragment with the PSK replaced by its fingerprint (for diffs)."""
-    return HEADER + yaml_text.emit(spec.document(fingerprint_text(encode_psk(psk))))
+    secret = None if psk is None else fingerprint_text(encode_psk(psk))
+    return _header(stamps) + yaml_text.emit(spec.document(secret))
+
+
+# --- certificate files (auth pubkey) -----------------------------------------------------------
+
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----"
+)
+
+
+def certificate_fingerprint(path: str) -> str:
+    """``SHA256:<base64>`` of the DER of the first certificate in a PEM (or DER) file, as
+    ``ikelab.ipsec.keygen`` gives it; ``(missing)``/``(unreadable)`` otherwise. Standard
+    library only (this runs on managed hosts)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+    except FileNotFoundError:
+        return "(missing)"
+    except OSError:
+        return "(unreadable)"
+    m = _PEM_CERT.search(data)
+    if m:
+        try:
+            data = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+        except (binascii.Error, ValueError):
+            return "(unreadable)"
+    elif data.startswith(b"-----"):
+        return "(unreadable)"
+    digest = hashlib.sha256(data).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def certificate_stamps(spec: TunnelSpec) -> tuple[str, ...]:
+    """Header lines naming each certificate file with its fingerprint (none for a PSK): a
+    certificate or CA replaced on disk changes the fragment, which makes the agent reload."""
+    if spec.auth != "pubkey":
+        return ()
+    lines = [f"local.certs[{i}] {p} {certificate_fingerprint(p)}" for i, p in enumerate(spec.certs)]
+    lines += [
+        f"remote.cacerts[{i}] {p} {certificate_fingerprint(p)}" for i, p in enumerate(spec.cacerts)
+    ]
+    return tuple(lines)
 
 
 # --- existing fragments -----------------------------------------------------------------------
@@ -369,7 +480,12 @@ def redact(text: str) -> str:
         return _SECRET_LINE.sub(lambda m: m.group(1) + '"<redacted>"', text)
     if not isinstance(doc, dict):
         return text
-    header = HEADER if text.startswith(HEADER) else ""
+    header = ""
+    if text.startswith(HEADER):  # the header and the stamps that follow it
+        for line in text.splitlines(keepends=True):
+            if not line.startswith("#"):
+                break
+            header += line
     secrets = doc.get("secrets")
     if isinstance(secrets, dict):
         for body in secrets.values():

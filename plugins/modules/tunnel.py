@@ -25,6 +25,13 @@ description:
   - The main agent configuration must include the fragments (C(include) of
     C(tunnels.d/*.yaml)); the agent role writes it so.
   - The PSK is never returned or shown; diffs and results carry its fingerprint.
+  - With O(auth=pubkey) the connection authenticates with certificates (both IKE versions);
+    the fragment names this host's certificate (O(certs)), its private key (O(private_key),
+    as a C(private-<name>) secret with C(file)) and the CAs the peer's certificate must chain
+    to (O(cacerts)); all are paths on the managed host, which must exist there before the
+    fragment is validated (M(ikelab.ipsec.keygen) makes them). The fragment's header records
+    the SHA-256 fingerprint of every certificate file, so a reissued certificate rewrites the
+    fragment and reloads the agent.
 author: ikelab.ipsec developers (!UNKNOWN)
 options:
   name:
@@ -82,12 +89,41 @@ options:
     description:
       - The peer's IKE identity. Required unless O(state=absent).
     type: str
+  auth:
+    description:
+      - How both ends authenticate, C(psk) (a pre-shared key, O(psk)) or C(pubkey)
+        (certificates and signatures, O(certs), O(private_key), O(cacerts)). Both ends of a
+        tunnel must use the same.
+    type: str
+    choices: [psk, pubkey]
+    default: psk
+  certs:
+    description:
+      - With O(auth=pubkey), this host's certificate file (PEM or DER), then any intermediate
+        CA certificates to send along; absolute paths on the managed host. Required with
+        O(auth=pubkey).
+      - The certificate should carry O(local_id) (a subjectAltName, or its subject when the
+        identity is a distinguished name); the peer checks it.
+    type: list
+    elements: path
+  private_key:
+    description:
+      - With O(auth=pubkey), the private key file of the first of O(certs) (PEM or DER,
+        unencrypted), an absolute path on the managed host. The agent refuses a key file that
+        group or others can read; keep it C(0600).
+    type: path
+  cacerts:
+    description:
+      - With O(auth=pubkey), the CA certificates the peer's certificate must chain to
+        (absolute paths on the managed host). Required with O(auth=pubkey).
+    type: list
+    elements: path
   psk:
     description:
-      - The pre-shared key, as swanctl writes secrets, C(0s<base64>) (as
+      - The pre-shared key (O(auth=psk) only), as swanctl writes secrets, C(0s<base64>) (as
         M(ikelab.ipsec.keygen) writes it), C(0x<hex>), or the string itself.
-      - Required unless O(state=absent), except when the fragment exists already and was
-        written by this module; its PSK is then kept.
+      - Required with O(auth=psk) unless O(state=absent), except when the fragment exists
+        already and was written by this module; its PSK is then kept.
     type: str
   ike_proposals:
     description: IKE proposals as strongSwan keywords (C(aes256gcm16-prfsha256-x25519)).
@@ -223,6 +259,22 @@ EXAMPLES = r"""
     remote_ts: [10.3.0.0/24]
     start_action: start
 
+- name: The same tunnel authenticated with certificates (files made by ikelab.ipsec.keygen)
+  ikelab.ipsec.tunnel:
+    name: site2
+    state: up
+    auth: pubkey
+    certs: [/etc/ikelab/pki/site1.crt]
+    private_key: /etc/ikelab/pki/site1.key
+    cacerts: [/etc/ikelab/pki/ca.crt]
+    local_addrs: [192.0.2.11]
+    remote_addrs: [192.0.2.12]
+    local_id: site1
+    remote_id: site2
+    local_ts: [10.1.0.0/24]
+    remote_ts: [10.2.0.0/24]
+    start_action: start
+
 - name: Show the child's SPIs
   ansible.builtin.debug:
     msg: "{{ tunnel.sas[0].children | map(attribute='spi_in') }}"
@@ -293,9 +345,21 @@ actions:
   sample: [write, reload, up]
 psk_fingerprint:
   description: C(SHA256:) and the unpadded base64 SHA-256 of the PSK bytes (as M(ikelab.ipsec.keygen) gives it).
-  returned: unless O(state=absent)
+  returned: with O(auth=psk), unless O(state=absent)
   type: str
   sample: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
+auth:
+  description: O(auth).
+  returned: unless O(state=absent)
+  type: str
+  sample: pubkey
+certificates:
+  description:
+    - With O(auth=pubkey), each certificate file of O(certs) and O(cacerts) with the SHA-256
+      fingerprint of its DER (as M(ikelab.ipsec.keygen) gives it), or C((missing)).
+  returned: with O(auth=pubkey), unless O(state=absent)
+  type: dict
+  sample: {"/etc/ikelab/pki/site1.crt": "SHA256:C7IRGxGnHSh8OK2lm0Mp6Kf6xCPPeGScvgVtbYp7bvo"}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -323,6 +387,10 @@ def main() -> None:
             "local_id": {"type": "str"},
             "remote_id": {"type": "str"},
             "psk": {"type": "str", "no_log": True},
+            "auth": {"type": "str", "default": "psk", "choices": ["psk", "pubkey"]},
+            "certs": {"type": "list", "elements": "path"},
+            "private_key": {"type": "path", "no_log": False},
+            "cacerts": {"type": "list", "elements": "path"},
             "ike_proposals": {"type": "list", "elements": "str"},
             "esp_proposals": {"type": "list", "elements": "str"},
             "local_ts": {"type": "list", "elements": "str"},

@@ -53,6 +53,11 @@ description:
     unknown keys in C(ikelab_tunnels) entries, in the topology and in options (checked with the
     agent's own configuration schema), ends that disagree on C(version) or C(aggressive), and a
     missing PSK file unless O(generate_keys)."
+  - "With O(auth=pubkey) every tunnel authenticates with certificates: each end's entry has
+    C(auth: pubkey), C(certs: [<pki_dir>/<host>.crt]), C(private_key: <pki_dir>/<host>.key) and
+    C(cacerts: [<pki_dir>/ca.crt]) (paths on the hosts, where the C(site_to_site) role puts each
+    host's own certificate and key and the CA certificate), no C(psk_file), and no PSK file is
+    needed. The certificate of a host should carry its IKE identity (C(ikelab_ike_id))."
   - Never reads or returns a key; it only tests whether the PSK files exist.
   - This is an action plugin that runs on the controller only; no host is contacted.
 author:
@@ -94,6 +99,19 @@ options:
         Keys the planner sets (addresses, identities, traffic selectors, proposals,
         C(start_action)) are refused."
     type: dict
+  auth:
+    description:
+      - How every planned tunnel authenticates, C(psk) (a PSK file per tunnel in O(secrets_dir))
+        or C(pubkey) (certificates, see the description).
+    type: str
+    choices: [psk, pubkey]
+    default: psk
+  pki_dir:
+    description:
+      - With O(auth=pubkey), the directory on the hosts holding C(<host>.crt), C(<host>.key)
+        and C(ca.crt).
+    type: str
+    default: /etc/ikelab/pki
 attributes:
   check_mode:
     support: full
@@ -180,8 +198,9 @@ plan:
       C(local_addrs), C(remote_addrs), C(local_id), C(remote_id), C(local_ts), C(remote_ts),
       C(ike_proposals), C(esp_proposals), C(start_action), C(child), C(dpd_delay),
       C(rekey_time), C(child_rekey_time), C(options), C(child_options), and C(version),
-      C(aggressive), C(allow_aggressive_psk) when they are set), the PSK's
-      C(psk_file) on the controller, and C(peer), C(tunnel_id) and C(negotiated) for the
+      C(aggressive), C(allow_aggressive_psk) when they are set; with O(auth=pubkey) also
+      C(auth), C(certs), C(private_key), C(cacerts)), the PSK's C(psk_file) on the controller
+      (null with O(auth=pubkey)), and C(peer), C(tunnel_id) and C(negotiated) for the
       verification.
   returned: success
   type: dict
@@ -214,7 +233,8 @@ plan:
           reverse: {}
 tunnels:
   description:
-    - Every tunnel, sorted by id. C(negotiated) is what the ends agree on when the initiator
+    - Every tunnel, sorted by id. C(auth) is O(auth); C(psk_file) and C(psk_present) are null
+      with O(auth=pubkey). C(negotiated) is what the ends agree on when the initiator
       initiates (C(esp) is the first Child SA, created without a key exchange;
       C(esp_rekey_dh) the PFS group of a rekey); C(negotiated.reverse) the same when the
       responder initiates, where the other end's preference decides.
@@ -230,6 +250,7 @@ tunnels:
       underlay: {site1: 192.0.2.11, site2: 192.0.2.12}
       subnets: {site1: [10.1.0.0/24], site2: [10.2.0.0/24]}
       ike_ids: {site1: site1, site2: site2}
+      auth: psk
       psk_file: /srv/ipsec/secrets/site1--site2.psk
       psk_present: true
       negotiated: {}

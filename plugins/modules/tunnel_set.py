@@ -29,13 +29,17 @@ options:
     description:
       - The tunnels, each a mapping of the parameters of M(ikelab.ipsec.tunnel) (C(name),
         C(version), C(aggressive), C(allow_aggressive_psk), C(local_addrs), C(remote_addrs),
-        C(local_id), C(remote_id), C(psk), C(ike_proposals), C(esp_proposals), C(local_ts),
+        C(local_id), C(remote_id), C(auth), C(psk), C(certs), C(private_key), C(cacerts),
+        C(ike_proposals), C(esp_proposals), C(local_ts),
         C(remote_ts), C(child), C(start_action), C(dpd_delay), C(rekey_time),
         C(child_rekey_time), C(options), C(child_options)); C(state), C(timeout),
         C(config_dir), C(socket) and C(agent_venv) are set for the whole set.
       - C(version) is C(1) or C(2) (the agent's default); C(aggressive) (IKEv1 Aggressive Mode,
         needs C(version=1)) and C(allow_aggressive_psk) (its opt-in with a pre-shared key) are
         true or false. Their combination is checked by the agent's schema with the set.
+      - C(auth) is C(psk) (the default; C(psk) holds the key) or C(pubkey) (certificates;
+        C(certs), C(private_key) and C(cacerts) are absolute paths of files on the managed host,
+        see M(ikelab.ipsec.tunnel)).
     type: list
     elements: dict
     required: true

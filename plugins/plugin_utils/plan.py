@@ -3,7 +3,7 @@
 """The site-to-site planner: every tunnel of the inventory, validated before a host is touched.
 
 ``make_plan(hostvars, groups, hosts=..., topology=..., secrets_dir=..., generate_keys=...,
-defaults=...)`` returns a ``Plan`` or raises ``PlanError`` listing every problem, one per line,
+defaults=..., auth=..., pki_dir=...)`` returns a ``Plan`` or raises ``PlanError`` listing every problem, one per line,
 each naming host, tunnel and field (see ``plan_problems``). Pure: it reads no file except to
 test whether a PSK file exists (``exists``), and never a key.
 
@@ -34,6 +34,13 @@ entries carry them as the tunnel module's parameters (``module_options``). ``ver
 ``defaults``) or as options (``ikelab_tunnel_options``); they are checked with the rest by the
 agent's schema (Aggressive Mode needs version 1, and with a PSK the opt-in), and the two ends
 of a tunnel must agree on ``version`` and ``aggressive``.
+
+Authentication: ``auth`` is ``psk`` (the default: one PSK file per tunnel) or
+``pubkey`` (certificates, for every tunnel of the plan). With ``pubkey`` each end's entry
+carries ``auth: pubkey``, ``certs: [<pki_dir>/<host>.crt]``, ``private_key:
+<pki_dir>/<host>.key`` and ``cacerts: [<pki_dir>/ca.crt]`` (``pki_dir``, a directory
+on the managed hosts, default ``/etc/ikelab/pki``; ``host_pki_paths`` gives the same paths),
+no ``psk_file``, and no PSK file is needed; the tunnel summary says ``auth``.
 
 IKEv1 (an end's effective ``version`` is 1): proposals that no setting names (the tunnel's
 ``ike_proposals``/``esp_proposals``, the host's ``ikelab_*_proposals``, ``defaults``) are the
@@ -93,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
     "aggressive": None,
     "allow_aggressive_psk": None,
 }
+PKI_DIR = "/etc/ikelab/pki"
+AUTH_METHODS = ("psk", "pubkey")
 # what an end gets when no setting names these (the agent's defaults): the ends must agree
 _AGREE = {"version": 2, "aggressive": False}
 CHILD_NAME = "net"
@@ -117,6 +126,8 @@ class _Settings:
     secrets_dir: str
     generate_keys: bool
     exists: Callable[[str], bool]
+    auth: str = "psk"
+    pki_dir: str = PKI_DIR
 
 
 def _settings(
@@ -125,6 +136,8 @@ def _settings(
     generate_keys: bool,
     exists: Callable[[str], bool],
     out: Collector,
+    auth: Any = "psk",
+    pki_dir: Any = PKI_DIR,
 ) -> _Settings:
     merged = dict(DEFAULTS)
     if defaults is not None and not isinstance(defaults, Mapping):
@@ -143,6 +156,12 @@ def _settings(
     if not isinstance(merged["allow_weak"], bool):
         out.add("", (), "defaults.allow_weak", "invalid: expected true or false")
         merged["allow_weak"] = False
+    if auth not in AUTH_METHODS:
+        out.add("", (), "auth", f"invalid: expected one of {', '.join(AUTH_METHODS)}")
+        auth = "psk"
+    if not isinstance(pki_dir, str) or not pki_dir.startswith("/"):
+        out.add("", (), "pki_dir", "invalid: expected an absolute path on the hosts")
+        pki_dir = PKI_DIR
     if not isinstance(secrets_dir, str) or not secrets_dir:
         out.add("", (), "secrets_dir", "required: the controller directory holding the PSK files")
         secrets_dir = ""
@@ -159,6 +178,8 @@ def _settings(
         secrets_dir=secrets_dir,
         generate_keys=bool(generate_keys),
         exists=exists,
+        auth=auth,
+        pki_dir=pki_dir.rstrip("/") or "/",
     )
 
 
@@ -191,6 +212,8 @@ def make_plan(
     defaults: Mapping[str, Any] | None = None,
     exists: Callable[[str], bool] = os.path.exists,
     problems: Iterable[Problem] = (),
+    auth: str = "psk",
+    pki_dir: str = PKI_DIR,
 ) -> Plan:
     """Every tunnel of the inventory with both ends ready for ``ikelab.ipsec.tunnel``.
 
@@ -201,7 +224,7 @@ def make_plan(
     for host in sorted(set(hosts or ()) - inventory):
         out.add(host, (), "hosts", "not in the inventory")
     play = sorted(set(hosts if hosts is not None else inventory) & inventory)
-    settings = _settings(defaults, secrets_dir, generate_keys, exists, out)
+    settings = _settings(defaults, secrets_dir, generate_keys, exists, out, auth, pki_dir)
 
     decls = topology_declarations(_topology(topology, hostvars, play, out), groups, out)
     for host in play:
@@ -380,9 +403,10 @@ def _plan_tunnel(
     if pa is not None and pb is not None and versions[a] == versions[b]:
         negotiated = negotiate_tunnel(tid, a, b, pa, pb, out, version=versions[a] or 2)
 
+    pubkey = settings.auth == "pubkey"
     psk = os.path.join(settings.secrets_dir, f"{tid}.psk") if settings.secrets_dir else ""
-    present = bool(psk) and settings.exists(psk)
-    if psk and not present and not settings.generate_keys:
+    present = bool(psk) and not pubkey and settings.exists(psk)
+    if psk and not pubkey and not present and not settings.generate_keys:
         out.add(
             a,
             (tid,),
@@ -411,7 +435,8 @@ def _plan_tunnel(
             "ike_proposals": proposals[me.name][Kind.IKE].keywords,  # type: ignore[union-attr]
             "esp_proposals": proposals[me.name][Kind.ESP].keywords,  # type: ignore[union-attr]
             "start_action": start,
-            "psk_file": psk,
+            "psk_file": None if pubkey else psk,
+            **(host_pki_paths(settings.pki_dir, me.name) if pubkey else {}),
             "child": CHILD_NAME,
             **module_options(options),
             "negotiated": negotiated,
@@ -428,11 +453,23 @@ def _plan_tunnel(
         "underlay": {a: ea["local_addrs"][0], b: eb["local_addrs"][0]},
         "subnets": {a: ea["local_ts"], b: eb["local_ts"]},
         "ike_ids": {a: ea["local_id"], b: eb["local_id"]},
-        "psk_file": psk,
-        "psk_present": present,
+        "auth": settings.auth,
+        "psk_file": None if pubkey else psk,
+        "psk_present": None if pubkey else present,
         "negotiated": negotiated,
     }
     return result
+
+
+def host_pki_paths(pki_dir: str, host: str) -> dict[str, Any]:
+    """The ``auth: pubkey`` parameters of a host's tunnel entries: its certificate and key and
+    the CA certificate, in ``pki_dir`` on the host (``site_to_site`` puts them there)."""
+    return {
+        "auth": "pubkey",
+        "certs": [f"{pki_dir}/{host}.crt"],
+        "private_key": f"{pki_dir}/{host}.key",
+        "cacerts": [f"{pki_dir}/ca.crt"],
+    }
 
 
 def _complete(proposals: Mapping[Kind, ProposalSet | None]) -> dict[Kind, ProposalSet] | None:

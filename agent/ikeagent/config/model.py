@@ -70,7 +70,8 @@ class AuthConfig:
       (optional) pins the peer's end-entity certificate; ``crls`` are
       ``cryptography.x509.CertificateRevocationList`` objects; ``revocation`` is swanctl's
       policy: ``strict`` (a CRL must be present and current for every CA in the chain),
-      ``ifuri`` (like relaxed here: we fetch nothing), ``relaxed`` (check the CRLs we have).
+      ``ifuri`` (strict for certificates that name a CRL distribution point; we fetch nothing,
+      so their CRL must be among the files), ``relaxed`` (check the CRLs we have).
     """
 
     auth: AuthMethod = AuthMethod.PSK
