@@ -27,13 +27,16 @@ def _algorithms(entry: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 
 def _ike_cell(sa: Mapping[str, Any] | None) -> str:
-    """``IKEv2 AES_GCM_16_256/PRF_HMAC_SHA2_384/CURVE_25519``; IKEv1 with its Phase 1 mode."""
+    """``IKEv2 AES_GCM_16_256/PRF_HMAC_SHA2_384/CURVE_25519``; IKEv1 with its Phase 1 mode;
+    ``pubkey`` after the version when the peers authenticated with certificates."""
     if not sa:
         return "-"
     algs = _algorithms(sa, ("encryption", "integrity", "prf", "dh")) or "-"
     version = f"IKEv{sa.get('version', 2)}"
     if sa.get("mode"):
         version += f"-{sa['mode']}"
+    if "pubkey" in (sa.get("local_auth"), sa.get("remote_auth")):
+        version += " pubkey"
     return f"{version} {algs}"
 
 

@@ -57,6 +57,11 @@ def test_both_ends_up_and_proven_is_verified_and_names_the_ike_version() -> None
     assert run(sa(), sa(), flow(), flow())["rows"][0]["ike"].startswith("IKEv2 AES_CBC_256/")
 
 
+def test_certificate_authentication_is_named() -> None:
+    signed = sa() | {"local_auth": "pubkey", "remote_auth": "pubkey"}
+    assert run(signed, signed, flow(), flow())["rows"][0]["ike"].startswith("IKEv2 pubkey AES_")
+
+
 def test_traffic_not_proven_from_one_end_fails_with_the_reason() -> None:
     out = run(sa(), sa(), flow(), flow(ok=False))
     assert out["rows"][0]["result"] == "FAILED"
