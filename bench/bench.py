@@ -12,10 +12,20 @@ import dataclasses
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from ike_bench import measure_rate, rate_table
+from ike_bench import (
+    AUTH_KEY_TYPES,
+    AUTH_TEXT,
+    ESP,
+    PROPOSAL,
+    make_credentials,
+    measure_rate,
+    rate_table,
+    ratios,
+)
 from throughput import ThroughputResult, measure, plain_peer, responder_only
 
 from ikelab_testing.peers import PeerFactory, agent_peer, charon_peer
@@ -58,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ikelab.ipsec benchmarks")
     keys = [key for key, *_ in ROWS]
     parser.add_argument(
-        "--rows", default=",".join(DEFAULT_ROWS), help=f"comma list of {keys} or 'all'"
+        "--rows",
+        default=",".join(DEFAULT_ROWS),
+        help=f"comma list of {keys}, 'all' or 'none' (only the IKE SA rate)",
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="iperf3 duration per row")
     parser.add_argument(
@@ -72,13 +84,27 @@ def main(argv: list[str] | None = None) -> int:
         default="2,1",
         help="IKE versions of the SA-rate rows, comma list of 1 and 2 (default: both)",
     )
+    parser.add_argument(
+        "--ike-auth",
+        default="psk",
+        help=f"authentication of the SA-rate rows, comma list of {list(AUTH_KEY_TYPES)} or 'all'"
+        " (default: psk; rsa: RSA-2048, ecdsa: ECDSA P-256 certificates)",
+    )
     args = parser.parse_args(argv)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
     if wanted == ["all"]:
         wanted = keys
+    if wanted == ["none"]:
+        wanted = []
     unknown = set(wanted) - set(keys)
     if unknown:
         parser.error(f"unknown rows: {sorted(unknown)}")
+    auths = [a.strip() for a in args.ike_auth.split(",") if a.strip()]
+    if auths == ["all"]:
+        auths = list(AUTH_KEY_TYPES)
+    unknown = set(auths) - set(AUTH_KEY_TYPES)
+    if unknown:
+        parser.error(f"unknown --ike-auth: {sorted(unknown)}")
 
     results = []
     for key, label, factory_a, factory_b in ROWS:
@@ -94,19 +120,34 @@ def main(argv: list[str] | None = None) -> int:
     rates = []
     versions = [int(v) for v in args.ike_versions.split(",") if v.strip()]
     if args.ike_seconds > 0:
-        for version in versions:
-            for kind in ("agent", "charon"):
-                print(
-                    f"measuring: IKEv{version} SAs per CPU-second, {kind} responder ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                runs = [
-                    measure_rate(kind, args.ike_seconds, version=version)
-                    for _ in range(args.repeat)
-                ]
-                runs.sort(key=lambda r: r.sas_per_cpu_second or 0.0)
-                rates.append(runs[len(runs) // 2])
+        # one throw-away PKI per certificate kind: both responders get the very same files
+        with tempfile.TemporaryDirectory(prefix="ikebench-pki-") as pki_dir:
+            creds = {
+                auth: make_credentials(auth, Path(pki_dir, auth))
+                for auth in auths
+                if AUTH_KEY_TYPES[auth] is not None
+            }
+            for auth in auths:
+                for version in versions:
+                    for kind in ("agent", "charon"):
+                        print(
+                            f"measuring: IKEv{version} {auth} SAs per CPU-second,"
+                            f" {kind} responder ...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        runs = [
+                            measure_rate(
+                                kind,
+                                args.ike_seconds,
+                                version=version,
+                                auth=auth,
+                                creds=creds.get(auth),
+                            )
+                            for _ in range(args.repeat)
+                        ]
+                        runs.sort(key=lambda r: r.sas_per_cpu_second or 0.0)
+                        rates.append(runs[len(runs) // 2])
 
     print(
         "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP aes256gcm16"
@@ -121,18 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     charon_tp = by_label.get("charon <-> charon (kernel-libipsec)")
     if agent_tp and charon_tp and charon_tp.mbit_s and not (agent_tp.error or charon_tp.error):
         print(f"throughput ratio agent/charon: {agent_tp.mbit_s / charon_tp.mbit_s:.2f}")
+    rate_ratios = ratios(rates)
     if rates:
         print(
-            "\nIKE SAs per CPU-second of the responder (aes128-sha256-x25519, PSK, one CHILD_SA"
-            " each; IKEv1: Main Mode + Quick Mode)"
+            f"\nIKE SAs per CPU-second of the responder ({PROPOSAL} / ESP {ESP}, one CHILD_SA"
+            " each; IKEv1: Main Mode + Quick Mode; responder pinned to one CPU; auth: "
+            + ", ".join(f"{a} = {AUTH_TEXT[a]}" for a in auths)
+            + ("" if auths == ["psk"] else ", both from one RSA-2048 CA")
+            + ")"
         )
         print(rate_table(rates))
-        for agent_r, charon_r in zip(rates[0::2], rates[1::2], strict=False):
-            if agent_r.sas_per_cpu_second and charon_r.sas_per_cpu_second:
-                version = agent_r.label.rsplit("(", 1)[-1].rstrip(")")
+        for r in rate_ratios:
+            if r["ratio"] is not None:
                 print(
-                    f"{version} SAs/CPU-s ratio agent/charon: "
-                    f"{agent_r.sas_per_cpu_second / charon_r.sas_per_cpu_second:.2f}"
+                    f"IKEv{r['version']} {r['auth']} SAs/CPU-s ratio agent/charon: {r['ratio']:.2f}"
                 )
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -143,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"kernel": platform.release(), "cpus": _cpus()},
         "results": [r.as_dict() for r in results],
         "ike_rate": [dataclasses.asdict(r) for r in rates],
+        "ike_rate_ratios": rate_ratios,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nresults: {path.relative_to(RESULTS.parent.parent)}")

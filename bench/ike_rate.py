@@ -6,7 +6,10 @@ established and starts again, until ``--duration`` seconds have passed. The resp
 (user + system, from /proc/PID/stat) over the run gives the number we compare: IKE SAs
 established per CPU-second of the responder. Run it inside the initiator's network namespace:
 
-    python bench/ike_rate.py --local 198.18.0.1 --remote 198.18.0.2 --pid PID --duration 10
+    python bench/ike_rate.py --local 198.18.0.1 --remote 198.18.0.2 --pid PID --duration 10 --psk=S
+    python bench/ike_rate.py ... --auth pubkey --cert load.pem --key load.key --cacert ca.pem
+
+With ``--auth pubkey`` every connection shares the one client certificate, key and identity.
 
 It prints one JSON object.
 """
@@ -36,6 +39,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def build_config(args: argparse.Namespace) -> dict:
+    if args.auth == "pubkey":
+        local = {"auth": "pubkey", "id": args.local_id, "certs": [args.cert]}
+        remote = {"auth": "pubkey", "id": args.remote_id, "cacerts": [args.cacert]}
+        secrets = {"private-load": {"file": args.key}}
+    else:
+        local = {"auth": "psk", "id": args.local_id}
+        remote = {"auth": "psk", "id": args.remote_id}
+        secrets = {"ike-load": {"id": [args.local_id, args.remote_id], "secret": args.psk}}
     conns = {}
     for i in range(args.conns):
         conns[f"load-{i}"] = {
@@ -43,8 +54,8 @@ def build_config(args: argparse.Namespace) -> dict:
             "local_addrs": [args.local],
             "remote_addrs": [args.remote],
             "proposals": [args.proposal],
-            "local": {"auth": "psk", "id": args.local_id},
-            "remote": {"auth": "psk", "id": args.remote_id},
+            "local": local,
+            "remote": remote,
             "rekey_time": 0,
             "children": {
                 "net": {
@@ -59,7 +70,7 @@ def build_config(args: argparse.Namespace) -> dict:
     return {
         "agent": {"retransmit_timeout": 2.0, "retransmit_tries": 3, "cookie_threshold": 1 << 30},
         "connections": conns,
-        "secrets": {"ike-load": {"id": [args.local_id, args.remote_id], "secret": args.psk}},
+        "secrets": secrets,
     }
 
 
@@ -72,13 +83,24 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("--proposal", default="aes128-sha256-x25519")
     ap.add_argument("--esp", default="aes128gcm16")
-    ap.add_argument("--psk", required=True)
+    ap.add_argument("--auth", choices=("psk", "pubkey"), default="psk")
+    ap.add_argument("--psk", help="the shared key (--auth psk)")
+    ap.add_argument("--cert", help="our certificate, PEM (--auth pubkey)")
+    ap.add_argument("--key", help="its private key file, mode 0600 (--auth pubkey)")
+    ap.add_argument("--cacert", help="the CA the responder's certificate must chain to")
+    ap.add_argument("--cpus", help="comma list of CPUs to run on (default: any)")
     ap.add_argument("--local-id", default="load.example")
     ap.add_argument("--remote-id", default="responder.example")
     ap.add_argument("--local-ts", default="10.8.0.0/24")
     ap.add_argument("--remote-ts", default="10.9.0.0/24")
     ap.add_argument("--version", type=int, choices=(1, 2), default=2)
     args = ap.parse_args()
+    if args.auth == "psk" and not args.psk:
+        ap.error("--auth psk needs --psk")
+    if args.auth == "pubkey" and not (args.cert and args.key and args.cacert):
+        ap.error("--auth pubkey needs --cert, --key and --cacert")
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.version == 1:
         # every load connection has the same identity: INITIAL-CONTACT would make the responder
         # drop the others' SAs
@@ -88,7 +110,8 @@ def main() -> None:
 
     cfg = parse_config(build_config(args))
     start = time.monotonic()
-    engine = Engine(cfg, random.SystemRandom(), start, force_encap=True)
+    # the wall clock dates the certificates
+    engine = Engine(cfg, random.SystemRandom(), start, force_encap=True, wall_clock=time.time)
     engine.is_first_contact = lambda sa: False  # type: ignore[method-assign]  # no INITIAL_CONTACT storms
     socks = {}
     sel = selectors.DefaultSelector()
@@ -166,6 +189,7 @@ def main() -> None:
             engine.handle_timer(now)
     elapsed = min(time.monotonic(), t_end) - start
     cpu = cpu_seconds(args.pid) - cpu0
+    own = os.times()
     latencies.sort()
     print(
         json.dumps(
@@ -174,6 +198,7 @@ def main() -> None:
                 "failed": failed,
                 "seconds": round(elapsed, 3),
                 "responder_cpu_seconds": round(cpu, 3),
+                "load_cpu_seconds": round(own.user + own.system, 3),
                 "sas_per_cpu_second": round(established / cpu, 1) if cpu > 0 else None,
                 "sas_per_second": round(established / elapsed, 1) if elapsed > 0 else None,
                 "median_setup_ms": round(1000 * latencies[len(latencies) // 2], 2)
