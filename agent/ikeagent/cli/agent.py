@@ -4,7 +4,9 @@
              [--log-level debug|info|warning|error] [--port N] [--natt-port N]
              [--listen ADDR ...] [--check]
 
-``--check`` validates the configuration, prints the problems and exits 0 (valid) or 1.
+``--check`` validates the configuration, prints the problems and exits 0 (valid) or 1; a
+private key the agent would refuse (a file others can read) counts as a problem there, while
+the agent itself starts and fails only the connections that need it, naming the reason.
 Command-line options override the ``agent:`` section of the file (also on reload).
 SIGHUP reloads the configuration; SIGTERM/SIGINT delete all IKE SAs and stop.
 """
@@ -74,11 +76,17 @@ def run(argv: list[str] | None = None) -> int:
         print(f"ikeagent: {args.config}: invalid configuration:\n{e}", file=sys.stderr)
         return 1
     if args.check:
-        for warning in config.warnings():
-            print(f"{args.config}: warning: {warning}", file=sys.stderr)
+        # the agent would run with these (the connections concerned fail to authenticate, with
+        # the reason), but a check is there to catch them before that
+        unusable = config.warnings()
+        if unusable:
+            print(f"ikeagent: {args.config}: unusable credentials:", file=sys.stderr)
+            for warning in unusable:
+                print(warning, file=sys.stderr)
+            return 1
         print(
             f"{args.config}: OK, {len(config.connections)} connection(s), "
-            f"{len(config.secrets)} secret(s)"
+            f"{len(config.secrets)} secret(s), {len(config.private_keys)} private key(s)"
         )
         return 0
     setup_logging(config.log_level)

@@ -123,6 +123,23 @@ def dn_text(name: x509.Name) -> str:
     return ", ".join(parts)
 
 
+def dn_text_of_der(data: bytes) -> str | None:
+    """A DER Name (an ID_DER_ASN1_DN from the wire) as ``dn_text`` writes it; None when the
+    bytes are not a Name."""
+    try:
+        rdns = _parse_name(bytes(data))
+    except (ValueError, IndexError):
+        return None
+    parts = []
+    for rdn in rdns:
+        for oid, _tag, text, encoded in rdn:
+            key = _SHORT_NAMES.get(oid, oid)
+            parts.append(
+                f"{key}={_escape(text)}" if text is not None else f"{key}=#{encoded.hex()}"
+            )
+    return ", ".join(parts)
+
+
 def subject_der(cert: x509.Certificate) -> bytes:
     """The subject Name exactly as encoded in the certificate."""
     try:

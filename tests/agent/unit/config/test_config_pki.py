@@ -192,3 +192,28 @@ def test_included_files_resolve_their_certificates_beside_themselves(pki, tmp_pa
     (tmp_path / "agent.yaml").write_text("include: [tunnels.d/*.yaml]\n")
     cfg = load_config(str(tmp_path / "agent.yaml"))
     assert cfg.connections["c"].local.key.key is not None
+
+
+def test_check_refuses_a_key_others_can_read(pki, tmp_path, capsys):
+    from ikeagent.cli.agent import run
+
+    _, ca, gw, _ = pki
+    loose = tmp_path / "gw.key"
+    shutil.copy(gw.key_path, loose)
+    os.chmod(loose, 0o644)
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "connections:\n"
+        "  c:\n"
+        f"    local: {{auth: pubkey, id: gw-a.example, certs: [{gw.cert_path}]}}\n"
+        f"    remote: {{auth: pubkey, cacerts: [{ca.cert_path}]}}\n"
+        "    children: {n: {local_ts: 10.1.0.0/16, remote_ts: 10.2.0.0/16}}\n"
+        "secrets:\n"
+        "  private-gw: {file: gw.key}\n"
+    )
+    assert run(["--config", str(path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "private-gw" in err and "mode 0644" in err and "c cannot authenticate" in err
+    os.chmod(loose, 0o600)
+    assert run(["--config", str(path), "--check"]) == 0
+    assert "1 private key(s)" in capsys.readouterr().out

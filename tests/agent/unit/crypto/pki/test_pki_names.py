@@ -174,3 +174,13 @@ def test_a_long_serial_survives_the_log_redaction():
     text = serial_text(_Cert())  # type: ignore[arg-type]
     assert text.startswith("7f:a5:") and len(text.split(":")) == 20
     assert redact(f"certificate (serial {text})") == f"certificate (serial {text})"
+
+
+def test_dn_text_of_der_reads_wire_dns_and_refuses_garbage():
+    from ikeagent.config.identity import parse_identity
+    from ikeagent.crypto.pki.names import dn_text_of_der
+
+    ident = parse_identity("C=CH, O=Lab\\, Org, CN=gw-b.example")
+    assert dn_text_of_der(ident.data) == "C=CH, O=Lab\\, Org, CN=gw-b.example"
+    assert dn_text_of_der(b"\x30\x03abc") is None
+    assert dn_text_of_der(b"") is None
