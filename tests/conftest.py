@@ -1,7 +1,8 @@
 """Fixtures shared by all tests: lab namespaces, the standard topology, charon and captures.
 
 Tests marked ``netns`` or ``interop`` (or using the lab fixtures) are skipped with a reason when
-not run as root, or when strongSwan is missing (``sudo ./scripts/setup`` installs it).
+not run as root, or when strongSwan is missing (``sudo ./scripts/setup`` installs it); tests
+marked ``uml`` also when user-mode-linux or kmod is missing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from ikelab_testing import charon as charon_mod
+from ikelab_testing import uml as uml_mod
 from ikelab_testing.capture import Capture
 from ikelab_testing.charon import Charon
 from ikelab_testing.netns import Lab, Namespace, Topology, TopologySpec
@@ -46,6 +48,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(reason)
     if item.get_closest_marker("interop"):
         reason = _interop_skip_reason()
+        if reason:
+            pytest.skip(reason)
+    if item.get_closest_marker("uml"):
+        reason = _netns_skip_reason() or uml_mod.available()
         if reason:
             pytest.skip(reason)
 

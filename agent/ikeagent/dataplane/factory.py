@@ -122,9 +122,16 @@ def _memory(**options: object) -> Dataplane:
     return MemoryDataplane(**options)  # type: ignore[arg-type]
 
 
+def _xfrm(**options: object) -> Dataplane:
+    from .xfrm import XfrmDataplane
+
+    return XfrmDataplane(**options)  # type: ignore[arg-type]
+
+
 _FACTORIES: dict[str, Callable[..., Dataplane]] = {
     "userspace": _userspace,
     "memory": _memory,
+    "xfrm": _xfrm,
 }
 
 

@@ -1,0 +1,503 @@
+"""The kernel XFRM data plane: SAs and policies in the Linux kernel over XFRM netlink.
+
+Ownership. Everything this data plane installs carries the XFRM mark ``0/owner_mask``
+(value 0 under a mask bit that nothing else on the host should use; ``0x2000`` by default,
+configurable). The reqid stays the engine's, so ``ip xfrm state``/``ip xfrm policy`` show
+the reqids of ``ikectl list-sas``. The mark is what ``start()`` looks for when it removes the
+leftovers of an earlier run (a crash, a kill -9): only policies and SAs whose mark is exactly
+``0/owner_mask`` are touched, never those of ``ip xfrm``, strongSwan or another agent with
+another mask. The mark also keeps us apart in the kernel: a policy's identity includes its
+mark, so our policies never replace another daemon's with the same selectors. Its effect on
+traffic: our policies and SAs match packets whose skb mark has the owner bit clear (every
+packet unless something sets that bit): a flow marked with that bit is not covered by our
+policies, so the bit must be reserved for this purpose on the host.
+
+Policy priorities: ``priority_base + (256 - prefix lengths) * 4 (+2 without ports, +1 without
+protocol)``: narrower selectors are preferred (lower values win in the kernel), as with
+strongSwan's scheme; the base keeps them apart from other daemons' ranges.
+
+Rekeys and outbound selection. The kernel picks the outbound SA of a policy's template by
+(reqid, tunnel endpoints, mark) and prefers the valid SA added last (``xfrm_state_find``
+compares ``curlft.add_time``); it cannot be told "use that one". So:
+
+- a new pair installed with ``outbound_active`` True gets both SAs at once: the kernel sends
+  on the new outbound SA from then on (make-before-break; the old inbound SA keeps working
+  until deleted);
+- a pair installed with ``outbound_active`` False (a rekey responder) gets its inbound SA now,
+  and its outbound SA is held back here, keys in memory, until ``activate_outbound`` or until
+  the reqid's active pair is deleted: then it is added and, being the newest, carries the
+  traffic (what strongSwan does too: it installs a responder's outbound SA later).
+- ``activate_outbound`` on a pair whose outbound SA is already in the kernel changes nothing
+  (re-adding it to make it the newest would restart its sequence numbers); it is logged if
+  that pair is not the newest.
+
+Every call comes from one thread (the runtime's data-plane thread: ``inline_calls`` is False
+because netlink requests block); the event listener runs in a thread of its own and only
+reads an immutable snapshot of what is installed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..base import (
+    Acquire,
+    ChildSa,
+    DataplaneEvent,
+    Endpoint,
+    ExpireKind,
+    IkeSink,
+    SaCounters,
+    SaExpired,
+)
+from .build import (
+    DEFAULT_OWNER_MASK,
+    DEFAULT_PRIORITY_BASE,
+    PolicySpec,
+    policy_id,
+    policy_message,
+    policy_specs,
+    sa_id,
+    sa_message,
+    socket_bypass_policy,
+)
+from .messages import (
+    XfrmMsg,
+    XfrmPolicyDir,
+    _XfrmMessage,
+    xfrm_user_acquire,
+    xfrm_user_expire,
+    xfrm_userpolicy_id,
+    xfrm_usersa_id,
+)
+from .netlink import XfrmError, XfrmListener, XfrmSocket
+from .structs import unpack_address
+
+log = logging.getLogger(__name__)
+
+SOL_UDP = 17
+UDP_ENCAP = 100
+UDP_ENCAP_ESPINUDP = 2
+IP_XFRM_POLICY = 17
+IPV6_XFRM_POLICY = 35
+
+
+@dataclass(slots=True)
+class _Pair:
+    sa: ChildSa
+    outbound_installed: bool
+
+
+@dataclass(slots=True)
+class _Child:
+    policies: list[PolicySpec] = field(default_factory=list)
+    pairs: list[_Pair] = field(default_factory=list)  # oldest first
+
+
+class XfrmDataplane:
+    """SAs and policies in the Linux kernel (XFRM netlink); see the module docstring."""
+
+    name = "xfrm"
+    inline_calls = False
+    requires_udp_encap = False
+
+    def __init__(
+        self,
+        netns: str | None = None,
+        owner_mask: int = DEFAULT_OWNER_MASK,
+        priority_base: int = DEFAULT_PRIORITY_BASE,
+        reconcile: bool = True,
+        events: bool = True,
+        connect: Callable[[str | None], XfrmSocket] = XfrmSocket,
+    ) -> None:
+        if not 0 < owner_mask <= 0xFFFF_FFFF:
+            raise ValueError("owner_mask must be a non-zero 32-bit mask")
+        self.netns = netns
+        self.owner_mask = owner_mask
+        self.priority_base = priority_base
+        self.reconcile_on_start = reconcile
+        self.events_enabled = events
+        self._connect = connect  # the unit tests pass a fake kernel here
+        self._sock: XfrmSocket | None = None
+        self._listener: XfrmListener | None = None
+        self._children: dict[int, _Child] = {}
+        # (SPI, destination) -> reqid of every SA in the kernel, replaced whole on change so
+        # the listener thread reads a consistent snapshot
+        self._spis: dict[tuple[int, str], int] = {}
+        self._events: list[DataplaneEvent] = []
+        self._events_lock = threading.Lock()
+        self._wakeup: Callable[[], None] | None = None
+        self._stats: dict[str, int] = dict.fromkeys(
+            (
+                "sas_installed",
+                "sas_deleted",
+                "policies_installed",
+                "policies_removed",
+                "install_failures",
+                "reconciled_sas",
+                "reconciled_policies",
+                "acquires",
+                "expires",
+                "foreign_events",
+            ),
+            0,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._sock is not None:
+            return
+        self._sock = self._connect(self.netns)
+        try:
+            if self.reconcile_on_start:
+                self.reconcile()
+            if self.events_enabled:
+                self._listener = XfrmListener(self._on_kernel_message, self.netns)
+                self._listener.start()
+        except BaseException:
+            self._sock.close()
+            self._sock = None
+            raise
+        log.info("xfrm data plane started (owner mark 0/0x%x)", self.owner_mask)
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        for reqid in list(self._children):
+            try:
+                self.remove_policy(reqid)
+            except OSError as exc:
+                log.warning("removing reqid %d failed: %s", reqid, exc)
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self._sock.close()
+        self._sock = None
+
+    def reconcile(self) -> tuple[int, int]:
+        """Delete every policy and SA carrying our owner mark (leftovers of an earlier run);
+        returns (policies, SAs) removed. Nothing without exactly our mark is touched."""
+        sock = self._socket()
+        policies = sas = 0
+        for pol in sock.dump(xfrm_userpolicy_id(), XfrmMsg.GETPOLICY, "dump policies"):
+            if not self._owned(pol):
+                continue
+            try:
+                sock.request(
+                    policy_id(pol["sel"], pol["dir"], self.owner_mask),
+                    XfrmMsg.DELPOLICY,
+                    "delete leftover policy",
+                )
+                policies += 1
+            except XfrmError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        for sa in sock.dump(xfrm_usersa_id(), XfrmMsg.GETSA, "dump SAs"):
+            if not self._owned(sa):
+                continue
+            daddr = unpack_address(sa["id"]["daddr"], sa["family"])
+            try:
+                sock.request(
+                    sa_id(daddr, sa["id"]["spi"], self.owner_mask),
+                    XfrmMsg.DELSA,
+                    "delete leftover SA",
+                )
+                sas += 1
+            except XfrmError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+        self._stats["reconciled_policies"] += policies
+        self._stats["reconciled_sas"] += sas
+        if policies or sas:
+            log.info("removed %d policies and %d SAs left by an earlier run", policies, sas)
+        return policies, sas
+
+    def attach_encap_socket(self, sock: object, local: Endpoint, ike_sink: IkeSink) -> bool:
+        """Let the kernel take ESP-in-UDP off the NAT-T socket (UDP_ENCAP_ESPINUDP, RFC 3948)
+        and exempt the socket's own datagrams from IPsec policies; the runtime keeps reading
+        it (IKE, behind the non-ESP marker)."""
+        setsockopt = sock.setsockopt  # type: ignore[attr-defined]
+        setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+        family = getattr(sock, "family", socket.AF_INET)
+        level, option = (
+            (socket.IPPROTO_IPV6, IPV6_XFRM_POLICY)
+            if family == socket.AF_INET6
+            else (socket.IPPROTO_IP, IP_XFRM_POLICY)
+        )
+        for direction in (XfrmPolicyDir.IN, XfrmPolicyDir.OUT):
+            try:
+                setsockopt(level, option, socket_bypass_policy(family, direction))
+            except OSError as exc:
+                log.warning("no IPsec bypass on the NAT-T socket %s:%d: %s", *local, exc)
+        return False
+
+    # -- SAs and policies -------------------------------------------------------------------
+
+    def install_policies(self, sa: ChildSa) -> bool:
+        """Install the out/in/fwd policies of ``sa``'s reqid unless they are in already
+        (True when this call added them). All or nothing: a refusal removes what was added."""
+        if sa.reqid in self._children:
+            return False
+        specs = policy_specs(sa, self.priority_base)
+        if not specs:
+            raise XfrmError(errno.EINVAL, f"reqid {sa.reqid}", "no traffic selector pair")
+        child = _Child()
+        try:
+            for spec in specs:
+                self._add_policy(spec)
+                child.policies.append(spec)
+        except BaseException:
+            self._delete_policies(child.policies)
+            raise
+        self._children[sa.reqid] = child
+        return True
+
+    def install_child(self, sa: ChildSa) -> None:
+        added = self.install_policies(sa)
+        child = self._children[sa.reqid]
+        installed: list[tuple[int, str]] = []
+        try:
+            self._add_sa(sa, inbound=True)
+            installed.append((sa.inbound.spi, sa.local_addr))
+            if sa.outbound_active:
+                self._add_sa(sa, inbound=False)
+                installed.append((sa.outbound.spi, sa.remote_addr))
+        except BaseException:
+            self._stats["install_failures"] += 1
+            for spi, daddr in installed:
+                self._del_sa(spi, daddr)
+            if added and not child.pairs:
+                self._delete_policies(child.policies)
+                del self._children[sa.reqid]
+            raise
+        child.pairs.append(_Pair(sa, sa.outbound_active))
+        self._publish_spis()
+        log.info("installed %r in the kernel", sa)
+
+    def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
+        pair = self._pair(reqid, spi_in, spi_out)
+        if pair is None:
+            log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
+            return
+        if not pair.outbound_installed:
+            self._install_outbound(pair)
+            return
+        # already in the kernel: it carries the traffic if it is the newest outbound SA
+        newest = [p for p in self._children[reqid].pairs if p.outbound_installed][-1]
+        if newest is not pair:
+            log.warning(
+                "reqid %d: the kernel keeps sending on the newer SA 0x%08x, not 0x%08x",
+                reqid,
+                newest.sa.outbound.spi,
+                spi_out,
+            )
+
+    def delete_child_sas(self, reqid: int, spi_in: int, spi_out: int) -> None:
+        pair = self._pair(reqid, spi_in, spi_out)
+        if pair is None:
+            log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
+            return
+        child = self._children[reqid]
+        if pair.outbound_installed:
+            # the active pair goes: a held-back successor takes over before it does, so
+            # outbound traffic never meets a policy without SA
+            for other in reversed(child.pairs):
+                if other is not pair and not other.outbound_installed:
+                    self._install_outbound(other)
+                    break
+        self._del_sa(spi_in, pair.sa.local_addr)
+        if pair.outbound_installed:
+            self._del_sa(spi_out, pair.sa.remote_addr)
+        child.pairs.remove(pair)
+        self._publish_spis()
+
+    def remove_policy(self, reqid: int) -> None:
+        child = self._children.pop(reqid, None)
+        if child is None:
+            return
+        self._delete_policies(child.policies)
+        for pair in child.pairs:
+            self._del_sa(pair.sa.inbound.spi, pair.sa.local_addr)
+            if pair.outbound_installed:
+                self._del_sa(pair.sa.outbound.spi, pair.sa.remote_addr)
+        self._publish_spis()
+
+    def counters(self, reqid: int, spi_in: int, spi_out: int) -> SaCounters:
+        pair = self._pair(reqid, spi_in, spi_out)
+        if pair is None:
+            raise KeyError((reqid, spi_in, spi_out))
+        sock = self._socket()
+        inbound = sock.get(
+            sa_id(pair.sa.local_addr, spi_in, self.owner_mask), XfrmMsg.GETSA, "read SA"
+        )
+        outbound = None
+        if pair.outbound_installed:
+            outbound = sock.get(
+                sa_id(pair.sa.remote_addr, spi_out, self.owner_mask), XfrmMsg.GETSA, "read SA"
+            )
+        last = [t for t in (_last_used(inbound), _last_used(outbound)) if t is not None]
+        stats = inbound["stats"]
+        return SaCounters(
+            bytes_in=inbound["curlft"]["bytes"],
+            packets_in=inbound["curlft"]["packets"],
+            bytes_out=outbound["curlft"]["bytes"] if outbound is not None else 0,
+            packets_out=outbound["curlft"]["packets"] if outbound is not None else 0,
+            last_used=max(last) if last else None,
+            replay_drops=stats["replay"] + stats["replay_window"],
+            auth_failures=stats["integrity_failed"],
+        )
+
+    def poll_events(self) -> list[DataplaneEvent]:
+        with self._events_lock:
+            events, self._events = self._events, []
+        return events
+
+    def set_event_callback(self, wakeup: Callable[[], None]) -> None:
+        self._wakeup = wakeup
+
+    def stats(self) -> dict[str, int]:
+        merged = dict(self._stats)
+        merged["children"] = len(self._children)
+        merged["sa_pairs"] = sum(len(c.pairs) for c in self._children.values())
+        merged["policies"] = sum(len(c.policies) for c in self._children.values())
+        if self._listener is not None:
+            merged["event_overruns"] = self._listener.overruns
+        return merged
+
+    # -- kernel requests --------------------------------------------------------------------
+
+    def _socket(self) -> XfrmSocket:
+        if self._sock is None:
+            raise XfrmError(errno.ENOTCONN, "xfrm data plane", "not started")
+        return self._sock
+
+    def _add_sa(self, sa: ChildSa, inbound: bool) -> None:
+        keys = sa.inbound if inbound else sa.outbound
+        what = f"add {'inbound' if inbound else 'outbound'} SA 0x{keys.spi:08x} (reqid {sa.reqid})"
+        self._socket().request(sa_message(sa, inbound, self.owner_mask), XfrmMsg.NEWSA, what)
+        self._stats["sas_installed"] += 1
+
+    def _install_outbound(self, pair: _Pair) -> None:
+        self._add_sa(pair.sa, inbound=False)
+        pair.outbound_installed = True
+        self._publish_spis()
+
+    def _del_sa(self, spi: int, daddr: str) -> None:
+        try:
+            self._socket().request(
+                sa_id(daddr, spi, self.owner_mask), XfrmMsg.DELSA, f"delete SA 0x{spi:08x}"
+            )
+            self._stats["sas_deleted"] += 1
+        except XfrmError as exc:
+            if exc.errno != errno.ESRCH:  # already gone (e.g. a hard expiry)
+                log.warning("%s", exc)
+
+    def _add_policy(self, spec: PolicySpec) -> None:
+        what = f"add {spec.dir.name.lower()} policy (reqid {spec.reqid})"
+        msg = policy_message(spec, self.owner_mask)
+        try:
+            self._socket().request(msg, XfrmMsg.NEWPOLICY, what)
+        except XfrmError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+            # the same selectors with our mark: a leftover nobody reconciled; take it over
+            log.warning("%s: replacing a policy with our mark", what)
+            self._socket().request(policy_message(spec, self.owner_mask), XfrmMsg.UPDPOLICY, what)
+        self._stats["policies_installed"] += 1
+
+    def _delete_policies(self, specs: list[PolicySpec]) -> None:
+        for spec in specs:
+            try:
+                self._socket().request(
+                    policy_id(spec.selector, spec.dir, self.owner_mask),
+                    XfrmMsg.DELPOLICY,
+                    f"delete {spec.dir.name.lower()} policy (reqid {spec.reqid})",
+                )
+                self._stats["policies_removed"] += 1
+            except XfrmError as exc:
+                if exc.errno != errno.ENOENT:
+                    log.warning("%s", exc)
+
+    def _pair(self, reqid: int, spi_in: int, spi_out: int) -> _Pair | None:
+        child = self._children.get(reqid)
+        if child is None:
+            return None
+        for pair in child.pairs:
+            if (pair.sa.inbound.spi, pair.sa.outbound.spi) == (spi_in, spi_out):
+                return pair
+        return None
+
+    def _publish_spis(self) -> None:
+        spis: dict[tuple[int, str], int] = {}
+        for reqid, child in self._children.items():
+            for pair in child.pairs:
+                spis[(pair.sa.inbound.spi, pair.sa.local_addr)] = reqid
+                if pair.outbound_installed:
+                    spis[(pair.sa.outbound.spi, pair.sa.remote_addr)] = reqid
+        self._spis = spis
+
+    # -- kernel notifications (listener thread) --------------------------------------------
+
+    def _owned(self, msg: _XfrmMessage) -> bool:
+        mark = msg.get_attr("XFRMA_MARK")
+        return mark is not None and (mark["v"], mark["m"]) == (0, self.owner_mask)
+
+    def _on_kernel_message(self, msg: _XfrmMessage) -> None:
+        event = self.event_for(msg)
+        if event is None:
+            self._stats["foreign_events"] += 1
+            return
+        self._stats["expires" if isinstance(event, SaExpired) else "acquires"] += 1
+        with self._events_lock:
+            self._events.append(event)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            try:
+                wakeup()
+            except Exception:
+                log.exception("event wakeup failed")
+
+    def event_for(self, msg: _XfrmMessage) -> DataplaneEvent | None:
+        """The engine event for a kernel notification, None when it is not about our SAs and
+        policies (another daemon's, or a larval SA of an ACQUIRE)."""
+        if not self._owned(msg):
+            return None
+        if isinstance(msg, xfrm_user_expire):
+            state = msg["state"]
+            daddr = unpack_address(state["id"]["daddr"], state["family"])
+            reqid = self._spis.get((state["id"]["spi"], daddr))
+            if reqid is None:
+                return None
+            kind = ExpireKind.HARD if msg["hard"] else ExpireKind.SOFT
+            return SaExpired(reqid, state["id"]["spi"], kind)
+        if isinstance(msg, xfrm_user_acquire):
+            templates = msg.get_attr("XFRMA_TMPL") or []
+            reqids = [t["reqid"] for t in templates if t["reqid"]]
+            sel = msg["sel"]
+            if not reqids or sel["family"] not in (socket.AF_INET, socket.AF_INET6):
+                return None
+            return Acquire(
+                reqids[0],
+                unpack_address(sel["saddr"], sel["family"]),
+                unpack_address(sel["daddr"], sel["family"]),
+            )
+        return None
+
+
+def _last_used(msg: _XfrmMessage | None) -> float | None:
+    """XFRMA_LASTUSED (wall-clock seconds) as a ``time.monotonic()`` value. Kernels before
+    6.2 do not update it per packet (and then send none): the SA's first use
+    (``curlft.use_time``) stands in, so "used at all" stays visible."""
+    if msg is None:
+        return None
+    wall = msg.get_attr("XFRMA_LASTUSED") or msg["curlft"]["use_time"]
+    if not wall:
+        return None
+    return time.monotonic() - max(0.0, time.time() - wall)
