@@ -219,3 +219,44 @@ def test_acquire_from_traffic_without_sa(lab: Lab) -> None:
         assert woken
     finally:
         dp.close()
+
+
+def test_routes_via_the_next_hop_and_leftovers_reconciled(lab: Lab) -> None:
+    """Policies (no SA needed) bring routes to the remote TS in table 220 via the gateway
+    towards the peer, src the local address inside local TS; a restart removes a crashed
+    run's routes and rule, and only those; close() leaves nothing of ours."""
+    ns = lab.namespace("x1rt")
+    peer = lab.namespace("x1rtp")
+    lab.veth(ns, "vr", peer, "vp")
+    ns.add_address("vr", "198.18.0.1/24")
+    ns.add_address("lo", "10.1.0.1/32")
+    ns.add_route("192.0.2.0/24", gateway="198.18.0.254")
+    ns.run(["ip", "route", "add", "10.8.0.0/16", "via", "198.18.0.9", "table", "220"])
+
+    def table() -> str:
+        return ns.run(["ip", "route", "show", "table", "220"], check=False).stdout
+
+    def our_rules() -> list[str]:
+        text = ns.run(["ip", "rule", "show"]).stdout
+        return [line for line in text.splitlines() if line.startswith("220:")]
+
+    crashed = XfrmDataplane(netns=ns.name, events=False)
+    crashed.start()
+    crashed.install_policies(child())
+    shown = table()
+    assert "10.2.0.0/16 via 198.18.0.254 dev vr proto 157 src 10.1.0.1" in shown, shown
+    assert "2001:db8:2::" not in shown  # no IPv6 underlay towards the peer
+    assert len(our_rules()) == 1 and "lookup 220" in our_rules()[0]
+    crashed._sock.close()  # type: ignore[union-attr]  # a kill -9: nothing removed
+
+    dp = XfrmDataplane(netns=ns.name, events=False)
+    dp.start()
+    try:
+        assert "10.2.0.0/16" not in table() and "10.8.0.0/16" in table()  # not ours: kept
+        assert our_rules() == [] and dp.stats()["reconciled_routes"] == 1
+        dp.install_policies(child(8))
+        assert "10.2.0.0/16 via 198.18.0.254" in table() and len(our_rules()) == 1
+    finally:
+        dp.close()
+    assert "10.2.0.0/16" not in table() and "10.8.0.0/16" in table()
+    assert our_rules() == []

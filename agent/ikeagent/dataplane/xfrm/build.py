@@ -134,12 +134,11 @@ def sa_message(sa: ChildSa, inbound: bool, owner_mask: int) -> xfrm_usersa_info:
     msg["id"] = {"daddr": pack_address(dst), "spi": keys.spi, "proto": IPPROTO_ESP}
     msg["saddr"] = pack_address(src)
     msg["lft"] = lifetime_cfg(sa.lifetime)
-    flags = 0
-    # the selector stays empty (tunnel mode: the policies check inner addresses); inner
-    # packets of the other family need XFRM_STATE_AF_UNSPEC, or the kernel would fill the
-    # selector's family in with the outer one
-    if any(_ts_family(ts) != family for ts in (*sa.local_ts, *sa.remote_ts)):
-        flags |= XfrmStateFlag.AF_UNSPEC
+    # the selector stays empty (tunnel mode: the policies check inner addresses), and
+    # XFRM_STATE_AF_UNSPEC keeps the kernel from filling its family in with the outer one,
+    # which would drop inner packets of the other family (strongSwan sets it on every
+    # tunnel-mode SA too)
+    flags = XfrmStateFlag.AF_UNSPEC
     attrs = [*algorithm_attrs(keys), mark_attr(owner_mask)]
     window = sa.replay_window
     if keys.esn or window > MAX_U8_WINDOW:

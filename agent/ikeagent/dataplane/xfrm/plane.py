@@ -31,6 +31,17 @@ compares ``curlft.add_time``); it cannot be told "use that one". So:
   (re-adding it to make it the newest would restart its sequence numbers); it is logged if
   that pair is not the newest.
 
+Duplicate children. Two reqids may carry the same selectors (make-before-break
+reauthentication, duplicate CHILD_SAs): a kernel policy is keyed by (direction, selector,
+mark), so the second reqid's policy replaces the first's. Every (direction, selector) keeps
+the list of the reqids that installed it, newest last (the one in the kernel): removing a
+reqid whose policy was taken over leaves the kernel's alone; removing the owner of the
+kernel's policy puts the newest survivor's back (UPDPOLICY), and only the last one deletes it.
+
+Routes (``routes.py``): with ``install_routes`` a route per remote TS goes into a table of
+our own (``routing_table``, looked up first by a rule at ``routing_priority``) when a reqid's
+policies are installed, and leaves with them.
+
 Every call comes from one thread (the runtime's data-plane thread: ``inline_calls`` is False
 because netlink requests block); the event listener runs in a thread of its own and only
 reads an immutable snapshot of what is installed.
@@ -77,6 +88,8 @@ from .messages import (
     xfrm_usersa_id,
 )
 from .netlink import XfrmError, XfrmListener, XfrmSocket
+from .owners import PolicyOwners, Release
+from .routes import DEFAULT_ROUTING_PRIORITY, DEFAULT_ROUTING_TABLE, RouteTable, open_iproute
 from .structs import unpack_address
 
 log = logging.getLogger(__name__)
@@ -115,6 +128,10 @@ class XfrmDataplane:
         reconcile: bool = True,
         events: bool = True,
         connect: Callable[[str | None], XfrmSocket] = XfrmSocket,
+        install_routes: bool = True,
+        routing_table: int = DEFAULT_ROUTING_TABLE,
+        routing_priority: int = DEFAULT_ROUTING_PRIORITY,
+        iproute: Callable[[str | None], object] = open_iproute,
     ) -> None:
         if not 0 < owner_mask <= 0xFFFF_FFFF:
             raise ValueError("owner_mask must be a non-zero 32-bit mask")
@@ -127,6 +144,10 @@ class XfrmDataplane:
         self._sock: XfrmSocket | None = None
         self._listener: XfrmListener | None = None
         self._children: dict[int, _Child] = {}
+        self._policy_owners = PolicyOwners()  # reqids sharing a (dir, selector)
+        self._routes = (
+            RouteTable(netns, routing_table, routing_priority, iproute) if install_routes else None
+        )
         # (SPI, destination) -> reqid of every SA in the kernel, replaced whole on change so
         # the listener thread reads a consistent snapshot
         self._spis: dict[tuple[int, str], int] = {}
@@ -158,10 +179,14 @@ class XfrmDataplane:
         try:
             if self.reconcile_on_start:
                 self.reconcile()
+            if self._routes is not None:
+                self._routes.start(self.reconcile_on_start)
             if self.events_enabled:
                 self._listener = XfrmListener(self._on_kernel_message, self.netns)
                 self._listener.start()
         except BaseException:
+            if self._routes is not None:
+                self._routes.close()
             self._sock.close()
             self._sock = None
             raise
@@ -175,6 +200,8 @@ class XfrmDataplane:
                 self.remove_policy(reqid)
             except OSError as exc:
                 log.warning("removing reqid %d failed: %s", reqid, exc)
+        if self._routes is not None:
+            self._routes.close()
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
@@ -254,9 +281,11 @@ class XfrmDataplane:
                 self._add_policy(spec)
                 child.policies.append(spec)
         except BaseException:
-            self._delete_policies(child.policies)
+            self._release_policies(child.policies)
             raise
         self._children[sa.reqid] = child
+        if self._routes is not None:
+            self._routes.install(sa)
         return True
 
     def install_child(self, sa: ChildSa) -> None:
@@ -274,7 +303,9 @@ class XfrmDataplane:
             for spi, daddr in installed:
                 self._del_sa(spi, daddr)
             if added and not child.pairs:
-                self._delete_policies(child.policies)
+                self._release_policies(child.policies)
+                if self._routes is not None:
+                    self._routes.remove(sa.reqid)
                 del self._children[sa.reqid]
             raise
         child.pairs.append(_Pair(sa, sa.outbound_active))
@@ -322,7 +353,9 @@ class XfrmDataplane:
         child = self._children.pop(reqid, None)
         if child is None:
             return
-        self._delete_policies(child.policies)
+        self._release_policies(child.policies)
+        if self._routes is not None:
+            self._routes.remove(reqid)
         for pair in child.pairs:
             self._del_sa(pair.sa.inbound.spi, pair.sa.local_addr)
             if pair.outbound_installed:
@@ -374,6 +407,9 @@ class XfrmDataplane:
         merged["children"] = len(self._children)
         merged["sa_pairs"] = sum(len(c.pairs) for c in self._children.values())
         merged["policies"] = sum(len(c.policies) for c in self._children.values())
+        if self._routes is not None:
+            merged.update(self._routes.stats)
+            merged["routes"] = len(self._routes.installed())
         if self._listener is not None:
             merged["event_overruns"] = self._listener.overruns
         return merged
@@ -415,9 +451,31 @@ class XfrmDataplane:
             if exc.errno != errno.EEXIST:
                 raise
             # the same selectors with our mark: a leftover nobody reconciled; take it over
-            log.warning("%s: replacing a policy with our mark", what)
+            holder = self._policy_owners.holder(spec)
+            if holder is None:
+                # the same selectors with our mark: a leftover nobody reconciled; take it over
+                log.warning("%s: replacing a policy with our mark", what)
+            else:
+                log.info("%s: takes over the policy of reqid %d", what, holder)
             self._socket().request(policy_message(spec, self.owner_mask), XfrmMsg.UPDPOLICY, what)
         self._stats["policies_installed"] += 1
+        self._policy_owners.add(spec)
+
+    def _release_policies(self, specs: list[PolicySpec]) -> None:
+        """Give up ``specs`` (of one reqid): see ``owners.PolicyOwners``."""
+        gone = []
+        for spec in specs:
+            action, back = self._policy_owners.release(spec)
+            if action is Release.DELETE:
+                gone.append(spec)
+            elif back is not None:
+                what = f"restore {spec.dir.name.lower()} policy of reqid {back.reqid}"
+                try:
+                    msg = policy_message(back, self.owner_mask)
+                    self._socket().request(msg, XfrmMsg.UPDPOLICY, what)
+                except XfrmError as exc:
+                    log.warning("%s", exc)
+        self._delete_policies(gone)
 
     def _delete_policies(self, specs: list[PolicySpec]) -> None:
         for spec in specs:
