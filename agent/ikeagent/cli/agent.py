@@ -64,7 +64,14 @@ def _create_dataplane(config: AgentConfig) -> tuple[Any, str]:
     from ikeagent.dataplane.factory import choose_dataplane, create_dataplane
 
     name, reason = choose_dataplane(config.dataplane)
-    return create_dataplane(name), reason
+    options: dict[str, object] = {}
+    if name == "xfrm":
+        options = {
+            "install_routes": config.install_routes,
+            "routing_table": config.routing_table,
+            "routing_priority": config.routing_priority,
+        }
+    return create_dataplane(name, **options), reason
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -152,6 +152,11 @@ class AgentConfig:
     # agent-wide settings (optional "agent:" section)
     log_level: str = "info"
     dataplane: str = "auto"  # userspace | xfrm | auto | memory
+    # xfrm only: routes to the remote traffic selectors in a table of the agent's own, as
+    # strongSwan's charon.install_routes / routing_table / routing_table_prio
+    install_routes: bool = True
+    routing_table: int = 220
+    routing_priority: int = 220
     port: int = 500  # UDP port the agent listens on for IKE (strongSwan charon.port)
     natt_port: int = 4500  # UDP port for NAT-T / non-ESP-marker IKE and ESP (charon.port_nat_t)
     cookie_threshold: int = 30  # half-open IKE SAs before COOKIEs are demanded

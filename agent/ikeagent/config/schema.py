@@ -26,7 +26,8 @@ Example::
 
 Defaults follow swanctl.conf(5) of strongSwan 5.9:
 
-- agent: log_level info, dataplane auto, port 500, natt_port 4500 (strongSwan's charon.port and
+- agent: log_level info, dataplane auto (install_routes yes, routing_table 220 and
+  routing_priority 220 for xfrm, as charon's), port 500, natt_port 4500 (strongSwan's charon.port and
   charon.port_nat_t), cookie_threshold 30, fragment_size 1280, keep_alive 20s, retransmit_timeout 1s,
   retransmit_tries 5, retransmit_base 1.8 (charon.retransmit_*).
 - connection: version 2 (swanctl's 0 = "any" is not supported), local_addrs/remote_addrs %any,
@@ -104,6 +105,14 @@ DATAPLANES = ("auto", "userspace", "xfrm", "memory")
 AGENT_FIELDS = (
     Field("log_level", Choice(*LOG_LEVELS), "info", "logging threshold"),
     Field("dataplane", Choice(*DATAPLANES), "auto", "ESP data plane"),
+    Field(
+        "install_routes",
+        Bool(),
+        True,
+        "xfrm: route the remote traffic selectors through routing_table (charon.install_routes)",
+    ),
+    Field("routing_table", Int(1, 252), 220, "xfrm: the agent's routing table (not 253-255)"),
+    Field("routing_priority", Int(1, 32765), 220, "xfrm: priority of the rule for that table"),
     Field("port", Port(), 500, "UDP port for IKE"),
     Field("natt_port", Port(), 4500, "UDP port for NAT-T (IKE with non-ESP marker and ESP)"),
     Field("cookie_threshold", Int(0), 30, "half-open IKE SAs before COOKIEs are demanded"),

@@ -147,8 +147,5 @@ def create_dataplane(name: str, **options: object) -> Dataplane:
     factory = _FACTORIES.get(name)
     if factory is None:
         known = ", ".join(sorted([*_FACTORIES, "auto"]))
-        hint = " (the kernel XFRM data plane is not built yet)" if name == "xfrm" else ""
-        raise DataplaneUnavailable(
-            f"data plane {name!r} is not available{hint}; choose one of {known}"
-        )
+        raise DataplaneUnavailable(f"data plane {name!r} is not available; choose one of {known}")
     return factory(**options)

@@ -398,3 +398,12 @@ def test_schema_describes_the_same_keys():
         "xfrm",
         "memory",
     ]
+
+
+def test_xfrm_routing_options_default_to_charons_and_are_checked():
+    cfg = parse_config({})
+    assert (cfg.install_routes, cfg.routing_table, cfg.routing_priority) == (True, 220, 220)
+    cfg = parse_config({"agent": {"install_routes": False, "routing_table": 100}})
+    assert (cfg.install_routes, cfg.routing_table) == (False, 100)
+    problems = _problems({"agent": {"routing_table": 254}})
+    assert "agent.routing_table" in problems
