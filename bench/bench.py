@@ -26,6 +26,10 @@ from ike_bench import (
     rate_table,
     ratios,
 )
+from kernel_esp import measure_kernel_esp
+from kernel_esp_report import ratios as kernel_esp_ratios
+from kernel_esp_report import report as kernel_esp_report
+from kernel_esp_report import same_sas
 from throughput import ThroughputResult, measure, plain_peer, responder_only
 
 from ikelab_testing.peers import PeerFactory, agent_peer, charon_peer
@@ -90,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"authentication of the SA-rate rows, comma list of {list(AUTH_KEY_TYPES)} or 'all'"
         " (default: psk; rsa: RSA-2048, ecdsa: ECDSA P-256 certificates)",
     )
+    parser.add_argument(
+        "--kernel-esp",
+        action="store_true",
+        help="also measure kernel ESP in two UML guests (plain / agent xfrm / charon"
+        " kernel-netlink: iperf3 TCP+UDP and set-up to first packet); about 2 min, off by default",
+    )
+    parser.add_argument(
+        "--kernel-esp-reps",
+        type=int,
+        default=5,
+        help="initiations per daemon for the set-up latency (median; default 5)",
+    )
     args = parser.parse_args(argv)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
     if wanted == ["all"]:
@@ -149,14 +165,23 @@ def main(argv: list[str] | None = None) -> int:
                         runs.sort(key=lambda r: r.sas_per_cpu_second or 0.0)
                         rates.append(runs[len(runs) // 2])
 
-    print(
-        "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP aes256gcm16"
-    )
-    print(table(results))
-    print(
-        "(setup ms: from the initiate command until both sides show the CHILD_SA; for the agent"
-        " it includes starting ikectl processes to poll, so it is not a protocol timing)"
-    )
+    kernel_esp = []
+    if args.kernel_esp:
+        print("measuring: kernel ESP in UML guests ...", file=sys.stderr, flush=True)
+        kernel_esp = measure_kernel_esp(
+            seconds=args.seconds, repeat=args.repeat, reps=args.kernel_esp_reps
+        )
+
+    if results or not kernel_esp:
+        print(
+            "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP"
+            " aes256gcm16"
+        )
+        print(table(results))
+        print(
+            "(setup ms: from the initiate command until both sides show the CHILD_SA; for the"
+            " agent it includes starting ikectl processes to poll, so it is not a protocol timing)"
+        )
     by_label = {r.label: r for r in results}
     agent_tp = by_label.get("ikeagent <-> ikeagent (userspace)")
     charon_tp = by_label.get("charon <-> charon (kernel-libipsec)")
@@ -177,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"IKEv{r['version']} {r['auth']} SAs/CPU-s ratio agent/charon: {r['ratio']:.2f}"
                 )
+    if kernel_esp:
+        print("\n" + kernel_esp_report(kernel_esp, args.seconds, args.kernel_esp_reps))
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"throughput-{stamp}.json"
@@ -188,9 +215,19 @@ def main(argv: list[str] | None = None) -> int:
         "ike_rate": [dataclasses.asdict(r) for r in rates],
         "ike_rate_ratios": rate_ratios,
     }
+    if kernel_esp:
+        doc["kernel_esp"] = {
+            "seconds": args.seconds,
+            "repeat": args.repeat,
+            "setup_reps": args.kernel_esp_reps,
+            "phases": [p.as_dict() for p in kernel_esp],
+            "ratios": kernel_esp_ratios(kernel_esp),
+            "same_sas": same_sas(kernel_esp),
+        }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nresults: {path.relative_to(RESULTS.parent.parent)}")
-    return 1 if any(r.error for r in results) or any(r.error for r in rates) else 0
+    failed = any(r.error for r in results) or any(r.error for r in rates)
+    return 1 if failed or any(p.error for p in kernel_esp) else 0
 
 
 def _cpus() -> int:
