@@ -202,7 +202,7 @@ def measure_rate(
     of AUTH_KEY_TYPES; certificates come from ``creds`` (made here when None)."""
     label, start = RESPONDERS[kind]
     result = RateResult(f"{label} (IKEv{version}, {auth})", kind, version, auth)
-    psk = secrets.token_urlsafe(32)
+    psk = "k" + secrets.token_urlsafe(32)  # never "0x"/"0s" (hex/base64 forms)
     with topology() as topo:
         if AUTH_KEY_TYPES[auth] is not None and creds is None:
             creds = make_credentials(auth, topo.lab.workdir(f"pki-{auth}"))

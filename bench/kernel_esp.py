@@ -359,7 +359,7 @@ def measure_kernel_esp(
     reason = available()
     if reason:
         return [Phase(k, LABELS[k], error=reason) for k in LABELS]
-    psk = secrets.token_urlsafe(32)  # fresh per run, never printed
+    psk = "k" + secrets.token_urlsafe(32)  # fresh per run, never printed; never "0x"/"0s"
     phases = [Phase(k, LABELS[k]) for k in LABELS]
     with Lab() as lab:
         uml = UmlLab(lab)

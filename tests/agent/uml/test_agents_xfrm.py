@@ -159,7 +159,7 @@ def warm_crypto(g: Guest) -> None:
 def start_sites(
     a: Guest, b: Guest, *, version: int = 2, dataplane_a: str = "xfrm"
 ) -> tuple[Site, Site]:
-    psk = secrets.token_urlsafe(24)
+    psk = "k" + secrets.token_urlsafe(24)  # never "0x"/"0s" (hex/base64 forms)
     sites = (
         Site(a, b, GuestAgent(a, agent_config(a, b, version, psk), dataplane=dataplane_a)),
         Site(b, a, GuestAgent(b, agent_config(b, a, version, psk), dataplane="xfrm")),

@@ -134,7 +134,7 @@ def agent_for(side: Side, *, encap: bool = False) -> GuestAgent:
 
 
 def sides(a: Guest, b: Guest, version: int, ike: str, esp: str) -> tuple[Side, Side]:
-    psk = secrets.token_urlsafe(32)  # fresh per run, never printed
+    psk = "k" + secrets.token_urlsafe(32)  # fresh per run, never printed; never "0x"/"0s"
     return Side(a, b, version, ike, esp, psk), Side(b, a, version, ike, esp, psk)
 
 

@@ -26,7 +26,9 @@ from ikelab_testing.pki import Issued, TestPki
 
 def fresh_psk() -> bytes:
     """A new random PSK (32 bytes, printable) for one lab run; never logged."""
-    return secrets.token_urlsafe(32).encode()
+    # a leading letter: a secret written as "0x..." or "0s..." means hex or base64 to swanctl
+    # and the agent, and token_urlsafe starts that way about once in 2000 draws
+    return ("k" + secrets.token_urlsafe(32)).encode()
 
 
 @dataclass(frozen=True, slots=True)
