@@ -288,6 +288,20 @@ def expect_refusal(
     assert_blocked(topology)
 
 
+def refused(
+    topology, tunnel: Tunnel, reason: re.Pattern[str], *names: str, charon_verified: bool
+) -> None:
+    """Start the tunnel and ``expect_refusal``; the logs are printed if it fails."""
+    tunnel.start()
+    try:
+        expect_refusal(topology, tunnel, reason, *names, charon_verified=charon_verified)
+    except BaseException:
+        dump(tunnel)
+        raise
+    finally:
+        tunnel.stop()
+
+
 def bad_charon_cert(
     spec: TunnelSpec, ident: str, issuer: pki_mod.Issued | None = None, **kwargs: Any
 ) -> None:
@@ -315,20 +329,13 @@ def test_refuses_expired_certificate(topology, version: int, agent_role: str) ->
     tunnel, spec, ident = setup_refusal(topology, version, agent_role)
     before, after = pki_mod.expired()
     bad_charon_cert(spec, ident, not_before=before, not_after=after)
-    tunnel.start()
-    try:
-        expect_refusal(
-            topology,
-            tunnel,
-            re.compile(r"expired"),
-            ident,
-            charon_verified=agent_role == "initiator",
-        )
-    except BaseException:
-        dump(tunnel)
-        raise
-    finally:
-        tunnel.stop()
+    refused(
+        topology,
+        tunnel,
+        re.compile(r"expired"),
+        ident,
+        charon_verified=agent_role == "initiator",
+    )
 
 
 NOT_YET = [(2, "initiator"), (1, "responder")]
@@ -339,20 +346,13 @@ def test_refuses_certificate_not_yet_valid(topology, version: int, agent_role: s
     tunnel, spec, ident = setup_refusal(topology, version, agent_role)
     before, after = pki_mod.not_yet_valid()
     bad_charon_cert(spec, ident, not_before=before, not_after=after)
-    tunnel.start()
-    try:
-        expect_refusal(
-            topology,
-            tunnel,
-            re.compile(r"not (yet )?valid"),
-            ident,
-            charon_verified=agent_role == "initiator",
-        )
-    except BaseException:
-        dump(tunnel)
-        raise
-    finally:
-        tunnel.stop()
+    refused(
+        topology,
+        tunnel,
+        re.compile(r"not (yet )?valid"),
+        ident,
+        charon_verified=agent_role == "initiator",
+    )
 
 
 @pytest.mark.parametrize("version,agent_role", BOTH, ids=BOTH_IDS)
@@ -360,21 +360,14 @@ def test_refuses_certificate_from_untrusted_ca(topology, version: int, agent_rol
     tunnel, spec, ident = setup_refusal(topology, version, agent_role)
     other = spec.pki.pki.ca("Other CA")
     bad_charon_cert(spec, ident, issuer=other)
-    tunnel.start()
-    try:
-        expect_refusal(
-            topology,
-            tunnel,
-            re.compile(r"trusted|trust anchor", re.IGNORECASE),
-            ident,
-            "Other CA",
-            charon_verified=agent_role == "initiator",
-        )
-    except BaseException:
-        dump(tunnel)
-        raise
-    finally:
-        tunnel.stop()
+    refused(
+        topology,
+        tunnel,
+        re.compile(r"trusted|trust anchor", re.IGNORECASE),
+        ident,
+        "Other CA",
+        charon_verified=agent_role == "initiator",
+    )
 
 
 @pytest.mark.parametrize("version,agent_role", BOTH, ids=BOTH_IDS)
@@ -388,20 +381,13 @@ def test_refuses_revoked_certificate(topology, version: int, agent_role: str) ->
     mine = agent_end(tunnel, agent_role).local_id
     own = spec.pki.pki.issue(root, mine, [mine])
     spec.pki.set(mine, spec.pki.default_for(own, crls=(crl,)))
-    tunnel.start()
-    try:
-        expect_refusal(
-            topology,
-            tunnel,
-            re.compile(r"revoked"),
-            ident,
-            charon_verified=agent_role == "initiator",
-        )
-    except BaseException:
-        dump(tunnel)
-        raise
-    finally:
-        tunnel.stop()
+    refused(
+        topology,
+        tunnel,
+        re.compile(r"revoked"),
+        ident,
+        charon_verified=agent_role == "initiator",
+    )
 
 
 IDENTITY = [(2, "initiator"), (2, "responder")]
@@ -417,24 +403,17 @@ def test_refuses_identity_not_in_certificate(topology, version: int, agent_role:
     tunnel, spec, ident = setup_refusal(topology, version, agent_role)
     alt = ident.replace("gw-", "gw-alt-")
     bad_charon_cert(spec, ident, cn=alt, sans=[alt])
-    tunnel.start()
-    try:
-        expect_refusal(
-            topology,
-            tunnel,
-            re.compile(
-                r"identity .*not (in|contained in|confirmed by|matched by) (the )?certificate"
-                r"|certificate .*does not (carry|contain|match) .*identity",
-                re.IGNORECASE,
-            ),
-            ident,
-            charon_verified=agent_role == "initiator",
-        )
-    except BaseException:
-        dump(tunnel)
-        raise
-    finally:
-        tunnel.stop()
+    refused(
+        topology,
+        tunnel,
+        re.compile(
+            r"identity .*not (in|contained in|confirmed by|matched by) (the )?certificate"
+            r"|certificate .*does not (carry|contain|match) .*identity",
+            re.IGNORECASE,
+        ),
+        ident,
+        charon_verified=agent_role == "initiator",
+    )
 
 
 KEY_MODE = [(2, "initiator"), (2, "responder"), (1, "initiator")]

@@ -275,6 +275,39 @@ def swanctl_conf(
     return render(conf) + "\n"
 
 
+def strongswan_conf(
+    *,
+    plugins: Sequence[str],
+    log_path: str,
+    log_levels: Mapping[str, int],
+    vici_path: str,
+    resolv_path: str,
+    options: Mapping[str, Any],
+) -> str:
+    """A strongswan.conf of one lab daemon: its plugins, a file log, its own VICI socket (for
+    charon and swanctl), no syslog; ``options`` are merged into the ``charon`` section."""
+    socket = f"unix://{vici_path}"
+    charon: dict[str, Any] = {
+        "load_modular": "no",
+        "load": " ".join(plugins),
+        "install_virtual_ip": "no",
+        "filelog": {
+            "lab": {
+                "path": log_path,
+                "time_format": "%H:%M:%S",
+                "ike_name": "yes",
+                "append": "no",
+                "flush_line": "yes",
+                **{k: str(v) for k, v in log_levels.items()},
+            }
+        },
+        "syslog": {"daemon": {"default": "-1"}, "auth": {"default": "-1"}},
+        "plugins": {"vici": {"socket": socket}, "resolve": {"file": resolv_path}},
+    }
+    _merge(charon, options)
+    return render({"charon": charon, "swanctl": {"socket": socket}}) + "\n"
+
+
 # --- the daemon --------------------------------------------------------------------------------
 
 
@@ -317,29 +350,14 @@ class Charon:
     # configuration
 
     def strongswan_conf(self) -> str:
-        socket = f"unix://{self.vici_path}"
-        charon: dict[str, Any] = {
-            "load_modular": "no",
-            "load": " ".join(self.plugins),
-            "install_virtual_ip": "no",
-            "filelog": {
-                "lab": {
-                    "path": str(self.log_path),
-                    "time_format": "%H:%M:%S",
-                    "ike_name": "yes",
-                    "append": "no",
-                    "flush_line": "yes",
-                    **{k: str(v) for k, v in self.log_levels.items()},
-                }
-            },
-            "syslog": {"daemon": {"default": "-1"}, "auth": {"default": "-1"}},
-            "plugins": {
-                "vici": {"socket": socket},
-                "resolve": {"file": str(self.dir / "resolv.conf")},
-            },
-        }
-        _merge(charon, self.options)
-        return render({"charon": charon, "swanctl": {"socket": socket}}) + "\n"
+        return strongswan_conf(
+            plugins=self.plugins,
+            log_path=str(self.log_path),
+            log_levels=self.log_levels,
+            vici_path=str(self.vici_path),
+            resolv_path=str(self.dir / "resolv.conf"),
+            options=self.options,
+        )
 
     @property
     def env(self) -> dict[str, str]:

@@ -41,9 +41,8 @@ from ikelab_testing.charon import (
     Connection,
     KeyFile,
     Secret,
-    _merge,
     plugins_available,
-    render,
+    strongswan_conf,
     swanctl_conf,
 )
 from ikelab_testing.uml import Guest, GuestProcess, RunResult
@@ -98,29 +97,14 @@ class GuestCharon:
 
     # --- configuration ------------------------------------------------------------------------
     def strongswan_conf(self) -> str:
-        socket = f"unix://{self.vici_path}"
-        charon: dict[str, Any] = {
-            "load_modular": "no",
-            "load": " ".join(self.plugins),
-            "install_virtual_ip": "no",
-            "filelog": {
-                "lab": {
-                    "path": str(self.log_path),
-                    "time_format": "%H:%M:%S",
-                    "ike_name": "yes",
-                    "append": "no",
-                    "flush_line": "yes",
-                    **{k: str(v) for k, v in self.log_levels.items()},
-                }
-            },
-            "syslog": {"daemon": {"default": "-1"}, "auth": {"default": "-1"}},
-            "plugins": {
-                "vici": {"socket": socket},
-                "resolve": {"file": f"{self.dir}/resolv.conf"},
-            },
-        }
-        _merge(charon, self.options)
-        return render({"charon": charon, "swanctl": {"socket": socket}}) + "\n"
+        return strongswan_conf(
+            plugins=self.plugins,
+            log_path=str(self.log_path),
+            log_levels=self.log_levels,
+            vici_path=self.vici_path,
+            resolv_path=f"{self.dir}/resolv.conf",
+            options=self.options,
+        )
 
     @property
     def env(self) -> dict[str, str]:

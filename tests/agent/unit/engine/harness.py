@@ -4,7 +4,6 @@ a network whose losses, duplicates and reorderings a test controls."""
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from ikeagent.engine.events import (
     InstallChild,
     RemovePolicy,
 )
+from ikelab_testing.pki import now as pki_now
 
 ADDR = {"a": "192.0.2.1", "b": "192.0.2.2"}
 NETS = {"a": "10.1.0.0/24", "b": "10.2.0.0/24"}
@@ -103,9 +103,9 @@ class Pair:
         force_encap: bool = False,
     ) -> None:
         self.now = 1000.0
-        # certificate dates are checked against this wall clock: the real time at the start,
-        # advancing with the fake clock (test certificates are made valid around "now")
-        self.wall_start = time.time()
+        # certificate dates are checked against this wall clock: the test PKI's "now" (its
+        # certificates are valid around it) at the start, advancing with the fake clock
+        self.wall_start = pki_now().timestamp()
         self.rng = random.Random(seed)
         self.a = Side(
             "a",
