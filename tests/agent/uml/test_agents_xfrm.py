@@ -58,10 +58,6 @@ KERNEL_GCM256 = ("rfc4106(gcm(aes))", 256 + 32, 128)
 ICMP_ECHO_BYTES = 84  # IPv4 header 20 + ICMP header 8 + ping's default 56 data bytes
 
 
-def net(guest: Guest) -> str:
-    return guest.protected[0].rsplit(".", 1)[0] + ".0/24"
-
-
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -134,8 +130,8 @@ def agent_config(me: Guest, peer: Guest, version: int, psk: str) -> dict[str, An
                 "remote": {"auth": "psk", "id": f"gw-{peer.name}.example"},
                 "children": {
                     CHILD: {
-                        "local_ts": [net(me)],
-                        "remote_ts": [net(peer)],
+                        "local_ts": [me.protected_net],
+                        "remote_ts": [peer.protected_net],
                         "esp_proposals": [ESP],
                         "start_action": "none",
                     }
@@ -210,16 +206,16 @@ def check_kernel_agrees(site: Site, child: dict[str, Any]) -> None:
         assert st["encap"] is None and child["encap"] is False, st["text"]
         assert st["mark"] == OWNER
 
-    assert child["local_ts"] == [net(me)] and child["remote_ts"] == [net(peer)]
+    assert child["local_ts"] == [me.protected_net] and child["remote_ts"] == [peer.protected_net]
     got = sorted(
         (p["dir"], p["src"], p["dst"], p["tmpl_src"], p["tmpl_dst"], p["proto"], p["reqid"])
         for p in policies
     )
     reqid = child["reqid"]
-    inbound = (net(peer), net(me), peer.address, me.address, "esp", reqid)
+    inbound = (peer.protected_net, me.protected_net, peer.address, me.address, "esp", reqid)
     want = sorted(
         [
-            ("out", net(me), net(peer), me.address, peer.address, "esp", reqid),
+            ("out", me.protected_net, peer.protected_net, me.address, peer.address, "esp", reqid),
             ("in", *inbound),
             ("fwd", *inbound),
         ]
@@ -292,7 +288,7 @@ def test_tunnel_through_kernel_esp(
         assert received(there) == 5, there.stdout
         assert received(back) == 3, back.stdout
         summary = cap.summary()
-        assert summary.cleartext_between(net(a), net(b)) == [], summary.describe()
+        assert summary.cleartext_between(a.protected_net, b.protected_net) == [], summary.describe()
         assert summary.esp_only(require_udp=False), summary.describe()
         esp = summary.of("esp")
         assert len(esp) >= 16, summary.describe()  # 8 requests, 8 replies

@@ -71,10 +71,6 @@ class Side:
         return f"site-{self.peer.name}"
 
 
-def net(guest: Guest) -> str:
-    return guest.protected[0].rsplit(".", 1)[0] + ".0/24"
-
-
 def received(result: Any) -> int:
     m = re.search(r"(\d+) received", result.stdout)
     return int(m.group(1)) if m else 0
@@ -84,7 +80,16 @@ def route_protected(a: Guest, b: Guest) -> None:
     """The protected subnets reach each other over the underlay (the policies then apply)."""
     for me, peer in ((a, b), (b, a)):
         me.run(
-            ["ip", "route", "add", net(peer), "via", peer.address, "src", me.protected_address],
+            [
+                "ip",
+                "route",
+                "add",
+                peer.protected_net,
+                "via",
+                peer.address,
+                "src",
+                me.protected_address,
+            ],
             check=True,
         )
 
@@ -99,7 +104,11 @@ def charon_for(side: Side) -> GuestCharon:
         local_id=side.local_id,
         remote_id=side.remote_id,
         proposals=(side.ike,),
-        children=[Child(CHILD, [net(side.me)], [net(side.peer)], esp_proposals=(side.esp,))],
+        children=[
+            Child(
+                CHILD, [side.me.protected_net], [side.peer.protected_net], esp_proposals=(side.esp,)
+            )
+        ],
     )
     charon.load([conn], [Secret("lab", sorted([side.local_id, side.remote_id]), side.psk)])
     return charon
@@ -120,8 +129,8 @@ def agent_for(side: Side, *, encap: bool = False) -> GuestAgent:
                 "remote": {"auth": "psk", "id": side.remote_id},
                 "children": {
                     CHILD: {
-                        "local_ts": [net(side.me)],
-                        "remote_ts": [net(side.peer)],
+                        "local_ts": [side.me.protected_net],
+                        "remote_ts": [side.peer.protected_net],
                         "esp_proposals": [side.esp],
                         "start_action": "none",
                     }
@@ -173,10 +182,10 @@ def assert_kernel_matches(
     found = {}
     for p in xfrm_policies(guest):
         m = re.search(r"proto esp (?:spi 0x[0-9a-f]+ )?reqid (\d+) mode tunnel", p["text"])
-        if m and {p["src"], p["dst"]} == {net(guest), net(peer)}:
+        if m and {p["src"], p["dst"]} == {guest.protected_net, peer.protected_net}:
             found[p["dir"]] = (p["src"], p["dst"], p["tmpl_src"], p["tmpl_dst"], int(m.group(1)))
-    out_sel = (net(guest), net(peer), guest.address, peer.address)
-    in_sel = (net(peer), net(guest), peer.address, guest.address)
+    out_sel = (guest.protected_net, peer.protected_net, guest.address, peer.address)
+    in_sel = (peer.protected_net, guest.protected_net, peer.address, guest.address)
     want_reqid = reqid if reqid is not None else found.get("out", (0,) * 5)[4]
     assert found == {
         "out": (*out_sel, want_reqid),
@@ -196,7 +205,7 @@ def assert_esp_only(summary: CaptureSummary, a: Guest, b: Guest, *, udp: bool = 
     """Everything between the guests was IKE or ESP: raw (no NAT, so nothing asks for UDP
     encapsulation) or, with ``udp``, in UDP 4500 only; the pings (each way, request and
     reply) crossed as ESP between the outer addresses."""
-    assert summary.cleartext_between(net(a), net(b)) == [], summary.describe()
+    assert summary.cleartext_between(a.protected_net, b.protected_net) == [], summary.describe()
     assert summary.esp_only(require_udp=udp), summary.describe()
     esp = summary.of("esp-in-udp" if udp else "esp")
     assert len(esp) >= 4 * PINGS, summary.describe()
@@ -229,7 +238,7 @@ def test_charon_to_charon(uml_lab: UmlLab, pair: tuple[Guest, Guest]) -> None:
     with Capture(uml_lab.ns, a.tap, pcap_dir / "clear.pcap") as cap:
         r = a.ping(b.protected_address, count=2, src=a.protected_address, wait=5)
     assert received(r) == 2, r.stdout + r.stderr
-    assert cap.summary().cleartext_between(net(a), net(b))
+    assert cap.summary().cleartext_between(a.protected_net, b.protected_net)
     try:
         with Capture(uml_lab.ns, a.tap, pcap_dir / "c2c.pcap") as cap:
             charon_a.initiate(CHILD)

@@ -9,14 +9,13 @@ import re
 import secrets
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from ikelab_testing.capture import Capture
 from ikelab_testing.netns import Lab
-from ikelab_testing.uml import Guest, GuestProcess, UmlLab
+from ikelab_testing.uml import Guest, UmlLab
 
 pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
@@ -39,10 +38,6 @@ def received(result: object) -> int:
     return int(m.group(1)) if m else 0
 
 
-def net(guest: Guest) -> str:
-    return guest.protected[0].rsplit(".", 1)[0] + ".0/24"
-
-
 def install_tunnel(a: Guest, b: Guest, *, udp: bool) -> None:
     """Both directions' SAs on both guests and the out/in policies of each; one fresh AES-GCM
     key (160 bits: 128-bit key + 32-bit salt, RFC 4106 section 8.1) per direction."""
@@ -59,7 +54,7 @@ def install_tunnel(a: Guest, b: Guest, *, udp: bool) -> None:
     for me, peer in ((a, b), (b, a)):
         for direction, src, dst in (("out", me, peer), ("in", peer, me)):
             me.run(
-                ["ip", "xfrm", "policy", "add", "src", net(src), "dst", net(dst)]
+                ["ip", "xfrm", "policy", "add", "src", src.protected_net, "dst", dst.protected_net]
                 + ["dir", direction, "tmpl", "src", src.address, "dst", dst.address]
                 + ["proto", "esp", "reqid", "1", "mode", "tunnel"],
                 check=True,
@@ -69,17 +64,18 @@ def install_tunnel(a: Guest, b: Guest, *, udp: bool) -> None:
 def route_protected(a: Guest, b: Guest) -> None:
     for me, peer in ((a, b), (b, a)):
         me.run(
-            ["ip", "route", "add", net(peer), "via", peer.address, "src", me.protected_address],
+            [
+                "ip",
+                "route",
+                "add",
+                peer.protected_net,
+                "via",
+                peer.address,
+                "src",
+                me.protected_address,
+            ],
             check=True,
         )
-
-
-def wait_log(proc: GuestProcess, text: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in proc.log_text():
-        assert proc.poll() is None, f"{proc} exited: {proc.log_text()}"
-        assert time.monotonic() < deadline, f"{proc}: no {text!r} in {proc.log_text()!r}"
-        time.sleep(0.2)
 
 
 def test_commands_files_and_modules(uml_pair: tuple[Guest, Guest]) -> None:
@@ -107,7 +103,7 @@ def test_commands_files_and_modules(uml_pair: tuple[Guest, Guest]) -> None:
     # a spawned process logs into the shared directory, readable here while it runs
     proc = a.spawn(["sh", "-c", "echo started; exec sleep 3600"])
     assert proc.log_path.parent == a.dir
-    wait_log(proc, "started")
+    proc.wait_log("started")
     assert proc.poll() is None
     assert proc.stop() == -signal.SIGTERM
 
@@ -163,18 +159,18 @@ def test_esp_tunnel_between_guests(
     with Capture(uml_lab.ns, a.tap, pcap_dir / "clear.pcap") as cap:
         r = a.ping(b.protected_address, count=2, src=a.protected_address)
     assert received(r) == 2, r
-    assert cap.summary().cleartext_between(net(a), net(b))
+    assert cap.summary().cleartext_between(a.protected_net, b.protected_net)
 
     if udp:
         for g in (a, b):
-            wait_log(g.spawn([a.uml.python, "-c", NATT_SOCKET]), "ready")
+            g.spawn([a.uml.python, "-c", NATT_SOCKET]).wait_log("ready")
     install_tunnel(a, b, udp=udp)
 
     with Capture(uml_lab.ns, a.tap, pcap_dir / "esp.pcap") as cap:
         r = a.ping(b.protected_address, count=3, src=a.protected_address)
     assert received(r) == 3, r
     summary = cap.summary()
-    assert summary.cleartext_between(net(a), net(b)) == [], summary.describe()
+    assert summary.cleartext_between(a.protected_net, b.protected_net) == [], summary.describe()
     assert summary.esp_only(require_udp=udp), summary.describe()
     esp = summary.of("esp-in-udp" if udp else "esp")
     assert len(esp) >= 6, summary.describe()  # 3 requests, 3 replies

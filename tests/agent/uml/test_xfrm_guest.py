@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 
 import pytest
 
-from ikelab_testing.uml import Guest, GuestProcess
+from ikelab_testing.uml import Guest
 
 pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
@@ -52,19 +51,6 @@ print("closed", dp.stats(), flush=True)
 """
 
 
-def net(guest: Guest) -> str:
-    return guest.protected[0].rsplit(".", 1)[0] + ".0/24"
-
-
-def wait_log(proc: GuestProcess, text: str, timeout: float = 120.0) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in proc.log_text():
-        assert proc.poll() is None, f"{proc} exited: {proc.log_text()}"
-        assert time.monotonic() < deadline, f"{proc}: no {text!r} in {proc.log_text()!r}"
-        time.sleep(0.2)
-    return proc.log_text()
-
-
 def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, Guest]) -> None:
     a, b = uml_pair
     # a -> b: AES-GCM-16 (RFC 4106, key + 4-byte salt); b -> a: AES-CBC + HMAC-SHA-256-128
@@ -78,7 +64,16 @@ def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, G
     }
     for me, peer in ((a, b), (b, a)):
         me.run(
-            ["ip", "route", "add", net(peer), "via", peer.address, "src", me.protected_address],
+            [
+                "ip",
+                "route",
+                "add",
+                peer.protected_net,
+                "via",
+                peer.address,
+                "src",
+                me.protected_address,
+            ],
             check=True,
         )
 
@@ -90,14 +85,14 @@ def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, G
             "remote": peer.address,
             "in": inbound,
             "out": outbound,
-            "lts": net(me),
-            "rts": net(peer),
+            "lts": me.protected_net,
+            "rts": peer.protected_net,
             "go": GO,
         }
         me.put("/tmp/ikelab-xfrm-driver.py", DRIVER)
         drivers[me.name] = me.spawn([me.uml.python, "/tmp/ikelab-xfrm-driver.py", json.dumps(cfg)])
     for proc in drivers.values():
-        log = wait_log(proc, "ready")
+        log = proc.wait_log("ready")
         assert "encap read by data plane: False" in log
 
     state = a.run(["ip", "xfrm", "state", "list"], check=True).stdout
@@ -117,7 +112,7 @@ def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, G
         assert "mark 0/0x2000" in block
     policy = a.run(["ip", "xfrm", "policy", "list"], check=True).stdout
     assert policy.count("reqid 7 mode tunnel") == 3
-    assert f"src {net(a)} dst {net(b)}" in policy and "dir out" in policy
+    assert f"src {a.protected_net} dst {b.protected_net}" in policy and "dir out" in policy
 
     ping = a.ping(b.protected_address, count=3, src=a.protected_address)
     assert ping.returncode == 0, ping.stdout + ping.stderr
@@ -126,7 +121,7 @@ def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, G
         g.put(GO, "go\n")
     counters = {}
     for name, proc in drivers.items():
-        log = wait_log(proc, "closed")
+        log = proc.wait_log("closed")
         line = next(x for x in log.splitlines() if x.startswith("counters "))
         counters[name] = json.loads(line.split(" ", 1)[1])
     assert counters["a"]["packets_out"] >= 3 and counters["a"]["packets_in"] >= 1

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 
 import pytest
 
-from ikelab_testing.uml import Guest, GuestProcess
+from ikelab_testing.uml import Guest
 
 pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
@@ -45,19 +44,6 @@ print("closed", flush=True)
 """
 
 
-def net(guest: Guest) -> str:
-    return guest.protected[0].rsplit(".", 1)[0] + ".0/24"
-
-
-def wait_log(proc: GuestProcess, text: str, timeout: float = 120.0) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in proc.log_text():
-        assert proc.poll() is None, f"{proc} exited: {proc.log_text()}"
-        assert time.monotonic() < deadline, f"{proc}: no {text!r} in {proc.log_text()!r}"
-        time.sleep(0.2)
-    return proc.log_text()
-
-
 def test_routes_let_a_guest_without_default_route_reach_the_peers_subnet(
     uml_pair: tuple[Guest, Guest],
 ) -> None:
@@ -77,18 +63,18 @@ def test_routes_let_a_guest_without_default_route_reach_the_peers_subnet(
             "remote": peer.address,
             "in": inbound,
             "out": outbound,
-            "lts": net(me),
-            "rts": net(peer),
+            "lts": me.protected_net,
+            "rts": peer.protected_net,
             "go": GO,
         }
         me.put("/tmp/ikelab-xfrm-routes.py", DRIVER)
         drivers[me.name] = me.spawn([me.uml.python, "/tmp/ikelab-xfrm-routes.py", json.dumps(cfg)])
     for proc in drivers.values():
-        wait_log(proc, "ready")
+        proc.wait_log("ready")
 
     for me, peer in ((a, b), (b, a)):
         table = me.run(["ip", "route", "show", "table", "220"], check=True).stdout
-        assert net(peer) in table and f"src {me.protected_address}" in table, table
+        assert peer.protected_net in table and f"src {me.protected_address}" in table, table
         assert "dev eth0" in table and "proto 157" in table, table
         rules = me.run(["ip", "rule", "show"], check=True).stdout
         assert any(line.startswith("220:") and "lookup 220" in line for line in rules.splitlines())
@@ -105,7 +91,7 @@ def test_routes_let_a_guest_without_default_route_reach_the_peers_subnet(
         g.put(GO, "go\n")
     counters = {}
     for name, proc in drivers.items():
-        log = wait_log(proc, "closed")
+        log = proc.wait_log("closed")
         line = next(x for x in log.splitlines() if x.startswith("counters "))
         counters[name] = json.loads(line.split(" ", 1)[1])
     # the pings went through ESP, not around it

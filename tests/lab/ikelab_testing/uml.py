@@ -163,6 +163,11 @@ class Guest:
         return str(ipaddress.ip_interface(self.protected[0]).ip)
 
     @property
+    def protected_net(self) -> str:
+        """The /24 of the first protected address (``10.2.0.0/24``)."""
+        return str(ipaddress.ip_interface(self.protected[0]).network.supernet(new_prefix=24))
+
+    @property
     def tap(self) -> str:
         """The guest's underlay tap (a port of the underlay bridge) in ``uml.ns``."""
         return self.taps[0]

@@ -126,3 +126,13 @@ class GuestProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def wait_log(self, text: str, timeout: float = 120.0) -> str:
+        """The log once it holds ``text``; AssertionError if the process exits first or the
+        deadline passes."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            assert self.poll() is None, f"{self} exited: {self.log_text()}"
+            assert time.monotonic() < deadline, f"{self}: no {text!r} in {self.log_text()!r}"
+            time.sleep(0.2)
+        return self.log_text()
