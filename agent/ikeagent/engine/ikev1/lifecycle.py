@@ -21,8 +21,14 @@ from ikeagent.engine.ikev2.state import ChildState, IkeState
 if TYPE_CHECKING:
     from ikeagent.engine.ikev1.engine import V1Engine
 
-REKEYED_GRACE = 30.0  # seconds we wait for the peer to delete an SA it replaced
+# seconds we wait for a peer that replaced its ISAKMP SA with us to delete the old one (charon
+# never does: it drops it silently once the new one has its IPsec SAs); then we delete it
+REKEYED_GRACE = 10.0
 INBOUND_LINGER = 1.0  # a retired pair still receives this long after our Delete
+# We delete an ISAKMP SA we replaced this long after the new one stands, not at once: a peer
+# moves the IPsec SAs to the new ISAKMP SA when it sees it (charon in a job of its own), and a
+# Delete that overtakes that move would take the IPsec SAs down with the old ISAKMP SA.
+REPLACED_DELETE_DELAY = 2.0
 
 
 class Lifecycle:
@@ -93,14 +99,18 @@ class Lifecycle:
             new.remote = (sa.remote[0], sa.conn.remote_port)
 
     def adopt(self: V1Engine, old: V1Sa, new: V1Sa, now: float) -> None:
-        """The new ISAKMP SA takes over the IPsec SAs of the old one, which is then deleted."""
+        """The new ISAKMP SA takes over the IPsec SAs of the old one, which is deleted shortly
+        after (REPLACED_DELETE_DELAY)."""
         if old.state is IkeState.DESTROYED:
             return
         new.children.extend(old.children)
         old.children = []
         old.replaced_by = new
+        old.rekey_at = old.dpd_at = old.keepalive_at = None
+        old.delete_at = now + REPLACED_DELETE_DELAY
+        old.delete_reason = "replaced by a new ISAKMP SA"
         self.log.info("%s: ISAKMP SA replaced by %s[%d]", old.peer_label(), new.name, new.uid)
-        self.delete_ike(old, "replaced by a new ISAKMP SA", now)
+        self.refresh(old)
 
     def adopt_from_peer_reauth(self: V1Engine, sa: V1Sa, now: float) -> None:
         """The peer replaced its ISAKMP SA with us (a reauthentication): our older SA with the

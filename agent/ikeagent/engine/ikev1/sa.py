@@ -117,6 +117,7 @@ class V1Sa:
     keepalive_at: float | None = None
     half_open_until: float | None = None
     delete_at: float | None = None  # REKEYED: delete it ourselves if the peer never does
+    delete_reason: str = "replaced ISAKMP SA was not deleted by the peer"
     replaced_by: V1Sa | None = None
     initial_contact: bool = False  # the peer said it holds no other SA with us
     rekey_of: V1Sa | None = None  # the ISAKMP SA this new Phase 1 replaces

@@ -68,7 +68,7 @@ class Timers:
             return
         if sa.delete_at is not None and sa.delete_at <= now:
             sa.delete_at = None
-            self.delete_ike(sa, "replaced ISAKMP SA was not deleted by the peer", now)
+            self.delete_ike(sa, sa.delete_reason, now)
             return
         if sa.expire_at is not None and sa.expire_at <= now:
             sa.expire_at = None

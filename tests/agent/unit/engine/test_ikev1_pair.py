@@ -378,6 +378,12 @@ def test_phase1_replacement_adopts_the_pairs(who: str, mode: str) -> None:
     installs = (len(p.a.dp.log), len(p.b.dp.log))
     p.side(who).engine.rekey(conn_of(who), p.now, ike=True, children=False)
     p.run()
+    # the old ISAKMP SA is deleted only a moment later, once the peer has moved its IPsec SAs
+    # to the new one: a Delete that overtook that move would take them down with it
+    replacer = p.side(who).engine.list_sas()
+    assert len(replacer) == 2
+    assert [len(s.children) for s in sorted(replacer, key=lambda s: s.uid)] == [0, 1]
+    p.advance(3)
     sas_a, sas_b = p.a.engine.list_sas(), p.b.engine.list_sas()
     assert len(sas_a) == 1 and len(sas_b) == 1
     new = (sas_a[0].spi_i, sas_a[0].spi_r)
