@@ -109,9 +109,30 @@ options:
       - Seconds to wait for the sshd of each started site to answer.
     type: float
     default: 30
+  engine:
+    description:
+      - What a site's gateway is. C(netns) - the namespaces described above, sharing this
+        machine's kernel. C(uml) - a User-mode Linux guest (Debian's C(linux.uml), package
+        C(user-mode-linux), and C(kmod)) - a real Linux kernel of its own with ESP, XFRM and
+        their crypto loaded, so the agent's kernel data plane runs where this machine's kernel
+        has no ESP. The guest runs inside the site's namespace with its C(mgmt0), C(wan0) and
+        C(lan0) on the namespace's veth ends (which then carry no address), boots from this
+        machine's root file system read-only under a tmpfs overlay, and runs the same site
+        init (sshd, supervisor) as its PID 1; the LAN host stays a namespace.
+      - Changing the engine of a running lab restarts its sites.
+    type: str
+    choices: [netns, uml]
+    default: netns
+  guest_memory:
+    description:
+      - Memory of each guest in MiB with O(engine=uml) (128 to 4096). The guest's files live
+        in it (tmpfs), the agent's virtual environment included.
+    type: int
+    default: 256
 notes:
   - Needs root, C(nsenter) and C(unshare) (util-linux), C(/usr/sbin/sshd) (openssh-server),
-    C(ssh-keygen) and C(/usr/bin/python3) for the site init.
+    C(ssh-keygen) and C(/usr/bin/python3) for the site init; with O(engine=uml) also
+    C(/usr/bin/linux.uml) and its modules (user-mode-linux) and C(/sbin/modprobe) (kmod).
   - Supports check mode and diff mode (the running sites before and after).
 """
 
@@ -132,6 +153,15 @@ EXAMPLES = r"""
     dir: /srv/lab/demo
     management_network: 198.18.7.0/24
     containerlab_file: /srv/lab/demo.clab.yml
+    init_script: /path/to/roles/lab/files/ikelab_site_init.py
+
+- name: Two sites whose gateways are User-mode Linux guests (kernel ESP)
+  ikelab.ipsec.lab:
+    name: kern
+    sites: 2
+    engine: uml
+    dir: /srv/lab/kern
+    management_network: 198.18.8.0/24
     init_script: /path/to/roles/lab/files/ikelab_site_init.py
 
 - name: Remove the lab
@@ -226,6 +256,11 @@ wan_netns:
   returned: state=present
   type: str
   sample: ikl-wan
+engine:
+  description: What the gateways are (O(engine)).
+  returned: state=present
+  type: str
+  sample: uml
 """
 
 import os  # noqa: E402 (after the docs, as Ansible does)
@@ -268,6 +303,8 @@ def main() -> None:
             "init_script": {"type": "path"},
             "ssh_key": {"type": "path"},
             "ready_timeout": {"type": "float", "default": 30.0},
+            "engine": {"type": "str", "default": "netns", "choices": ["netns", "uml"]},
+            "guest_memory": {"type": "int", "default": 256},
         },
         required_if=[("state", "present", ["init_script"])],
         supports_check_mode=True,
@@ -292,6 +329,8 @@ def main() -> None:
                 p["management_network"],
                 p["underlay_network"],
                 p["lan_pool"],
+                p["engine"],
+                p["guest_memory"],
             )
             backend: LabBackend | LabTeardown = LabBackend(spec, options)
         else:

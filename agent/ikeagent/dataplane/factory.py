@@ -1,7 +1,9 @@
 """Choosing and creating a data plane by name: "userspace", "memory", "xfrm" or "auto".
 
 ``auto`` probes the kernel: it asks XFRM over netlink to add an ESP state with an AES-GCM key
-(to 127.0.0.2 with a random SPI, never used by any policy) and deletes it again. Success means
+(127.0.0.1 to 127.0.0.2 with SPI 0xfe, from the range IANA reserves, never used by any policy)
+and deletes it again. An agent stopped between the two leaves that one state, which the next
+probe deletes first: probes never pile up states. Success means
 the kernel has ESP and GCM, so the xfrm data plane can work; "not found"/"not supported" means
 it has not (as on kernels built without INET_ESP), so the userspace data plane is chosen. The
 probe needs CAP_NET_ADMIN; without it the answer is userspace.
@@ -28,6 +30,7 @@ IPPROTO_ESP = 50
 XFRM_MODE_TUNNEL = 1
 USERSA_INFO_LEN = 224  # sizeof(struct xfrm_usersa_info) on Linux
 PROBE_DST = socket.inet_aton("127.0.0.2") + bytes(12)
+PROBE_SPI = 0xFE  # reserved (RFC 4303 section 2.1): no IKE SA ever negotiates it
 
 
 class DataplaneUnavailable(RuntimeError):
@@ -67,25 +70,37 @@ def _request(sock: socket.socket, msg_type: int, payload: bytes, seq: int) -> in
             offset += max((length + 3) & ~3, 16)
 
 
+def _probe_id() -> bytes:
+    """struct xfrm_usersa_id of the probe state: daddr, spi (network order), family, proto."""
+    return (
+        PROBE_DST + struct.pack("!I", PROBE_SPI) + struct.pack("=HBx", socket.AF_INET, IPPROTO_ESP)
+    )
+
+
 def probe_kernel_esp() -> tuple[bool, str]:
     """Whether the kernel can hold an ESP state with AES-GCM; (answer, reason)."""
-    spi = int.from_bytes(os.urandom(4), "big") | 0x80000000
     key = bytes(20)
     aead = struct.pack("=64sII", b"rfc4106(gcm(aes))", len(key) * 8, 128) + key
-    add = _usersa_info(spi) + _nlattr(XFRMA_ALG_AEAD, aead)
+    add = _usersa_info(PROBE_SPI) + _nlattr(XFRMA_ALG_AEAD, aead)
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
     except OSError as exc:
         return False, f"no XFRM netlink ({exc.strerror})"
     with sock:
-        sock.settimeout(2.0)
+        sock.settimeout(30.0)  # the kernel may load the ESP and crypto modules first
         try:
             sock.bind((0, 0))
-            code = _request(sock, XFRM_MSG_NEWSA, add, 1)
+            _request(sock, XFRM_MSG_DELSA, _probe_id(), 1)  # an earlier probe's, if any
+            code = _request(sock, XFRM_MSG_NEWSA, add, 2)
             if code == 0:
-                delete = PROBE_DST + struct.pack("!IHB", spi, socket.AF_INET, IPPROTO_ESP) + b"\0"
-                _request(sock, XFRM_MSG_DELSA, delete, 2)
-                return True, "kernel accepted an ESP state with rfc4106(gcm(aes))"
+                gone = _request(sock, XFRM_MSG_DELSA, _probe_id(), 3)
+                why = "kernel accepted an ESP state with rfc4106(gcm(aes))"
+                if gone:
+                    why += (
+                        f" (the probe state, SPI {PROBE_SPI:#x} to 127.0.0.2, was not removed: "
+                        f"{errno.errorcode.get(gone, gone)})"
+                    )
+                return True, why
         except OSError as exc:
             return False, f"XFRM probe failed ({exc})"
     return (

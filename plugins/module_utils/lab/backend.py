@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.ikelab.ipsec.plugins.module_utils.lab import guests
 from ansible_collections.ikelab.ipsec.plugins.module_utils.lab import network as net
 from ansible_collections.ikelab.ipsec.plugins.module_utils.lab import sites as proc
 from ansible_collections.ikelab.ipsec.plugins.module_utils.lab.files import (
@@ -139,6 +140,7 @@ class LabBackend:
             "bridge": self.plan.bridge,
             "bridge_address": self.plan.bridge_address,
             "wan_netns": self.plan.wan_netns,
+            "engine": self.spec.engine,
             "sites": [
                 {**s.as_dict(), "running": s.name in running, "pid": running.get(s.name)}
                 for s in self.plan.sites
@@ -152,6 +154,8 @@ class LabBackend:
         if not o.init_script:
             raise LabError("is required with state=present", field="init_script")
         proc.check_tools(o.init_script)
+        if self.spec.engine == "uml":
+            guests.check_tools(o.init_script)
         with net.handle(None) as root:  # before anything is made
             net.check_root_conflicts(root, self.spec.management, self.plan.bridge)
         ensure_dir(o.dir, ch)
@@ -222,6 +226,7 @@ class LabBackend:
                 VethEnd(lan, site.lan_netns, HOST_IF, site.mac("host")),
                 ch,
             )
+        guest = self.spec.engine == "uml"
         if gw is not None:
             addresses = {
                 MGMT_IF: f"{site.management_address}/{site.management_prefixlen}",
@@ -229,7 +234,8 @@ class LabBackend:
                 LAN_IF: f"{site.lan_address}/{LAN_PREFIXLEN}",
             }
             for ifname, cidr in addresses.items():
-                net.ensure_addresses(gw, site.netns, ifname, [cidr], ch)
+                # with a guest, the namespace's ends only carry its frames: no address here
+                net.ensure_addresses(gw, site.netns, ifname, [] if guest else [cidr], ch)
             for ifname in ("lo", *addresses):
                 net.ensure_up(gw, site.netns, ifname, ch)
         if lan is not None:
@@ -241,7 +247,12 @@ class LabBackend:
             if not ch.dry or lan.link_lookup(ifname=HOST_IF):
                 net.ensure_default_route(lan, site.lan_netns, site.lan_address, ch)
         if gw is not None or not ch.dry:
-            net.ensure_sysctl(site.netns, "net.ipv4.ip_forward", "1", ch)
+            net.ensure_sysctl(site.netns, "net.ipv4.ip_forward", "0" if guest else "1", ch)
+            # a guest's carriers must not speak IPv6 (router solicitations, DAD) themselves
+            if os.path.isdir("/proc/sys/net/ipv6"):
+                for scope in ("all", "default"):
+                    key = f"net.ipv6.conf.{scope}.disable_ipv6"
+                    net.ensure_sysctl(site.netns, key, "1" if guest else "0", ch)
 
     def _remove_extra_sites(self, ch: Changes) -> None:
         lab, n = self.spec.name, self.spec.sites
@@ -272,7 +283,13 @@ class LabBackend:
         started: dict[str, tuple[str, str, str]] = {}
         for site in self.plan.sites:
             sd = o.site_dir(site.name)
-            text = render_site_config(site, o.host_key(site.name), o.key + ".pub")
+            text = render_site_config(
+                site,
+                o.host_key(site.name),
+                o.key + ".pub",
+                self.spec.engine,
+                self.spec.guest_memory,
+            )
             config_changed = ensure_file(o.site_config(site.name), text, ch)
             rec = proc.running_init(sd, site.netns)
             if rec is not None and not config_changed:
@@ -287,7 +304,10 @@ class LabBackend:
                 continue
             if rec is not None:  # a capture someone runs in the namespace may stay
                 proc.stop_site(site.netns, sd, everything=False)
-            proc.start_site(site.netns, sd, str(o.init_script), o.site_config(site.name))
+            if self.spec.engine == "uml":
+                guests.start_guest(site.netns, sd, str(o.init_script), o.site_config(site.name))
+            else:
+                proc.start_site(site.netns, sd, str(o.init_script), o.site_config(site.name))
             started[site.name] = (site.netns, sd, site.management_address)
         if started:
             proc.wait_ready(started, o.ready_timeout)

@@ -26,6 +26,9 @@ DEFAULT_NAME = "ikl"
 DEFAULT_MANAGEMENT = "198.18.0.0/24"
 DEFAULT_UNDERLAY = "192.0.2.0/24"
 DEFAULT_LAN_POOL = "10.0.0.0/8"
+ENGINES = ("netns", "uml")
+DEFAULT_GUEST_MEMORY = 256  # MiB per User-mode Linux guest
+GUEST_MEMORY_RANGE = (128, 4096)
 
 NAME_RE = re.compile(r"[a-z][a-z0-9]{0,4}")
 SITE_OFFSET = 10  # site i has host address SITE_OFFSET + i on the management and underlay nets
@@ -58,6 +61,8 @@ class LabSpec:
     management: ipaddress.IPv4Network
     underlay: ipaddress.IPv4Network
     lan_pool: ipaddress.IPv4Network
+    engine: str = "netns"  # what a gateway is: namespaces, or a User-mode Linux guest
+    guest_memory: int = DEFAULT_GUEST_MEMORY
 
     @classmethod
     def parse(
@@ -67,6 +72,8 @@ class LabSpec:
         management_network: str = DEFAULT_MANAGEMENT,
         underlay_network: str = DEFAULT_UNDERLAY,
         lan_pool: str = DEFAULT_LAN_POOL,
+        engine: str = "netns",
+        guest_memory: int = DEFAULT_GUEST_MEMORY,
     ) -> LabSpec:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise LabParameterError(
@@ -100,7 +107,18 @@ class LabSpec:
                 raise LabParameterError(
                     "sites", f"{sites} sites do not fit: {field} holds at most {limit}"
                 )
-        return cls(name, sites, management, underlay, pool)
+        if engine not in ENGINES:
+            raise LabParameterError("engine", f"{engine!r} is not one of {', '.join(ENGINES)}")
+        low, high = GUEST_MEMORY_RANGE
+        if (
+            isinstance(guest_memory, bool)
+            or not isinstance(guest_memory, int)
+            or not low <= guest_memory <= high
+        ):
+            raise LabParameterError(
+                "guest_memory", f"{guest_memory!r} must be a number of MiB from {low} to {high}"
+            )
+        return cls(name, sites, management, underlay, pool, engine, guest_memory)
 
     def site_names(self) -> list[str]:
         return [site_name(i) for i in range(1, self.sites + 1)]

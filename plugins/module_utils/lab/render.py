@@ -11,7 +11,9 @@ import shlex
 from typing import Any
 
 from ansible_collections.ikelab.ipsec.plugins.module_utils.lab.plan import (
+    DEFAULT_GUEST_MEMORY,
     LAN_IF,
+    LAN_PREFIXLEN,
     MGMT_IF,
     SITE_OFFSET,
     WAN_IF,
@@ -42,6 +44,7 @@ def inventory_data(plan: LabPlan, ssh_key: str, known_hosts: str) -> dict[str, A
             "ikelab_lan_host": site.lan_host,
             "ikelab_lab_netns": site.netns,
             "ikelab_lab_lan_netns": site.lan_netns,
+            "ikelab_lab_engine": plan.spec.engine,
         }
     ssh_args = " ".join(
         [
@@ -83,9 +86,17 @@ def render_known_hosts(entries: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def site_config(site: SitePlan, host_key: str, authorized_keys: str) -> dict[str, Any]:
-    """What the site init reads (JSON): its name, addresses to announce, ssh material."""
-    return {
+def site_config(
+    site: SitePlan,
+    host_key: str,
+    authorized_keys: str,
+    engine: str = "netns",
+    guest_memory: int = DEFAULT_GUEST_MEMORY,
+) -> dict[str, Any]:
+    """What the site init reads (JSON): its name, addresses to announce, ssh material; with
+    the ``uml`` engine also the guest's memory and NICs (each on the namespace's veth end of
+    the same name, with an address and MAC of its own)."""
+    config = {
         "lab": site.lab,
         "site": site.name,
         "hostname": site.name,
@@ -97,11 +108,38 @@ def site_config(site: SitePlan, host_key: str, authorized_keys: str) -> dict[str
         ],
         "host_key": host_key,
         "authorized_keys": authorized_keys,
+        "engine": engine,
     }
+    if engine == "uml":
+        addresses = (
+            (MGMT_IF, f"{site.management_address}/{site.management_prefixlen}"),
+            (WAN_IF, f"{site.underlay_address}/{site.underlay_prefixlen}"),
+            (LAN_IF, f"{site.lan_address}/{LAN_PREFIXLEN}"),
+        )
+        config["guest"] = {
+            "memory": guest_memory,
+            "nics": [
+                {
+                    "name": ifname,
+                    "carrier": ifname,
+                    "mac": site.mac(f"guest-{ifname}"),
+                    "address": cidr,
+                }
+                for ifname, cidr in addresses
+            ],
+        }
+    return config
 
 
-def render_site_config(site: SitePlan, host_key: str, authorized_keys: str) -> str:
-    return json.dumps(site_config(site, host_key, authorized_keys), indent=2, sort_keys=True) + "\n"
+def render_site_config(
+    site: SitePlan,
+    host_key: str,
+    authorized_keys: str,
+    engine: str = "netns",
+    guest_memory: int = DEFAULT_GUEST_MEMORY,
+) -> str:
+    config = site_config(site, host_key, authorized_keys, engine, guest_memory)
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
 def containerlab_data(plan: LabPlan, image: str) -> dict[str, Any]:

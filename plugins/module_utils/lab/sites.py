@@ -135,16 +135,7 @@ def start_site(netns: str, state_dir: str, init_script: str, config: str) -> Ini
         init_script,
         config,
     ]
-    with open(os.path.join(state_dir, LOG), "ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=CLEAN_ENV,
-            cwd="/",
-            start_new_session=True,
-        )
+    proc = launch(argv, state_dir, CLEAN_ENV)
     deadline = time.monotonic() + 10.0
     while True:
         kids = _children(proc.pid)
@@ -158,13 +149,30 @@ def start_site(netns: str, state_dir: str, init_script: str, config: str) -> Ini
                 f"the init of {netns} did not start (exit {proc.poll()}):\n{log_tail(state_dir)}"
             )
         time.sleep(0.01)
-    rec = InitRecord(pid, st, proc.pid)
+    # the module does not wait for the launcher; keep Popen from reporting it at exit
+    proc.returncode = 0
+    return save_record(state_dir, InitRecord(pid, st, proc.pid))
+
+
+def launch(argv: list[str], state_dir: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a site's init (or guest) detached, in a session of its own, logging to its log."""
+    with open(os.path.join(state_dir, LOG), "ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd="/",
+            start_new_session=True,
+        )
+
+
+def save_record(state_dir: str, rec: InitRecord) -> InitRecord:
     tmp = os.path.join(state_dir, RECORD + ".tmp")
     with open(tmp, "w") as f:
         f.write(rec.to_json())
     os.replace(tmp, os.path.join(state_dir, RECORD))
-    # the module does not wait for the launcher; keep Popen from reporting it at exit
-    proc.returncode = 0
     return rec
 
 
@@ -219,6 +227,9 @@ def stop_site(netns: str, state_dir: str, grace: float = 3.0, everything: bool =
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rec.pid, signal.SIGKILL)
             _wait_gone(rec.pid, rec.starttime, 5.0)
+        if rec.launcher == rec.pid:  # a guest's kernel (engine uml): its helper processes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(rec.pid, signal.SIGKILL)
     if everything:
         acted = kill_netns_processes(netns) or acted
     with contextlib.suppress(FileNotFoundError):

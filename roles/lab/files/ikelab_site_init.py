@@ -16,6 +16,10 @@ inside the site's network namespace (``ikelab_supervisor.py`` beside it), it:
 3. runs sshd on the management address with the lab's host key and authorized key, and
    supervises it and the services defined in /etc/ikelab/services/NAME.json, reaping every
    orphan, until SIGTERM (then it stops everything and exits; the kernel kills the rest).
+
+With ``--guest`` it is PID 1 of a User-mode Linux guest (the lab's ``uml`` engine), exec'ed by
+``ikelab_guest_init.sh``, which has already given the guest a private writable root, clean
+/run and /tmp, and its network: step 1 is skipped.
 """
 
 from __future__ import annotations
@@ -194,9 +198,14 @@ Subsystem sftp internal-sftp
 
 
 def main(argv: list[str]) -> int:
+    guest = len(argv) == 3 and argv[1] == "--guest"
+    if guest:
+        argv = [argv[0], argv[2]]
     if os.getpid() != 1 or len(argv) != 2:
         print(
-            "usage: run as PID 1 of a new PID namespace: ikelab_site_init.py SITE.json",
+            "usage: run as PID 1 of a new PID namespace: ikelab_site_init.py SITE.json\n"
+            "       or of a lab guest (set up by ikelab_guest_init.sh): "
+            "ikelab_site_init.py --guest SITE.json",
             file=sys.stderr,
         )
         return 2
@@ -214,7 +223,10 @@ def main(argv: list[str]) -> int:
     site = config["site"]
     log(f"site {site} of lab {config['lab']} booting")
 
-    private_filesystem()
+    if guest:  # a kernel of its own: the guest init gave it a private root and clean /run
+        os.makedirs(RUN_DIR, mode=0o700)
+    else:
+        private_filesystem()
     identity(config["hostname"])
     write(CLI_PATH, "#!/usr/bin/python3\n" + cli, 0o755)
     os.makedirs(SERVICES_DIR, mode=0o755, exist_ok=True)

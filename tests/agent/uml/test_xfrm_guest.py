@@ -130,3 +130,23 @@ def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, G
     for g in (a, b):
         assert g.run(["ip", "xfrm", "state", "list"], check=True).stdout.strip() == ""
         assert g.run(["ip", "xfrm", "policy", "list"], check=True).stdout.strip() == ""
+
+
+PROBE = """
+from ikeagent.dataplane.factory import choose_dataplane
+print(choose_dataplane("auto"))
+"""
+
+
+def test_auto_probe_picks_xfrm_and_leaves_no_state(uml_pair: tuple[Guest, Guest]) -> None:
+    a, _ = uml_pair
+    # an agent stopped in the middle of a probe left its state behind
+    a.run(
+        ["ip", "xfrm", "state", "add", "src", "127.0.0.1", "dst", "127.0.0.2", "proto", "esp"]
+        + ["spi", "0xfe", "mode", "tunnel", "aead", "rfc4106(gcm(aes))", "0x" + "00" * 20, "128"],
+        check=True,
+    )
+    for _ in range(2):
+        out = a.run([a.uml.python, "-c", PROBE], check=True).stdout
+        assert "('xfrm', 'kernel accepted an ESP state with rfc4106(gcm(aes))')" in out, out
+        assert a.run(["ip", "xfrm", "state"], check=True).stdout == ""

@@ -67,6 +67,7 @@ class LabRun:
     tmp: Path
     sites: int = 3
     env: dict[str, str] = field(default_factory=dict)
+    engine: str = "netns"
 
     @property
     def dir(self) -> Path:
@@ -90,6 +91,7 @@ class LabRun:
             "-e", f"ikelab_lab_dir={self.dir}",
             "-e", f"ikelab_lab_inventory={self.inventory}",
             "-e", f"ikelab_lab_management_network={self.management}",
+            "-e", f"ikelab_lab_engine={self.engine}",
             "-i", str(self.inventory),
         ]  # fmt: skip
 

@@ -42,6 +42,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ansible_collections.ikelab.ipsec.plugins.module_utils.lab.guests import (
+    MODULES as GUEST_MODULES,
+)
 from ikelab_testing.netns import Lab, Namespace
 from ikelab_testing.uml_channel import GuestError, GuestProcess, RunResult, connect_in
 
@@ -53,34 +56,10 @@ MODPROBE = "/sbin/modprobe"
 HERE = Path(__file__).resolve().parent
 INIT = HERE / "uml_init.sh"
 
-# loaded at boot: XFRM/ESP (RFC 4303, NAT-T RFC 3948 is built into esp4), tunnel mode, and the
-# algorithms the agent offers; the kernel loads anything else through the modprobe wrapper
-MODULES = [
-    "dummy",
-    "ipv6",
-    "xfrm_user",
-    "xfrm_algo",
-    "esp4",
-    "esp6",
-    "xfrm4_tunnel",
-    "tunnel4",
-    "xfrm6_tunnel",
-    "tunnel6",
-    "gcm",
-    "ghash-generic",
-    "ctr",
-    "cbc",
-    "authenc",
-    "authencesn",
-    "seqiv",
-    "echainiv",
-    "hmac",
-    "sha256_generic",
-    "sha512_generic",
-    "chacha20poly1305",
-    "chacha_generic",
-    "poly1305_generic",
-]
+# loaded at boot: the lab's list for its guests (XFRM/ESP, tunnel mode, the agent's algorithms),
+# and dummy for the protected subnet's interface; the kernel loads anything else through the
+# modprobe wrapper
+MODULES = ["dummy", *GUEST_MODULES]
 
 BRIDGE_UNDERLAY = "underlay"
 UNDERLAY = ipaddress.ip_network("192.0.2.0/24")
