@@ -153,12 +153,22 @@ def warm_crypto(g: Guest) -> None:
 
 
 def start_sites(
-    a: Guest, b: Guest, *, version: int = 2, dataplane_a: str = "xfrm"
+    a: Guest,
+    b: Guest,
+    *,
+    version: int = 2,
+    dataplane_a: str = "xfrm",
+    child: dict[str, Any] | None = None,
 ) -> tuple[Site, Site]:
+    """Both agents started (``child``: extra settings of the CHILD_SA on both sides)."""
     psk = "k" + secrets.token_urlsafe(24)  # never "0x"/"0s" (hex/base64 forms)
+    configs = [agent_config(me, peer, version, psk) for me, peer in ((a, b), (b, a))]
+    for config in configs:
+        for conn in config["connections"].values():
+            conn["children"][CHILD].update(child or {})
     sites = (
-        Site(a, b, GuestAgent(a, agent_config(a, b, version, psk), dataplane=dataplane_a)),
-        Site(b, a, GuestAgent(b, agent_config(b, a, version, psk), dataplane="xfrm")),
+        Site(a, b, GuestAgent(a, configs[0], dataplane=dataplane_a)),
+        Site(b, a, GuestAgent(b, configs[1], dataplane="xfrm")),
     )
     for s in sites:
         s.guest.run(["ip", "route", "add", "default", "via", UPSTREAM], check=True)
@@ -346,6 +356,55 @@ def test_child_rekey_under_ping_loses_nothing(uml_pair: tuple[Guest, Guest]) -> 
         assert ca["reqid"] == old["reqid"]  # same policies, new SAs
         assert {int(ca["spi_in"], 16), int(ca["spi_out"], 16)}.isdisjoint(old_spis)
         assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
+    except BaseException:
+        dump(sa, sb)
+        raise
+
+
+# --- 3b: the kernel's own soft byte limit starts the rekey ----------------------------------------
+
+
+def test_kernel_byte_limit_expire_rekeys_the_child(uml_pair: tuple[Guest, Guest]) -> None:
+    """``rekey_bytes`` becomes the SAs' soft byte limit in the kernel: the kernel counts the
+    traffic and sends a soft EXPIRE when it is reached, the agent reads it from XFRM netlink
+    and rekeys the CHILD_SA; the hard limit (``life_bytes``) is never reached, and the ping
+    crossing all along loses nothing."""
+    a, b = uml_pair
+    limits = {"rekey_bytes": 60000, "life_bytes": 600000}
+    sa, sb = start_sites(a, b, child=limits)
+    try:
+        bring_up(sa, sb)
+        old = sa.child()
+        old_spis = {int(old["spi_in"], 16), int(old["spi_out"], 16)}
+        state = a.run(["ip", "-s", "xfrm", "state", "list"], check=True).stdout
+        # the soft limit is the configured one (strongSwan lowers it by up to rand_bytes:
+        # the agent too, so it is at most the configured value), the hard limit is life_bytes
+        soft = [int(x) for x in re.findall(r"soft (\d+)\(bytes\)", state)]
+        hard = [int(x) for x in re.findall(r"hard (\d+)\(bytes\)", state)]
+        assert soft and all(0 < x <= 60000 for x in soft), state
+        assert hard and all(x == 600000 for x in hard), state
+
+        # 1000-byte echoes: the soft limit is crossed after some 60 of them each way
+        ping = GuestPing(b, a.protected_address, src=b.protected_address, size=1000)
+
+        def rekeyed() -> bool:
+            ca, cb = in_parallel(sa.agent.children, sb.agent.children)
+            if [c["state"] for c in ca + cb] != ["INSTALLED", "INSTALLED"]:
+                return False
+            new = {int(ca[0]["spi_in"], 16), int(ca[0]["spi_out"], 16)}
+            return not new & old_spis and all(
+                {st["spi"] for st in s.kernel()[0]} == new for s in (sa, sb)
+            )
+
+        wait_for(rekeyed, 60, "a rekey started by the kernel's soft byte limit")
+        ping.wait_replies(ping.replies() + 10)
+        sent, got, out = ping.stop()
+        assert got == sent, f"lost {sent - got} echo replies during the rekey\n{out[-3000:]}"
+        expires = [s.agent.status()["stats"]["dataplane"].get("expires", 0) for s in (sa, sb)]
+        assert sum(expires) >= 1, expires  # the kernel's notification, not a timer
+        assert all(
+            s.agent.status()["stats"]["dataplane"].get("sas_deleted", 0) >= 2 for s in (sa, sb)
+        )
     except BaseException:
         dump(sa, sb)
         raise

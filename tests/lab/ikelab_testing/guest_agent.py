@@ -250,9 +250,17 @@ class GuestPing:
     (the same rule as the namespace lab's ``BackgroundPing``)."""
 
     def __init__(
-        self, guest: Guest, dst: str, *, src: str | None = None, interval: float = 0.05
+        self,
+        guest: Guest,
+        dst: str,
+        *,
+        src: str | None = None,
+        interval: float = 0.05,
+        size: int | None = None,
     ) -> None:
         argv = ["ping", "-n", "-i", str(interval), "-W", "1"]
+        if size is not None:
+            argv += ["-s", str(size)]
         if src:
             argv += ["-I", src]
         self.guest = guest

@@ -336,13 +336,16 @@ class XfrmDataplane:
             log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
             return
         child = self._children[reqid]
-        if pair.outbound_installed:
-            # the active pair goes: a held-back successor takes over before it does, so
-            # outbound traffic never meets a policy without SA
-            for other in reversed(child.pairs):
-                if other is not pair and not other.outbound_installed:
-                    self._install_outbound(other)
-                    break
+        installed = [p for p in child.pairs if p.outbound_installed]
+        if installed and installed[-1] is pair and len(installed) == 1:
+            # the pair that carries the traffic goes and no other outbound SA is in the kernel:
+            # a held-back successor takes over before it does, so outbound traffic never meets
+            # a policy without SA; the oldest one (the engine names the right one with
+            # activate_outbound first; a pair held back after ours lost a rekey collision is
+            # newer, and about to go)
+            held = [p for p in child.pairs if p is not pair and not p.outbound_installed]
+            if held:
+                self._install_outbound(held[0])
         self._del_sa(spi_in, pair.sa.local_addr)
         if pair.outbound_installed:
             self._del_sa(spi_out, pair.sa.remote_addr)

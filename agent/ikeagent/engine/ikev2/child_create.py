@@ -191,6 +191,10 @@ class CreateChildTask:
             reqid=old.reqid if old else None,
             lineage=old.lineage if old else None,
             now=now,
+            # a pair that lost a rekey collision is deleted at once: never send on it, or
+            # what we send between the peer's removing it and ours is lost
+            outbound_active=old is None
+            or not eng.loses_rekey_collision(old, (self.ni, nonce.data)),
         )
         if old is None:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ikeagent.engine.events import ActivateOutbound
 from ikeagent.engine.ikev2.sa import ChildEntry, IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.wire import v2 as w
@@ -106,6 +107,14 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
                     if child.state is not ChildState.DELETING:
                         # not a crossing delete of ours: answer with our inbound SPI
                         ours.append(child.spi_in)
+                    successor = child.peer_replacement
+                    if successor is not None and successor.state is ChildState.INSTALLED:
+                        # the peer rekeyed this pair and now deletes it: it has the new pair,
+                        # so our traffic moves to the one it made (not to a pair we made that
+                        # lost a rekey collision and is about to go)
+                        eng.emit(
+                            ActivateOutbound(successor.reqid, successor.spi_in, successor.spi_out)
+                        )
                     eng.remove_child(sa, child, "deleted by peer", now)
                 if ours:
                     out.append(w.Delete(w.ProtocolId(int(p.protocol)), 4, tuple(ours)))

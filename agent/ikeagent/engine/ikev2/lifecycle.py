@@ -198,12 +198,20 @@ class Lifecycle:
     ) -> None:
         self.queue_task(sa, DeleteChildTask(children, reason), now)
 
+    def loses_rekey_collision(self: Engine, old: ChildEntry, nonces: tuple[bytes, bytes]) -> bool:
+        """RFC 7296 2.8.1: when both ends rekeyed ``old`` at once, the pair whose lowest nonce
+        is the lower is redundant; True when that is ours (``nonces``)."""
+        theirs = old.peer_replacement
+        if theirs is None or theirs.state is ChildState.DESTROYED:
+            return False
+        return min(nonces) < min(theirs.nonces)
+
     def finish_child_rekey(
         self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float
     ) -> None:
         theirs = old.peer_replacement
         if theirs is not None and theirs.state is not ChildState.DESTROYED:
-            if min(new.nonces) < min(theirs.nonces):
+            if self.loses_rekey_collision(old, new.nonces):
                 self.log.info(
                     "%s: CHILD_SA %s rekey collision lost: deleting our redundant SA",
                     sa.peer_label(),
@@ -223,8 +231,9 @@ class Lifecycle:
     def peer_rekeyed_child(
         self: Engine, sa: IkeSa, old: ChildEntry, new: ChildEntry, now: float
     ) -> None:
+        # the pair the peer made: we send on it once the peer deletes the old one
+        old.peer_replacement = new
         if old.state is ChildState.REKEYING:
-            old.peer_replacement = new
             return
         old.set_state(ChildState.REKEYED)
         old.delete_at = now + REKEYED_GRACE

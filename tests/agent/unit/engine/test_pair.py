@@ -185,6 +185,43 @@ def test_simultaneous_child_rekey_leaves_one_pair() -> None:
     assert [c.state for c in p.a.engine.list_sas()[0].children] == ["INSTALLED"]
 
 
+def _sending_on(dp) -> set[int]:  # type: ignore[no-untyped-def]
+    """The outbound SPIs traffic would use, as the kernel picks them: per reqid the newest
+    pair whose outbound SA is installed (a rekey responder's is held back until activated)."""
+    out = set()
+    for pairs in dp.pairs.values():
+        active = [sa for sa in pairs if sa.outbound_active]
+        if active:
+            out.add(active[-1].outbound.spi)
+    return out
+
+
+def _receiving_on(dp) -> set[int]:  # type: ignore[no-untyped-def]
+    return {sa.inbound.spi for pairs in dp.pairs.values() for sa in pairs}
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_simultaneous_child_rekey_never_sends_on_a_pair_the_peer_dropped(seed: int) -> None:
+    """Both ends rekey the same pair at once (as when the kernel's byte limit fires on both):
+    after every message, each end sends on a pair the other still receives on. The end whose
+    pair lost the collision never sends on it (it goes at once), and moves to the winner's
+    pair when the peer deletes the old one."""
+    p = Pair(site_config("a"), site_config("b", start=False), seed=seed)
+    established(p)
+    p.a.engine.rekey("to-b", p.now, ike=False)
+    p.b.engine.rekey("to-a", p.now, ike=False)
+    steps = 0
+    while p.step():
+        steps += 1
+        for me, peer in ((p.a, p.b), (p.b, p.a)):
+            sending = _sending_on(me.dp)
+            assert sending and sending <= _receiving_on(peer.dp), (steps, me.name)
+    p.advance(40)
+    assert assert_matching_children(p.a, p.b) == 1
+    for me, peer in ((p.a, p.b), (p.b, p.a)):
+        assert _sending_on(me.dp) <= _receiving_on(peer.dp)
+
+
 def test_simultaneous_ike_rekey_leaves_one_ike_sa() -> None:
     p = Pair(site_config("a"), site_config("b", start=False))
     established(p)

@@ -337,6 +337,32 @@ def test_deleting_the_active_pair_activates_the_held_back_one_first() -> None:
     assert names == [("NEWSA", 0xC2000002), ("DELSA", 0xC1000001), ("DELSA", 0xC2000001)]
 
 
+def test_a_collision_loser_sends_on_the_winners_pair_not_its_own() -> None:
+    """Held back: the peer's pair (we answered its rekey) and then ours, which lost the
+    collision. When the old pair goes, the peer's takes over, not ours."""
+    kernel = FakeKernel()
+    dp = plane(kernel)
+    dp.install_child(child())
+    dp.install_child(child(spi_in=0xC1000002, spi_out=0xC2000002, active=False))  # theirs
+    dp.install_child(child(spi_in=0xC1000003, spi_out=0xC2000003, active=False))  # ours, lost
+    dp.delete_child_sas(5, 0xC1000001, 0xC2000001)
+    assert ("192.0.2.2", 0xC2000002) in kernel.sas
+    assert ("192.0.2.2", 0xC2000003) not in kernel.sas
+
+
+def test_deleting_a_pair_that_no_longer_carries_traffic_promotes_nothing() -> None:
+    """The winner of a collision: its own new pair is in the kernel and carries the traffic;
+    the old pair goes; the pair it answered for the loser stays held back (it goes next)."""
+    kernel = FakeKernel()
+    dp = plane(kernel)
+    dp.install_child(child())
+    dp.install_child(child(spi_in=0xC1000002, spi_out=0xC2000002, active=False))  # the loser's
+    dp.install_child(child(spi_in=0xC1000003, spi_out=0xC2000003))  # ours, the winner
+    dp.delete_child_sas(5, 0xC1000001, 0xC2000001)
+    assert ("192.0.2.2", 0xC2000002) not in kernel.sas
+    assert ("192.0.2.2", 0xC2000003) in kernel.sas
+
+
 def test_unknown_pairs_and_counters() -> None:
     kernel = FakeKernel()
     dp = plane(kernel)
