@@ -42,7 +42,19 @@ def child(reqid: int = 7) -> ChildSa:
     )
 
 
+GUARD_MARK = "0x2000/0x2000"  # the guard of each policy of ours (marked packets: block)
+
+
 def policies(ns: Namespace) -> list[dict[str, str]]:
+    """``ip xfrm policy`` as one dict per policy, without the guards of ours."""
+    return [p for p in all_policies(ns) if p.get("mark") != GUARD_MARK]
+
+
+def guards(ns: Namespace) -> list[dict[str, str]]:
+    return [p for p in all_policies(ns) if p.get("mark") == GUARD_MARK]
+
+
+def all_policies(ns: Namespace) -> list[dict[str, str]]:
     """``ip xfrm policy`` as one dict per policy (iproute2 prints no JSON for xfrm)."""
     text = ns.run(["ip", "xfrm", "policy", "list"]).stdout
     found: list[dict[str, str]] = []
@@ -51,7 +63,9 @@ def policies(ns: Namespace) -> list[dict[str, str]]:
             continue
         words = block.split()
         entry: dict[str, str] = {}
-        keys = ("src", "dst", "proto", "dport", "sport", "dir", "priority", "mark", "reqid")
+        keys = (
+            "src", "dst", "proto", "dport", "sport", "dir", "action", "priority", "mark", "reqid"
+        )  # fmt: skip
         in_tmpl = False
         for i, word in enumerate(words[:-1]):
             if word == "tmpl":
@@ -118,17 +132,23 @@ def test_policies_of_a_child_appear_exactly_and_go(lab: Lab) -> None:
         assert dp.install_policies(child()) is False  # once per reqid
         shown = policies(ns)
         assert _without_priority(shown) == _without_priority(expected_policies())
+        # each has its guard: same selector, direction and priority, action block, no template
+        key = ("src", "dst", "proto", "dport", "sport", "dir", "priority")
+        assert sorted(tuple(g.get(k) for k in key) for g in guards(ns)) == sorted(
+            tuple(p.get(k) for k in key) for p in shown
+        )
+        assert {(g.get("action"), g.get("reqid")) for g in guards(ns)} == {("block", None)}
         # the narrower IPv4 pair (24 + 16 bits, udp/53) is preferred over the IPv6 one
         prio = {(r["src"], r["dir"]): int(r["priority"]) for r in shown}
         assert prio[("10.1.0.0/24", "out")] > prio[("2001:db8:1::/64", "out")] - 1000
         assert prio[("10.1.0.0/24", "out")] != prio[("2001:db8:1::/64", "out")]
         dp.remove_policy(7)
-        assert policies(ns) == []
+        assert all_policies(ns) == []
         dp.install_policies(child(8))
         assert {r["reqid"] for r in policies(ns)} == {"8"}
     finally:
         dp.close()
-    assert policies(ns) == []
+    assert all_policies(ns) == []
 
 
 CRASHING_AGENT = """

@@ -46,6 +46,7 @@ pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
 CHILD = "net"
 OWNER = (0, 0x2000)  # the xfrm data plane's owner mark: value 0 under mask 0x2000
+GUARD = (0x2000, 0x2000)  # its guard policies: packets carrying the owner bit are blocked
 UPSTREAM = "192.0.2.254"  # the guests' default router: nobody has this address
 PROPOSALS = {
     2: "aes256gcm16-prfsha256-x25519",
@@ -114,6 +115,10 @@ class Site:
     def kernel(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The agent's states and policies in the guest's kernel (owner mark)."""
         return owned(xfrm_states(self.guest)), owned(xfrm_policies(self.guest))
+
+    def guards(self) -> list[dict[str, Any]]:
+        """The guards of the agent's policies (block packets that carry the owner bit)."""
+        return [p for p in xfrm_policies(self.guest) if p["mark"] == GUARD]
 
 
 def agent_config(me: Guest, peer: Guest, version: int, psk: str) -> dict[str, Any]:
@@ -232,6 +237,12 @@ def check_kernel_agrees(site: Site, child: dict[str, Any]) -> None:
     )
     assert got == want, [p["text"] for p in policies]
     assert {p["mode"] for p in policies} == {"tunnel"}
+    # each policy has its guard: same selector, direction and priority, action block
+    guards = site.guards()
+    assert sorted((g["dir"], g["src"], g["dst"], g["priority"]) for g in guards) == sorted(
+        (p["dir"], p["src"], p["dst"], p["priority"]) for p in policies
+    ), [g["text"] for g in guards]
+    assert all(g["action"] == "block" and g["tmpl_src"] is None for g in guards), guards
 
 
 def check_counters(site: Site, min_packets: int) -> dict[str, Any]:
@@ -315,7 +326,7 @@ def test_tunnel_through_kernel_esp(
         raise
     assert in_parallel(sa.agent.stop, sb.agent.stop) == [0, 0]
     for s in (sa, sb):
-        assert s.kernel() == ([], []), s.guest
+        assert s.kernel() == ([], []) and s.guards() == [], s.guest
 
 
 # --- 3: CHILD_SA rekey under a continuous ping ---------------------------------------------------
@@ -440,7 +451,7 @@ def test_restart_cleans_up_and_recovers(uml_pair: tuple[Guest, Guest]) -> None:
         # SIGKILL: b's SAs and policies stay in its kernel
         assert sb.agent.kill() is not None
         states, policies = sb.kernel()
-        assert (len(states), len(policies)) == (2, 3), (states, policies)
+        assert (len(states), len(policies), len(sb.guards())) == (2, 3, 3), (states, policies)
 
         # someone else's state and policy (no mark; another owner mask) must survive b's start
         key = "0x" + secrets.token_hex(36)
@@ -455,7 +466,7 @@ def test_restart_cleans_up_and_recovers(uml_pair: tuple[Guest, Guest]) -> None:
             """Spis of the states and (selector, mark) of the policies not marked as ours."""
             spis = [st["spi"] for st in xfrm_states(b) if st["mark"] != OWNER]
             pols = [(p["src"], p["mark"]) for p in xfrm_policies(b) if not p["socket"]]
-            return spis, [p for p in pols if p[1] != OWNER]
+            return spis, [p for p in pols if p[1] not in (OWNER, GUARD)]
 
         assert others() == ([0x99], [("198.18.1.0/24", (0, 0x4000))])
 
@@ -463,7 +474,7 @@ def test_restart_cleans_up_and_recovers(uml_pair: tuple[Guest, Guest]) -> None:
         sb.agent.start()
         log = sb.agent.wait_log("removed 3 policies and 2 SAs left by an earlier run", 30)
         assert "agent started" in log.split("left by an earlier run", 1)[1]
-        assert sb.kernel() == ([], [])
+        assert sb.kernel() == ([], []) and sb.guards() == []
         assert others() == ([0x99], [("198.18.1.0/24", (0, 0x4000))])
 
         # b comes back (its INITIAL_CONTACT makes a drop the IKE SA b lost): one pair per side

@@ -98,7 +98,9 @@ def test_site_playbook_brings_the_tunnel_up_on_kernel_esp(lab: LabRun, tmp_path:
         log = shell(lab, host, "grep -h 'data plane' /var/log/ikelab/*.log || true")
         assert kernel_spis == {int(child["spi_in"], 16), int(child["spi_out"], 16)}, state + log
         policy = shell(lab, host, "ip xfrm policy")
-        assert len(re.findall(r"dir (?:in|out|fwd) ", policy)) == 3, policy
+        # out, in and fwd through the tunnel, each with its guard (blocks marked packets)
+        assert len(re.findall(r"dir (?:in|out|fwd) priority", policy)) == 3, policy
+        assert len(re.findall(r"dir (?:in|out|fwd) action block", policy)) == 3, policy
 
     wan = LabNamespace(f"{lab.name}-wan")
     with Capture(wan, "site1", tmp_path / "wan.pcap") as cap:

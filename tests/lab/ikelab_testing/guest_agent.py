@@ -209,7 +209,7 @@ def xfrm_states(guest: Guest) -> list[dict[str, Any]]:
 
 
 def xfrm_policies(guest: Guest) -> list[dict[str, Any]]:
-    """``ip xfrm policy`` as dicts: src, dst (selector), dir, priority, mark, socket (a
+    """``ip xfrm policy`` as dicts: src, dst (selector), dir, action, priority, mark, socket (a
     per-socket policy), and the template's tmpl_src, tmpl_dst, proto, reqid, mode."""
     text = guest.run(["ip", "xfrm", "policy", "list"], check=True).stdout
     policies = []
@@ -219,9 +219,10 @@ def xfrm_policies(guest: Guest) -> list[dict[str, Any]]:
         pol: dict[str, Any] = {"src": src, "dst": dst, "text": "\n".join(block)}
         # a per-socket policy (e.g. the agent's IPsec bypass on its NAT-T socket) has "socket
         # in"/"socket out" instead of a direction: it lives and dies with its socket
-        m = re.search(r"(dir|socket) (\S+) priority (\d+)", body)
+        m = re.search(r"(dir|socket) (\S+) (?:action (\S+) )?priority (\d+)", body)
         pol["socket"] = bool(m and m.group(1) == "socket")
-        pol["dir"], pol["priority"] = (m.group(2), int(m.group(3))) if m else (None, None)
+        pol["dir"], pol["priority"] = (m.group(2), int(m.group(4))) if m else (None, None)
+        pol["action"] = (m.group(3) or "allow") if m else None
         m = re.search(r"^mark (0x[0-9a-f]+|\d+)/(0x[0-9a-f]+)", body, re.M)
         pol["mark"] = (int(m.group(1), 0), int(m.group(2), 16)) if m else None
         m = re.search(r"^tmpl src (\S+) dst (\S+)", body, re.M)

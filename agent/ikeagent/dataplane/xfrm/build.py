@@ -121,8 +121,11 @@ def lifetime_cfg(lifetime: Lifetime) -> dict[str, int]:
     return lft
 
 
-def mark_attr(owner_mask: int) -> tuple[str, dict]:
-    return ("XFRMA_MARK", {"v": 0, "m": owner_mask})
+XFRM_POLICY_BLOCK = 1
+
+
+def mark_attr(owner_mask: int, value: int = 0) -> tuple[str, dict]:
+    return ("XFRMA_MARK", {"v": value, "m": owner_mask})
 
 
 def sa_message(sa: ChildSa, inbound: bool, owner_mask: int) -> xfrm_usersa_info:
@@ -301,11 +304,28 @@ def policy_message(spec: PolicySpec, owner_mask: int) -> xfrm_userpolicy_info:
     return msg
 
 
-def policy_id(sel: dict, direction: int, owner_mask: int) -> xfrm_userpolicy_id:
+def guard_message(spec: PolicySpec, owner_mask: int) -> xfrm_userpolicy_info:
+    """The guard of a policy: the same selector, direction and priority, for packets whose
+    mark has the owner bit set (which our policy does not match), action block. Without it
+    such a packet would leave in clear (out) or be accepted in clear (in, fwd): with it, the
+    owner bit can only make the tunnel's traffic fail, never bypass it."""
+    msg = xfrm_userpolicy_info()
+    msg["sel"] = spec.selector
+    msg["lft"] = XfrmLifetimeCfg.unlimited()
+    msg["priority"] = spec.priority
+    msg["dir"] = spec.dir
+    msg["action"] = XFRM_POLICY_BLOCK
+    msg["attrs"] = [mark_attr(owner_mask, owner_mask)]
+    return msg
+
+
+def policy_id(
+    sel: dict, direction: int, owner_mask: int, *, guard: bool = False
+) -> xfrm_userpolicy_id:
     msg = xfrm_userpolicy_id()
     msg["sel"] = sel
     msg["dir"] = direction
-    msg["attrs"] = [mark_attr(owner_mask)]
+    msg["attrs"] = [mark_attr(owner_mask, owner_mask if guard else 0)]
     return msg
 
 

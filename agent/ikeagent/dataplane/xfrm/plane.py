@@ -9,8 +9,11 @@ leftovers of an earlier run (a crash, a kill -9): only policies and SAs whose ma
 another mask. The mark also keeps us apart in the kernel: a policy's identity includes its
 mark, so our policies never replace another daemon's with the same selectors. Its effect on
 traffic: our policies and SAs match packets whose skb mark has the owner bit clear (every
-packet unless something sets that bit): a flow marked with that bit is not covered by our
-policies, so the bit must be reserved for this purpose on the host.
+packet unless something sets that bit). A packet that carries the bit would match none of
+them and leave, or be accepted, in clear: so every policy has a guard, installed before it and
+removed after it, with the same selector, direction and priority, the mark ``owner/owner``
+and action block. The owner bit can then only make a tunnel's traffic fail (visibly: EPERM on
+output, drops on input), never bypass it. ``start()`` removes leftover guards with the rest.
 
 Policy priorities: ``priority_base + (256 - prefix lengths) * 4 (+2 without ports, +1 without
 protocol)``: narrower selectors are preferred (lower values win in the kernel), as with
@@ -71,6 +74,7 @@ from .build import (
     DEFAULT_OWNER_MASK,
     DEFAULT_PRIORITY_BASE,
     PolicySpec,
+    guard_message,
     policy_id,
     policy_message,
     policy_specs,
@@ -214,15 +218,16 @@ class XfrmDataplane:
         sock = self._socket()
         policies = sas = 0
         for pol in sock.dump(xfrm_userpolicy_id(), XfrmMsg.GETPOLICY, "dump policies"):
-            if not self._owned(pol):
+            guard = self._owned(pol, guard=True)
+            if not guard and not self._owned(pol):
                 continue
             try:
                 sock.request(
-                    policy_id(pol["sel"], pol["dir"], self.owner_mask),
+                    policy_id(pol["sel"], pol["dir"], self.owner_mask, guard=guard),
                     XfrmMsg.DELPOLICY,
                     "delete leftover policy",
                 )
-                policies += 1
+                policies += not guard
             except XfrmError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -448,21 +453,44 @@ class XfrmDataplane:
     def _add_policy(self, spec: PolicySpec) -> None:
         what = f"add {spec.dir.name.lower()} policy (reqid {spec.reqid})"
         msg = policy_message(spec, self.owner_mask)
+        holder = self._policy_owners.holder(spec)
+        guarded = False
         try:
-            self._socket().request(msg, XfrmMsg.NEWPOLICY, what)
-        except XfrmError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-            # the same selectors with our mark: a leftover nobody reconciled; take it over
-            holder = self._policy_owners.holder(spec)
             if holder is None:
-                # the same selectors with our mark: a leftover nobody reconciled; take it over
-                log.warning("%s: replacing a policy with our mark", what)
-            else:
-                log.info("%s: takes over the policy of reqid %d", what, holder)
-            self._socket().request(policy_message(spec, self.owner_mask), XfrmMsg.UPDPOLICY, what)
+                # the guard first: from the moment the policy matches unmarked packets, marked
+                # ones meet a block (UPDPOLICY: a leftover guard is simply taken over)
+                self._socket().request(
+                    guard_message(spec, self.owner_mask), XfrmMsg.UPDPOLICY, f"guard: {what}"
+                )
+                guarded = True
+            try:
+                self._socket().request(msg, XfrmMsg.NEWPOLICY, what)
+            except XfrmError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                if holder is None:
+                    # the same selectors with our mark: a leftover nobody reconciled
+                    log.warning("%s: replacing a policy with our mark", what)
+                else:
+                    log.info("%s: takes over the policy of reqid %d", what, holder)
+                self._socket().request(msg, XfrmMsg.UPDPOLICY, what)
+        except BaseException:
+            if guarded:  # refused: nothing of this policy stays
+                self._delete_guard(spec)
+            raise
         self._stats["policies_installed"] += 1
         self._policy_owners.add(spec)
+
+    def _delete_guard(self, spec: PolicySpec) -> None:
+        try:
+            self._socket().request(
+                policy_id(spec.selector, spec.dir, self.owner_mask, guard=True),
+                XfrmMsg.DELPOLICY,
+                f"delete the guard of a {spec.dir.name.lower()} policy (reqid {spec.reqid})",
+            )
+        except XfrmError as exc:
+            if exc.errno != errno.ENOENT:
+                log.warning("%s", exc)
 
     def _release_policies(self, specs: list[PolicySpec]) -> None:
         """Give up ``specs`` (of one reqid): see ``owners.PolicyOwners``."""
@@ -482,6 +510,7 @@ class XfrmDataplane:
 
     def _delete_policies(self, specs: list[PolicySpec]) -> None:
         for spec in specs:
+            # the policy before its guard, so a marked packet is never left with neither
             try:
                 self._socket().request(
                     policy_id(spec.selector, spec.dir, self.owner_mask),
@@ -492,6 +521,7 @@ class XfrmDataplane:
             except XfrmError as exc:
                 if exc.errno != errno.ENOENT:
                     log.warning("%s", exc)
+            self._delete_guard(spec)
 
     def _pair(self, reqid: int, spi_in: int, spi_out: int) -> _Pair | None:
         child = self._children.get(reqid)
@@ -513,9 +543,11 @@ class XfrmDataplane:
 
     # -- kernel notifications (listener thread) --------------------------------------------
 
-    def _owned(self, msg: _XfrmMessage) -> bool:
+    def _owned(self, msg: _XfrmMessage, *, guard: bool = False) -> bool:
+        """Ours: exactly our mark (a guard policy: the owner bit as the value too)."""
         mark = msg.get_attr("XFRMA_MARK")
-        return mark is not None and (mark["v"], mark["m"]) == (0, self.owner_mask)
+        value = self.owner_mask if guard else 0
+        return mark is not None and (mark["v"], mark["m"]) == (value, self.owner_mask)
 
     def _on_kernel_message(self, msg: _XfrmMessage) -> None:
         event = self.event_for(msg)

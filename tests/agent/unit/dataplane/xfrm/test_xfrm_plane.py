@@ -93,7 +93,9 @@ class FakeKernel:
     """Stands in for ``XfrmSocket``: answers requests from dicts, like the kernel would."""
 
     def __init__(self, refuse_sa: str | None = None) -> None:
+        # the tunnel policies; their guards (the owner bit as mark value, action block) apart
         self.policies: dict[tuple, dict] = {}
+        self.guards: dict[tuple, dict] = {}
         self.sas: dict[tuple[str, int], dict] = {}
         self.log: list[tuple[str, object]] = []
         self.refuse_sa = refuse_sa
@@ -115,12 +117,13 @@ class FakeKernel:
         self.log.append((name, msg))
         if msg_type in (XfrmMsg.NEWPOLICY, XfrmMsg.UPDPOLICY):
             key = (msg["dir"], _sel_key(msg["sel"]), self._mark(msg))
-            if key in self.policies and msg_type == XfrmMsg.NEWPOLICY:
+            table = self._table(key)
+            if key in table and msg_type == XfrmMsg.NEWPOLICY:
                 raise XfrmError(errno.EEXIST, what)
-            self.policies[key] = msg
+            table[key] = msg
         elif msg_type == XfrmMsg.DELPOLICY:
             key = (msg["dir"], _sel_key(msg["sel"]), self._mark(msg))
-            if self.policies.pop(key, None) is None:
+            if self._table(key).pop(key, None) is None:
                 raise XfrmError(errno.ENOENT, what)
         elif msg_type == XfrmMsg.NEWSA:
             if self.refuse_sa:
@@ -134,6 +137,10 @@ class FakeKernel:
             if self.sas.pop(key, None) is None:
                 raise XfrmError(errno.ESRCH, what)
 
+    def _table(self, key: tuple) -> dict[tuple, dict]:
+        value, mask = key[2]
+        return self.guards if mask and value == mask else self.policies
+
     def get(self, msg, msg_type, what):
         msg = self._roundtrip(msg, msg_type)
         key = (unpack_address(msg["daddr"], msg["family"]), msg["spi"])
@@ -142,7 +149,9 @@ class FakeKernel:
         return self.sas[key]
 
     def dump(self, msg, msg_type, what):
-        return list(self.policies.values() if msg_type == XfrmMsg.GETPOLICY else self.sas.values())
+        if msg_type == XfrmMsg.GETPOLICY:
+            return [*self.policies.values(), *self.guards.values()]
+        return list(self.sas.values())
 
     def close(self):
         self.closed = True
@@ -281,7 +290,7 @@ def test_install_child_then_remove_everything() -> None:
     assert tmpl["reqid"] == 5
     assert dp.stats()["sa_pairs"] == 1 and dp.stats()["policies"] == 3
     dp.close()
-    assert kernel.sas == {} and kernel.policies == {} and kernel.closed
+    assert kernel.sas == {} and kernel.policies == {} and kernel.guards == {} and kernel.closed
 
 
 def test_refused_sa_rolls_back_policies_and_inbound_sa() -> None:
@@ -314,6 +323,7 @@ def test_rekey_responder_holds_the_outbound_sa_back() -> None:
     assert ("192.0.2.1", 0xC1000002) in kernel.sas
     assert ("192.0.2.2", 0xC2000002) not in kernel.sas
     assert [n for n, _ in kernel.log].count("NEWPOLICY") == 3  # policies once per reqid
+    assert len(kernel.guards) == 3
     c = dp.counters(5, 0xC1000002, 0xC2000002)
     assert c.bytes_out == 0 and c.packets_in == 0
     dp.activate_outbound(5, 0xC1000002, 0xC2000002)
@@ -363,6 +373,43 @@ def test_deleting_a_pair_that_no_longer_carries_traffic_promotes_nothing() -> No
     assert ("192.0.2.2", 0xC2000003) in kernel.sas
 
 
+def test_every_policy_has_a_guard_for_marked_packets() -> None:
+    """A packet carrying the owner bit does not match our policies: the guard (same
+    selector, direction and priority, the owner bit as mark value, action block) keeps it
+    from leaving or being accepted in clear. In before its policy, out after it."""
+    kernel = FakeKernel()
+    dp = plane(kernel)
+    dp.install_child(child())
+    assert len(kernel.policies) == 3 and len(kernel.guards) == 3
+    for (direction, sel, _), pol in kernel.policies.items():
+        guard = kernel.guards[(direction, sel, (MASK, MASK))]
+        assert guard["action"] == 1 and guard.get_attr("XFRMA_TMPL") is None
+        assert guard["priority"] == pol["priority"]
+        assert pol["action"] == 0
+    names = [n for n, _ in kernel.log]
+    assert names.index("UPDPOLICY") < names.index("NEWPOLICY")
+    dp.remove_policy(5)
+    assert kernel.policies == {} and kernel.guards == {}
+    dels = [FakeKernel._mark(m) for n, m in kernel.log if n == "DELPOLICY"]
+    assert dels[:2] == [(0, MASK), (MASK, MASK)]
+
+
+def test_a_refused_policy_leaves_no_guard() -> None:
+    kernel = FakeKernel()
+    dp = plane(kernel)
+    real = kernel.request
+
+    def refuse_fwd(msg, msg_type, what, flags=0):  # type: ignore[no-untyped-def]
+        if msg_type == XfrmMsg.NEWPOLICY and "fwd" in what:
+            raise XfrmError(errno.ENOBUFS, what)
+        return real(msg, msg_type, what, flags)
+
+    kernel.request = refuse_fwd  # type: ignore[method-assign]
+    with pytest.raises(XfrmError):
+        dp.install_child(child())
+    assert kernel.policies == {} and kernel.guards == {} and kernel.sas == {}
+
+
 def test_unknown_pairs_and_counters() -> None:
     kernel = FakeKernel()
     dp = plane(kernel)
@@ -394,12 +441,15 @@ def test_reconcile_removes_only_what_carries_our_mark() -> None:
     other = plane(foreign, owner_mask=0x4000)
     other.install_child(child(reqid=1, spi_in=0xF1, spi_out=0xF2))
     kernel.policies.update(foreign.policies)
+    kernel.guards.update(foreign.guards)
     kernel.sas.update(foreign.sas)
+    assert len(kernel.guards) == 6
     # the first run "crashes": a new plane on the same kernel reconciles
     second = plane(kernel)
     assert second.stats()["reconciled_policies"] == 3
     assert second.stats()["reconciled_sas"] == 2
     assert set(kernel.policies) == set(foreign.policies)
+    assert set(kernel.guards) == set(foreign.guards)  # ours went with our policies
     assert set(kernel.sas) == set(foreign.sas)
 
 
@@ -409,7 +459,9 @@ def test_existing_policy_with_our_mark_is_taken_over() -> None:
     dp.install_child(child())
     again = plane(kernel, reconcile=False)
     again.install_child(child(spi_in=0xC1000009, spi_out=0xC2000009))
-    assert [n for n, _ in kernel.log].count("UPDPOLICY") == 3
+    # 3 guards each time (a leftover guard is simply replaced), and the 3 policies taken over
+    assert [n for n, _ in kernel.log].count("UPDPOLICY") == 9
+    assert len(kernel.policies) == 3 and len(kernel.guards) == 3
 
 
 def _expire(spi: int, daddr: str, hard: int, mask: int) -> bytes:
