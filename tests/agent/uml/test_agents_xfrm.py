@@ -245,6 +245,14 @@ def check_kernel_agrees(site: Site, child: dict[str, Any]) -> None:
     assert all(g["action"] == "block" and g["tmpl_src"] is None for g in guards), guards
 
 
+def out_pol_blocks(guest: Guest) -> int:
+    """The kernel's count of outbound packets an XFRM policy blocked."""
+    stat = guest.run(["cat", "/proc/net/xfrm_stat"], check=True).stdout
+    m = re.search(r"^XfrmOutPolBlock\s+(\d+)", stat, re.M)
+    assert m, stat
+    return int(m.group(1))
+
+
 def check_counters(site: Site, min_packets: int) -> dict[str, Any]:
     """Kernel counters read before and after ``list-sas`` bracket what the agent reports;
     returns the child entry (kernel state checked against it too)."""
@@ -321,6 +329,20 @@ def test_tunnel_through_kernel_esp(
         wire = {(p.src, int(p.spi, 16)) for p in esp}
         assert wire == {(a.address, int(ca["spi_out"], 16)), (b.address, int(cb["spi_out"], 16))}
         assert (ca["packets_out"], ca["packets_in"]) == (cb["packets_in"], cb["packets_out"])
+
+        # a packet carrying the owner bit (SO_MARK 0x2000) matches none of the agent's policies:
+        # the guard blocks it (the kernel counts XfrmOutPolBlock) instead of letting it leave
+        # in clear
+        blocked = out_pol_blocks(a)
+        with Capture(uml_lab.ns, a.tap, pcap / "marked.pcap") as cap:
+            marked = a.run(
+                ["ping", "-n", "-c", "2", "-W", "1", "-m", str(0x2000)]
+                + ["-I", a.protected_address, b.protected_address]
+            )
+        assert received(marked) == 0, marked
+        assert out_pol_blocks(a) - blocked == 2
+        summary = cap.summary()
+        assert summary.cleartext_between(a.protected_net, b.protected_net) == [], summary.describe()
     except BaseException:
         dump(sa, sb)
         raise
