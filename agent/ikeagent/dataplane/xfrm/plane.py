@@ -8,12 +8,7 @@ leftovers of an earlier run (a crash, a kill -9): only policies and SAs whose ma
 ``0/owner_mask`` are touched, never those of ``ip xfrm``, strongSwan or another agent with
 another mask. The mark also keeps us apart in the kernel: a policy's identity includes its
 mark, so our policies never replace another daemon's with the same selectors. Its effect on
-traffic: our policies and SAs match packets whose skb mark has the owner bit clear (every
-packet unless something sets that bit). A packet that carries the bit would match none of
-them and leave, or be accepted, in clear: so every policy has a guard, installed before it and
-removed after it, with the same selector, direction and priority, the mark ``owner/owner``
-and action block. The owner bit can then only make a tunnel's traffic fail (visibly: EPERM on
-output, drops on input), never bypass it. ``start()`` removes leftover guards with the rest.
+traffic, and the guard policy that keeps a marked packet from bypassing ours: ``policies.py``.
 
 Policy priorities: ``priority_base + (256 - prefix lengths) * 4 (+2 without ports, +1 without
 protocol)``: narrower selectors are preferred (lower values win in the kernel), as with
@@ -34,12 +29,8 @@ compares ``curlft.add_time``); it cannot be told "use that one". So:
   (re-adding it to make it the newest would restart its sequence numbers); it is logged if
   that pair is not the newest.
 
-Duplicate children. Two reqids may carry the same selectors (make-before-break
-reauthentication, duplicate CHILD_SAs): a kernel policy is keyed by (direction, selector,
-mark), so the second reqid's policy replaces the first's. Every (direction, selector) keeps
-the list of the reqids that installed it, newest last (the one in the kernel): removing a
-reqid whose policy was taken over leaves the kernel's alone; removing the owner of the
-kernel's policy puts the newest survivor's back (UPDPOLICY), and only the last one deletes it.
+Duplicate children (two reqids with the same selectors share a kernel policy) and guards:
+``policies.py``.
 
 Routes (``routes.py``): with ``install_routes`` a route per remote TS goes into a table of
 our own (``routing_table``, looked up first by a rule at ``routing_priority``) when a reqid's
@@ -74,9 +65,6 @@ from .build import (
     DEFAULT_OWNER_MASK,
     DEFAULT_PRIORITY_BASE,
     PolicySpec,
-    guard_message,
-    policy_id,
-    policy_message,
     policy_specs,
     sa_id,
     sa_message,
@@ -88,11 +76,10 @@ from .messages import (
     _XfrmMessage,
     xfrm_user_acquire,
     xfrm_user_expire,
-    xfrm_userpolicy_id,
     xfrm_usersa_id,
 )
 from .netlink import XfrmError, XfrmListener, XfrmSocket
-from .owners import PolicyOwners, Release
+from .policies import KernelPolicies
 from .routes import DEFAULT_ROUTING_PRIORITY, DEFAULT_ROUTING_TABLE, RouteTable, open_iproute
 from .structs import unpack_address
 
@@ -148,7 +135,6 @@ class XfrmDataplane:
         self._sock: XfrmSocket | None = None
         self._listener: XfrmListener | None = None
         self._children: dict[int, _Child] = {}
-        self._policy_owners = PolicyOwners()  # reqids sharing a (dir, selector)
         self._routes = (
             RouteTable(netns, routing_table, routing_priority, iproute) if install_routes else None
         )
@@ -173,6 +159,7 @@ class XfrmDataplane:
             ),
             0,
         )
+        self._policies = KernelPolicies(self._socket, owner_mask, self._stats)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -216,21 +203,8 @@ class XfrmDataplane:
         """Delete every policy and SA carrying our owner mark (leftovers of an earlier run);
         returns (policies, SAs) removed. Nothing without exactly our mark is touched."""
         sock = self._socket()
-        policies = sas = 0
-        for pol in sock.dump(xfrm_userpolicy_id(), XfrmMsg.GETPOLICY, "dump policies"):
-            guard = self._owned(pol, guard=True)
-            if not guard and not self._owned(pol):
-                continue
-            try:
-                sock.request(
-                    policy_id(pol["sel"], pol["dir"], self.owner_mask, guard=guard),
-                    XfrmMsg.DELPOLICY,
-                    "delete leftover policy",
-                )
-                policies += not guard
-            except XfrmError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
+        policies = self._policies.reconcile(sock)
+        sas = 0
         for sa in sock.dump(xfrm_usersa_id(), XfrmMsg.GETSA, "dump SAs"):
             if not self._owned(sa):
                 continue
@@ -283,10 +257,10 @@ class XfrmDataplane:
         child = _Child()
         try:
             for spec in specs:
-                self._add_policy(spec)
+                self._policies.add(spec)
                 child.policies.append(spec)
         except BaseException:
-            self._release_policies(child.policies)
+            self._policies.release(child.policies)
             raise
         self._children[sa.reqid] = child
         if self._routes is not None:
@@ -308,7 +282,7 @@ class XfrmDataplane:
             for spi, daddr in installed:
                 self._del_sa(spi, daddr)
             if added and not child.pairs:
-                self._release_policies(child.policies)
+                self._policies.release(child.policies)
                 if self._routes is not None:
                     self._routes.remove(sa.reqid)
                 del self._children[sa.reqid]
@@ -361,7 +335,7 @@ class XfrmDataplane:
         child = self._children.pop(reqid, None)
         if child is None:
             return
-        self._release_policies(child.policies)
+        self._policies.release(child.policies)
         if self._routes is not None:
             self._routes.remove(reqid)
         for pair in child.pairs:
@@ -450,79 +424,6 @@ class XfrmDataplane:
             if exc.errno != errno.ESRCH:  # already gone (e.g. a hard expiry)
                 log.warning("%s", exc)
 
-    def _add_policy(self, spec: PolicySpec) -> None:
-        what = f"add {spec.dir.name.lower()} policy (reqid {spec.reqid})"
-        msg = policy_message(spec, self.owner_mask)
-        holder = self._policy_owners.holder(spec)
-        guarded = False
-        try:
-            if holder is None:
-                # the guard first: from the moment the policy matches unmarked packets, marked
-                # ones meet a block (UPDPOLICY: a leftover guard is simply taken over)
-                self._socket().request(
-                    guard_message(spec, self.owner_mask), XfrmMsg.UPDPOLICY, f"guard: {what}"
-                )
-                guarded = True
-            try:
-                self._socket().request(msg, XfrmMsg.NEWPOLICY, what)
-            except XfrmError as exc:
-                if exc.errno != errno.EEXIST:
-                    raise
-                if holder is None:
-                    # the same selectors with our mark: a leftover nobody reconciled
-                    log.warning("%s: replacing a policy with our mark", what)
-                else:
-                    log.info("%s: takes over the policy of reqid %d", what, holder)
-                self._socket().request(msg, XfrmMsg.UPDPOLICY, what)
-        except BaseException:
-            if guarded:  # refused: nothing of this policy stays
-                self._delete_guard(spec)
-            raise
-        self._stats["policies_installed"] += 1
-        self._policy_owners.add(spec)
-
-    def _delete_guard(self, spec: PolicySpec) -> None:
-        try:
-            self._socket().request(
-                policy_id(spec.selector, spec.dir, self.owner_mask, guard=True),
-                XfrmMsg.DELPOLICY,
-                f"delete the guard of a {spec.dir.name.lower()} policy (reqid {spec.reqid})",
-            )
-        except XfrmError as exc:
-            if exc.errno != errno.ENOENT:
-                log.warning("%s", exc)
-
-    def _release_policies(self, specs: list[PolicySpec]) -> None:
-        """Give up ``specs`` (of one reqid): see ``owners.PolicyOwners``."""
-        gone = []
-        for spec in specs:
-            action, back = self._policy_owners.release(spec)
-            if action is Release.DELETE:
-                gone.append(spec)
-            elif back is not None:
-                what = f"restore {spec.dir.name.lower()} policy of reqid {back.reqid}"
-                try:
-                    msg = policy_message(back, self.owner_mask)
-                    self._socket().request(msg, XfrmMsg.UPDPOLICY, what)
-                except XfrmError as exc:
-                    log.warning("%s", exc)
-        self._delete_policies(gone)
-
-    def _delete_policies(self, specs: list[PolicySpec]) -> None:
-        for spec in specs:
-            # the policy before its guard, so a marked packet is never left with neither
-            try:
-                self._socket().request(
-                    policy_id(spec.selector, spec.dir, self.owner_mask),
-                    XfrmMsg.DELPOLICY,
-                    f"delete {spec.dir.name.lower()} policy (reqid {spec.reqid})",
-                )
-                self._stats["policies_removed"] += 1
-            except XfrmError as exc:
-                if exc.errno != errno.ENOENT:
-                    log.warning("%s", exc)
-            self._delete_guard(spec)
-
     def _pair(self, reqid: int, spi_in: int, spi_out: int) -> _Pair | None:
         child = self._children.get(reqid)
         if child is None:
@@ -543,11 +444,9 @@ class XfrmDataplane:
 
     # -- kernel notifications (listener thread) --------------------------------------------
 
-    def _owned(self, msg: _XfrmMessage, *, guard: bool = False) -> bool:
-        """Ours: exactly our mark (a guard policy: the owner bit as the value too)."""
+    def _owned(self, msg: _XfrmMessage) -> bool:
         mark = msg.get_attr("XFRMA_MARK")
-        value = self.owner_mask if guard else 0
-        return mark is not None and (mark["v"], mark["m"]) == (value, self.owner_mask)
+        return mark is not None and (mark["v"], mark["m"]) == (0, self.owner_mask)
 
     def _on_kernel_message(self, msg: _XfrmMessage) -> None:
         event = self.event_for(msg)
