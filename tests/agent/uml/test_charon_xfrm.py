@@ -30,7 +30,7 @@ from ikelab_testing.capture import Capture, CaptureSummary
 from ikelab_testing.charon import Child, Connection, Secret
 from ikelab_testing.guest_agent import GuestAgent, xfrm_policies, xfrm_states
 from ikelab_testing.guest_charon import GuestCharon
-from ikelab_testing.uml import Guest, UmlLab
+from ikelab_testing.uml import Guest, UmlLab, route_protected
 
 pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
@@ -74,24 +74,6 @@ class Side:
 def received(result: Any) -> int:
     m = re.search(r"(\d+) received", result.stdout)
     return int(m.group(1)) if m else 0
-
-
-def route_protected(a: Guest, b: Guest) -> None:
-    """The protected subnets reach each other over the underlay (the policies then apply)."""
-    for me, peer in ((a, b), (b, a)):
-        me.run(
-            [
-                "ip",
-                "route",
-                "add",
-                peer.protected_net,
-                "via",
-                peer.address,
-                "src",
-                me.protected_address,
-            ],
-            check=True,
-        )
 
 
 def charon_for(side: Side) -> GuestCharon:

@@ -15,7 +15,7 @@ import pytest
 
 from ikelab_testing.capture import Capture
 from ikelab_testing.netns import Lab
-from ikelab_testing.uml import Guest, UmlLab
+from ikelab_testing.uml import Guest, UmlLab, route_protected
 
 pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
@@ -59,23 +59,6 @@ def install_tunnel(a: Guest, b: Guest, *, udp: bool) -> None:
                 + ["proto", "esp", "reqid", "1", "mode", "tunnel"],
                 check=True,
             )
-
-
-def route_protected(a: Guest, b: Guest) -> None:
-    for me, peer in ((a, b), (b, a)):
-        me.run(
-            [
-                "ip",
-                "route",
-                "add",
-                peer.protected_net,
-                "via",
-                peer.address,
-                "src",
-                me.protected_address,
-            ],
-            check=True,
-        )
 
 
 def test_commands_files_and_modules(uml_pair: tuple[Guest, Guest]) -> None:

@@ -16,7 +16,7 @@ import secrets
 
 import pytest
 
-from ikelab_testing.uml import Guest
+from ikelab_testing.uml import Guest, route_protected
 
 pytestmark = [pytest.mark.uml, pytest.mark.slow]
 
@@ -62,20 +62,7 @@ def test_child_sa_pair_installed_shown_used_and_removed(uml_pair: tuple[Guest, G
         "integ": 12,
         "ikey": secrets.token_hex(32),
     }
-    for me, peer in ((a, b), (b, a)):
-        me.run(
-            [
-                "ip",
-                "route",
-                "add",
-                peer.protected_net,
-                "via",
-                peer.address,
-                "src",
-                me.protected_address,
-            ],
-            check=True,
-        )
+    route_protected(a, b)
 
     drivers = {}
     for me, peer, inbound, outbound in ((a, b, ba, ab), (b, a, ab, ba)):

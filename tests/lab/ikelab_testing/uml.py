@@ -45,10 +45,22 @@ from pathlib import Path
 from ansible_collections.ikelab.ipsec.plugins.module_utils.lab.guests import (
     MODULES as GUEST_MODULES,
 )
+from ansible_collections.ikelab.ipsec.plugins.module_utils.lab.guests import (
+    uml_release as guest_uml_release,
+)
 from ikelab_testing.netns import Lab, Namespace
 from ikelab_testing.uml_channel import GuestError, GuestProcess, RunResult, connect_in
 
-__all__ = ["Guest", "GuestError", "GuestProcess", "Nic", "RunResult", "UmlLab", "available"]
+__all__ = [
+    "Guest",
+    "GuestError",
+    "GuestProcess",
+    "Nic",
+    "RunResult",
+    "UmlLab",
+    "available",
+    "route_protected",
+]
 
 LINUX_UML = "/usr/bin/linux.uml"
 UML_MODULES = Path("/usr/lib/uml/modules")
@@ -82,11 +94,11 @@ def available() -> str | None:
 
 
 def uml_release() -> str:
-    """The UML kernel's release (its modules' directory name)."""
-    releases = sorted(p.name for p in UML_MODULES.iterdir() if (p / "modules.dep").exists())
-    if not releases:
+    """The UML kernel's release (its modules' directory name), as the lab finds it."""
+    release = guest_uml_release(str(UML_MODULES))
+    if release is None:
         raise RuntimeError(f"no UML modules under {UML_MODULES}")
-    return releases[-1]
+    return release
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,6 +503,17 @@ class UmlLab:
         """Stop every guest (the lab's close would too, less gently)."""
         for g in reversed(list(self.guests.values())):
             g.stop()
+
+
+def route_protected(a: Guest, b: Guest) -> None:
+    """Each guest's route to the other's protected subnet over the underlay, from its own
+    protected address (XFRM policies then decide what happens to the packets)."""
+    for me, peer in ((a, b), (b, a)):
+        me.run(
+            ["ip", "route", "add", peer.protected_net, "via", peer.address]
+            + ["src", me.protected_address],
+            check=True,
+        )
 
 
 def _quote(s: str) -> str:
