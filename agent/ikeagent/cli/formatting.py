@@ -33,6 +33,8 @@ def format_child(c: dict[str, Any]) -> list[str]:
         times.append(f"rekeying in {c['rekey_in']}s")
     if c.get("expire_in") is not None:
         times.append(f"expires in {c['expire_in']}s")
+    if c.get("inactivity"):
+        times.append(f"idle {c.get('idle', 0)}s of {c['inactivity']}s")
     lines = [head]
     if times:
         lines.append("    " + ", ".join(times))
@@ -84,6 +86,25 @@ def format_sas(sas: list[dict[str, Any]]) -> str:
     if not sas:
         return "no IKE SAs"
     return "\n".join(line for sa in sas for line in format_sa(sa))
+
+
+def format_trap(t: dict[str, Any]) -> list[str]:
+    head = f"{t['name']}/{t['child']}: #{t['reqid']}, TRAPPED ({t['reason']}), IKEv{t['version']}"
+    head += ", CHILD_SA up" if t.get("active") else ", no CHILD_SA"
+    acq = t.get("acquires", 0)
+    if acq:
+        head += f", {acq} acquire{'s' if acq != 1 else ''}, last {_ago(t.get('last_acquire'))}"
+    return [
+        head,
+        "  local  " + " ".join(t["local_ts"]),
+        "  remote " + " ".join(t["remote_ts"]),
+    ]
+
+
+def format_traps(traps: list[dict[str, Any]]) -> str:
+    if not traps:
+        return "no trap policies"
+    return "\n".join(line for t in traps for line in format_trap(t))
 
 
 _AUTH_TEXT = {"psk": "pre-shared key", "pubkey": "public key"}

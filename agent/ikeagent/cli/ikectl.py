@@ -2,6 +2,7 @@
 
     ikectl [--socket PATH] status [--json]
     ikectl [--socket PATH] list-sas [--json] [NAME]
+    ikectl [--socket PATH] list-traps [--json] [NAME]
     ikectl [--socket PATH] list-conns [--json]
     ikectl [--socket PATH] up NAME [--timeout S]
     ikectl [--socket PATH] down NAME [--timeout S]
@@ -13,7 +14,11 @@ local_addr, local_port, local_id, remote_addr, remote_port, remote_id, spi_i, sp
 encryption, integrity, prf, dh, established (seconds ago), rekey_in (seconds) and children, each
 with name, reqid, state, mode, protocol, encap, spi_in, spi_out (hex), encryption, integrity, dh,
 local_ts, remote_ts, bytes_in, packets_in, bytes_out, packets_out, last_used (seconds since the
-last packet or null), rekey_in and expire_in.
+last packet or null), rekey_in and expire_in (seconds left), idle (seconds without a packet)
+and inactivity (the idle time after which it is closed, or null). In text, ``list-sas`` shows
+the trap policies after the SAs; ``list-traps --json`` prints them: name, child, reqid,
+version, local_ts, remote_ts, reason (what armed it: start_action, dpd_action, close_action),
+acquires, last_acquire (seconds ago) and active (a CHILD_SA is up under its reqid).
 
 Exit codes: 0 ok, 1 the command failed, 2 usage error, 3 the agent is not reachable.
 """
@@ -26,7 +31,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ikeagent.cli.formatting import format_conns, format_sas, format_status
+from ikeagent.cli.formatting import format_conns, format_sas, format_status, format_traps
 from ikeagent.runtime.control import DEFAULT_SOCKET, Unreachable, request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -44,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[listing], help="agent status and counters")
     ls = sub.add_parser("list-sas", parents=[listing], help="IKE and CHILD SAs with counters")
     ls.add_argument("name", nargs="?", help="only SAs of this connection")
+    lt = sub.add_parser("list-traps", parents=[listing], help="trap policies (on-demand tunnels)")
+    lt.add_argument("name", nargs="?", help="only traps of this connection")
     sub.add_parser("list-conns", parents=[listing], help="configured connections")
     for cmd, default, text in (("up", 30.0, "initiate"), ("down", 5.0, "terminate")):
         sp = sub.add_parser(cmd, parents=[listing], help=f"{text} a connection")
@@ -71,6 +78,7 @@ def _text_down(result: Any) -> str:
 TEXT: dict[str, Callable[[Any], str]] = {
     "status": format_status,
     "list-sas": format_sas,
+    "list-traps": format_traps,
     "list-conns": format_conns,
     "up": _text_up,
     "down": _text_down,
@@ -79,6 +87,18 @@ TEXT: dict[str, Callable[[Any], str]] = {
         "configuration reloaded: " + (", ".join(r["connections"]) or "no connections")
     ),
 }
+
+
+def _with_traps(socket: str, params: dict[str, Any], text: str) -> str:
+    """``list-sas`` in text also shows the trap policies (an agent without them: none)."""
+    try:
+        response = request(socket, "list-traps", params, wait=10.0)
+    except Unreachable:
+        return text
+    traps = response.get("result") if response.get("ok") else None
+    if not traps:
+        return text
+    return text + "\ntrap policies:\n" + format_traps(traps)
 
 
 def run(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
@@ -112,7 +132,10 @@ def run(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
     if args.json or getattr(args, "json_sub", False):
         print(json.dumps(result, indent=2, sort_keys=False), file=out)
     else:
-        print(TEXT[args.cmd](result), file=out)
+        text = TEXT[args.cmd](result)
+        if args.cmd == "list-sas":
+            text = _with_traps(args.socket, params, text)
+        print(text, file=out)
     if args.cmd == "down" and not result.get("terminated"):
         return EXIT_FAILED
     return EXIT_OK

@@ -129,6 +129,7 @@ class ConnectionConfig:
     allow_aggressive_psk: bool = False  # IKEv1 Aggressive Mode with PSK needs this explicit opt-in
     keyingtries: int = 1  # 0 = forever
     unique: str = "no"
+    inactivity_close_ike: bool = False  # close the IKE SA when its last child went idle
 
     def __repr__(self) -> str:
         return f"ConnectionConfig({self.name!r}, v{self.version}, {self.local_addrs}->{self.remote_addrs})"

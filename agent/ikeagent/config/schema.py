@@ -34,7 +34,8 @@ Defaults follow swanctl.conf(5) of strongSwan 5.9:
   local_port = agent port, remote_port 500, proposals "default", local/remote auth pubkey and
   id = the IP address (local) / %any (remote), dpd_delay 0 (off), dpd_timeout 0, rekey_time 4h,
   over_time 10% of rekey_time, rand_time = over_time, reauth_time 0 (off), encap no, mobike yes,
-  fragmentation yes, aggressive no, keyingtries 1, unique no.
+  fragmentation yes, aggressive no, keyingtries 1, unique no, inactivity_close_ike no (our
+  extension; strongSwan's charon.inactivity_close_ike, per connection).
 - child: esp_proposals "default", start_action none, mode tunnel (only), rekey_time 1h,
   life_time = rekey_time + 10%, rand_time = life_time - rekey_time, rekey_bytes/rekey_packets 0,
   life_bytes/life_packets = rekey_* + 10%, replay_window 32, inactivity 0, dpd_action clear,
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import ipaddress
 import os
 import stat
 from collections.abc import Mapping
@@ -306,6 +308,12 @@ CONNECTION_FIELDS = (
     Field("aggressive", Bool(), False, "IKEv1 Aggressive Mode"),
     Field("allow_aggressive_psk", Bool(), False, "allow IKEv1 Aggressive Mode with PSK"),
     Field("keyingtries", Int(0), 1, "initiation attempts (0: forever)"),
+    Field(
+        "inactivity_close_ike",
+        Bool(),
+        False,
+        "close the IKE SA too when its last CHILD_SA was closed for inactivity",
+    ),
     Field("unique", Choice("no", "never", "keep", "replace"), "no", "uniqueness policy"),
     Field("children", MapOf(CHILD), {}, "CHILD_SAs"),
 )
@@ -330,13 +338,22 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
         bad = True
     if v["version"] == 1 and not ikev1.check_connection(v, path, ctx):
         bad = True
-    starting = [c.name for c in v["children"].values() if c.start_action is StartAction.START]
-    if starting and not v["remote_addrs"]:
-        ctx.error(
-            join(path, "remote_addrs"),
-            f"required when a child has start_action start ({', '.join(starting)})",
-        )
-        bad = True
+    for action in (StartAction.START, StartAction.TRAP):
+        starting = [c.name for c in v["children"].values() if c.start_action is action]
+        if starting and not v["remote_addrs"]:
+            ctx.error(
+                join(path, "remote_addrs"),
+                f"required when a child has start_action {action.value} ({', '.join(starting)})",
+            )
+            bad = True
+            break
+        if starting and action is StartAction.TRAP and not _initiable(v["remote_addrs"][0]):
+            ctx.error(
+                join(path, "remote_addrs"),
+                f"start_action trap ({', '.join(starting)}) needs an address to initiate to "
+                f"first, not {v['remote_addrs'][0]!r}",
+            )
+            bad = True
     if bad:
         return INVALID
     rekey = v["rekey_time"]
@@ -366,7 +383,17 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
         allow_aggressive_psk=v["allow_aggressive_psk"],
         keyingtries=v["keyingtries"],
         unique=v["unique"],
+        inactivity_close_ike=v["inactivity_close_ike"],
     )
+
+
+def _initiable(addr: str) -> bool:
+    """An IP address (not a subnet, range or name): what a trap can initiate to."""
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return True
 
 
 SECRET_FIELDS = (

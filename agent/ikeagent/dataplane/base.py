@@ -106,6 +106,34 @@ class ChildSa:
 
 
 @dataclass(frozen=True, slots=True)
+class TrapPolicy:
+    """The policy of a child that is not up yet (``start_action: trap``, or re-armed after
+    inactivity, ``dpd_action: trap`` or ``close_action: trap``): the child's selectors and the
+    reqid its SAs will have, with no SA under it.
+
+    Traffic it covers raises an ``Acquire`` (once, then again only after ``ACQUIRE_RETRY``
+    seconds while still no SA is installed) and is held in a bounded queue; when an SA pair of
+    that reqid is installed, the held packets leave through it, in order. The policy stays
+    when the reqid's SA pairs are deleted (the trap is armed again) and goes with
+    ``remove_policy(reqid)``. ``local_addr`` is "" when the connection names no local address
+    (the data plane then leaves the tunnel source to routing).
+    """
+
+    reqid: int
+    name: str  # child config name, for logs and listings
+    local_addr: str
+    remote_addr: str
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+
+
+# seconds after which a trap whose Acquire brought no SA raises another one for new traffic
+ACQUIRE_RETRY = 5.0
+# packets a trap holds while its SA is negotiated (the kernel's hold queue takes 100 as well)
+TRAP_QUEUE_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
 class SaCounters:
     bytes_in: int = 0
     packets_in: int = 0
@@ -113,6 +141,9 @@ class SaCounters:
     packets_out: int = 0
     # monotonic time of the last packet in either direction, None when none yet
     last_used: float | None = None
+    # False when ``last_used`` is only the time of the first packet (kernels before 6.2 keep
+    # no per-packet time for an SA)
+    last_used_exact: bool = True
     replay_drops: int = 0
     auth_failures: int = 0
 
@@ -133,14 +164,32 @@ class SaExpired:
 
 @dataclass(frozen=True, slots=True)
 class Acquire:
-    """Traffic hit a policy with no SA (for trap policies; issue 7)."""
+    """Traffic hit a trap policy (``install_trap``) while no SA was installed under its reqid;
+    ``src``/``dst`` are the addresses of the packet that did (for logs, and as the first,
+    narrowest traffic selectors of the negotiation, RFC 7296 2.9)."""
 
     reqid: int
     src: str
     dst: str
 
 
-DataplaneEvent = SaExpired | Acquire
+@dataclass(frozen=True, slots=True)
+class SaUsage:
+    """How much an SA pair was used, read by the runtime from the data plane when the engine
+    asks (``QueryUsage``) to decide whether the child is idle: ``last_used`` as in
+    ``SaCounters`` and ``packets`` in both directions together (both None when the pair is
+    gone). Where ``last_used`` is only the first use (``exact`` False: kernels before 6.2 keep
+    no per-packet time), a count that grew since the last check means "used since"."""
+
+    reqid: int
+    spi_in: int
+    spi_out: int
+    last_used: float | None
+    packets: int | None = None
+    exact: bool = True  # SaCounters.last_used_exact
+
+
+DataplaneEvent = SaExpired | Acquire | SaUsage
 
 # Called by a data plane that owns the UDP-encapsulation socket for every datagram that is not
 # ESP (i.e. IKE after the non-ESP marker was stripped): (data, local endpoint, remote endpoint).
@@ -170,6 +219,10 @@ class Dataplane(Protocol):
 
     def install_child(self, sa: ChildSa) -> None:
         """Install both SAs of ``sa`` and (on the first pair of a reqid) its policy and routes."""
+
+    def install_trap(self, trap: TrapPolicy) -> None:
+        """Install the policy (and routes) of a reqid that has no SA yet: see ``TrapPolicy``.
+        Installing a trap for a reqid that already has its policy changes nothing."""
 
     def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
         """Send the reqid's traffic on this pair from now on (installed with

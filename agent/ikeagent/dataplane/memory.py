@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from .base import ChildSa, DataplaneEvent, Endpoint, IkeSink, SaCounters
+from .base import ChildSa, DataplaneEvent, Endpoint, IkeSink, SaCounters, TrapPolicy
 
 PairKey = tuple[int, int, int]  # (reqid, inbound SPI, outbound SPI)
 
@@ -28,8 +28,10 @@ class MemoryDataplane:
         self.pairs: dict[int, list[ChildSa]] = {}
         # reqid -> the ChildSa whose selectors form the policy (the first pair installed)
         self.policies: dict[int, ChildSa] = {}
+        # reqid -> trap policies (installed with no SA; they stay until remove_policy)
+        self.traps: dict[int, TrapPolicy] = {}
         # every call in order: ("install", reqid, spi_in, spi_out), ("delete", ...),
-        # ("remove_policy", reqid), ("start",), ("close",)
+        # ("trap", reqid), ("remove_policy", reqid), ("start",), ("close",)
         self.log: list[tuple] = []
         self.counter_table: dict[PairKey, SaCounters] = {}
         self.stat_table: dict[str, int] = {}
@@ -47,6 +49,7 @@ class MemoryDataplane:
         self.log.append(("close",))
         self.pairs.clear()
         self.policies.clear()
+        self.traps.clear()
         self.counter_table.clear()
         self.closed = True
 
@@ -59,6 +62,10 @@ class MemoryDataplane:
         self.pairs.setdefault(sa.reqid, []).append(sa)
         self.policies.setdefault(sa.reqid, sa)
         self.counter_table[(sa.reqid, sa.inbound.spi, sa.outbound.spi)] = SaCounters()
+
+    def install_trap(self, trap: TrapPolicy) -> None:
+        self.log.append(("trap", trap.reqid))
+        self.traps.setdefault(trap.reqid, trap)
 
     def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
         self.log.append(("activate", reqid, spi_in, spi_out))
@@ -81,6 +88,7 @@ class MemoryDataplane:
         for sa in self.pairs.pop(reqid, []):
             self.counter_table.pop((reqid, sa.inbound.spi, sa.outbound.spi), None)
         self.policies.pop(reqid, None)
+        self.traps.pop(reqid, None)
 
     def counters(self, reqid: int, spi_in: int, spi_out: int) -> SaCounters:
         return self.counter_table[(reqid, spi_in, spi_out)]

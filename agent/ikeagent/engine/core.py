@@ -5,9 +5,17 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from ikeagent.config.model import AgentConfig, ConnectionConfig, StartAction
-from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
+from ikeagent.dataplane.base import (
+    Acquire,
+    DataplaneEvent,
+    Endpoint,
+    ExpireKind,
+    SaExpired,
+    SaUsage,
+)
 from ikeagent.engine.addresses import addr_ok, is_ip
 from ikeagent.engine.deadlines import Deadlines
 from ikeagent.engine.entropy import RandomSource
@@ -22,6 +30,7 @@ from ikeagent.engine.ikev2.manager import TaskManager
 from ikeagent.engine.ikev2.sa import IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.engine.ikev2.timers import Timers
+from ikeagent.engine.ondemand import OnDemand
 from ikeagent.engine.status import snapshot
 from ikeagent.wire import v2 as w
 from ikeagent.wire.errors import DecodeError, InvalidLength, Truncated
@@ -70,6 +79,7 @@ class Engine(TaskManager, Lifecycle, Timers):
         self._after: list[Callable[[], None]] = []
         self._path: tuple[Endpoint, Endpoint] | None = None
         self.v1 = V1Engine(self)
+        self.ondemand = OnDemand(self)
 
     def wall_time(self) -> float:
         """POSIX seconds, for certificate validity dates (the shell injects the clock)."""
@@ -107,6 +117,68 @@ class Engine(TaskManager, Lifecycle, Timers):
         policy = self._policy_of.pop(reqid, None)
         if policy is not None and self._reqid_of.get(policy) == reqid:
             del self._reqid_of[policy]
+
+    def reqid_in_use(self, reqid: int) -> bool:
+        """Whether a Child SA (either IKE version) still holds an SA pair under ``reqid``."""
+        return any(
+            c.reqid == reqid and c.state is not ChildState.DESTROYED
+            for sa in [*self.sas.values(), *self.v1.sas.values()]
+            for c in sa.children
+        )
+
+    def lineage_alive(self, lineage: int) -> bool:
+        """Whether a pair of this rekey chain (either IKE version) is still there."""
+        return any(
+            c.lineage == lineage and c.state is not ChildState.DESTROYED
+            for sa in [*self.sas.values(), *self.v1.sas.values()]
+            for c in sa.children
+        )
+
+    def closes_lineage(self, child: Any, sa: Any = None) -> bool:
+        """Whether removing ``child`` (with all of IKE SA ``sa``, if given) ends its rekey
+        chain: no other live pair of it is left elsewhere."""
+        return not any(
+            c is not child and (sa is None or s is not sa)
+            for s, c in self.lineage_members(child.lineage)
+        )
+
+    def lineage_members(self, lineage: int) -> list[tuple[Any, Any]]:
+        """(IKE SA, child) of every live pair of this rekey chain, either IKE version."""
+        return [
+            (sa, c)
+            for sa in [*self.sas.values(), *self.v1.sas.values()]
+            for c in sa.children
+            if c.lineage == lineage and c.state is not ChildState.DESTROYED
+        ]
+
+    def find_child(self, reqid: int, spi_in: int) -> tuple[Any, Any] | None:
+        """(IKE SA, child) of the pair with this reqid and inbound SPI, either IKE version."""
+        for sa in [*self.sas.values(), *self.v1.sas.values()]:
+            child = sa.child_by_spi_in(spi_in)
+            if child is not None and child.reqid == reqid:
+                return sa, child
+        return None
+
+    def refresh_any(self, sa: Any) -> None:
+        if isinstance(sa, IkeSa):
+            self._refresh(sa)
+        else:
+            self.v1.refresh(sa)
+
+    def close_idle_child(self, sa: Any, child: Any, reason: str, now: float) -> None:
+        """Delete a child that went idle; the IKE SA stays unless ``inactivity_close_ike``
+        and it was the last one."""
+        close_ike = sa.conn is not None and sa.conn.inactivity_close_ike
+        if isinstance(sa, IkeSa):
+            self.delete_children(sa, [child], reason, now, close_ike=close_ike)
+        else:
+            self.v1.delete_child(sa, child, reason, now)
+            if close_ike and not any(c.state is ChildState.INSTALLED for c in sa.children):
+                self.v1.delete_ike(sa, "its last CHILD_SA closed for inactivity", now)
+            self.v1.refresh(sa)
+
+    def list_traps(self) -> list:
+        return self.ondemand.list_traps()
 
     def new_spi_in(self) -> int:
         while True:
@@ -191,8 +263,10 @@ class Engine(TaskManager, Lifecycle, Timers):
     # ---- configuration and commands ----------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Bring up every connection with a child whose start_action is ``start``."""
+        """Arm the traps of children with start_action ``trap`` and bring up every
+        connection with a child whose start_action is ``start``."""
         self.now = now
+        self.ondemand.arm_configured(list(self.config.connections.values()))
         for conn in self.config.connections.values():
             starting = [
                 c.name for c in conn.children.values() if c.start_action is StartAction.START
@@ -219,6 +293,7 @@ class Engine(TaskManager, Lifecycle, Timers):
                 self.terminate(
                     name, now, reason="configuration changed" if new else "connection removed"
                 )
+                self.ondemand.disarm_connection(name)
         for name, conn in config.connections.items():
             if old.connections.get(name) == conn:
                 # keep the running SAs, but let them use the new config object
@@ -226,6 +301,7 @@ class Engine(TaskManager, Lifecycle, Timers):
                     if sa.conn is not None and sa.conn.name == name:
                         sa.conn = conn
                 continue
+            self.ondemand.arm_configured([conn])
             starting = [
                 c.name for c in conn.children.values() if c.start_action is StartAction.START
             ]
@@ -241,7 +317,11 @@ class Engine(TaskManager, Lifecycle, Timers):
     def sas_of(self, name: str) -> list[IkeSa]:
         return [s for s in self.sas.values() if s.conn is not None and s.conn.name == name]
 
-    def initiate(self, name: str, now: float, children: list[str] | None = None) -> None:
+    def initiate(
+        self, name: str, now: float, children: list[str] | None = None, *, keying_try: int = 1
+    ) -> None:
+        """Bring up ``children`` (default: all) of connection ``name``: on its IKE SA when
+        there is one, else with a new one (attempt ``keying_try`` of ``keyingtries``)."""
         self.now = now
         conn = self._conn(name)
         if not conn.remote_addrs:
@@ -249,7 +329,7 @@ class Engine(TaskManager, Lifecycle, Timers):
         cfgs = [conn.children[c] for c in children] if children else list(conn.children.values())
         if conn.version == 1:
             _check_addresses(name, conn)
-            self.v1.initiate(conn, now, cfgs)
+            self.v1.initiate(conn, now, cfgs, keying_try=keying_try)
             return
         active = [
             s
@@ -273,7 +353,12 @@ class Engine(TaskManager, Lifecycle, Timers):
             if sa.state is IkeState.CONNECTING:
                 sa.pending_children.extend(c for c in cfgs if c.name not in busy)
                 return
-            live = {c.config.name for c in sa.children if c.state is not ChildState.DESTROYED}
+            # a child being deleted (e.g. closed for inactivity) does not stop a new one
+            live = {
+                c.config.name
+                for c in sa.children
+                if c.state not in (ChildState.DESTROYED, ChildState.DELETING)
+            }
             for cfg in cfgs:
                 if cfg.name not in live and cfg.name not in busy:
                     self.queue_task(sa, CreateChildTask(cfg), now)
@@ -294,6 +379,7 @@ class Engine(TaskManager, Lifecycle, Timers):
         )
         sa.force_encap = self.force_encap or conn.encap
         sa.pending_children = cfgs
+        sa.keying_try = keying_try
         self.register(sa)
         self.log.info(
             "%s: initiating IKE_SA to %s:%d", sa.peer_label(), remote_ip, conn.remote_port
@@ -516,7 +602,11 @@ class Engine(TaskManager, Lifecycle, Timers):
                     self.delete_children(sa, [child], "hard lifetime reached", now)
                 self._refresh(sa)
         elif isinstance(event, Acquire):
-            self.count("acquires")
+            self.ondemand.on_acquire(event, now)
+            return
+        elif isinstance(event, SaUsage):
+            self.ondemand.on_usage(event, now)
+            return
         self.v1.handle_dataplane_event(event, now)
 
 

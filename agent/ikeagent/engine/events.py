@@ -9,7 +9,7 @@ Engine API (``ikeagent.engine.core.Engine``), after aioquic's QuicConnection:
     engine.rekey(conn_name, now)               # rekey the IKE SA and its children
     engine.receive_datagram(data, local, remote, now)   # local/remote: (ip, port)
     engine.handle_timer(now)
-    engine.handle_dataplane_event(event, now)  # SaExpired / Acquire from the data plane
+    engine.handle_dataplane_event(event, now)  # SaExpired / Acquire / SaUsage from the data plane
     engine.datagrams_to_send() -> list[Datagram]
     engine.next_event() -> Event | None
     engine.get_timer() -> float | None         # next deadline (same clock as ``now``)
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ikeagent.dataplane.base import ChildSa, Endpoint
+from ikeagent.dataplane.base import ChildSa, Endpoint, TrapPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,27 @@ class ActivateOutbound:
 
 @dataclass(frozen=True, slots=True)
 class RemovePolicy:
+    """Remove the reqid's policy (a trap's too), its routes and any SA pair left under it."""
+
     reqid: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstallTrap:
+    """Install a trap policy (``Dataplane.install_trap``): traffic it covers comes back as an
+    ``Acquire`` with its reqid."""
+
+    trap: TrapPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class QueryUsage:
+    """Read when this SA pair was last used and answer with
+    ``handle_dataplane_event(SaUsage(...))`` (the engine checks a child's ``inactivity``)."""
+
+    reqid: int
+    spi_in: int
+    spi_out: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,8 @@ Event = (
     | DeleteChild
     | ActivateOutbound
     | RemovePolicy
+    | InstallTrap
+    | QueryUsage
     | IkeSaUp
     | IkeSaDown
     | ChildUp
@@ -124,6 +146,7 @@ class ChildSaStatus:
     installed_at: float  # engine clock
     rekey_at: float | None
     expire_at: float | None
+    inactivity: float = 0.0  # seconds idle before it is closed (0: never)
 
 
 @dataclass(slots=True)
@@ -154,3 +177,18 @@ class IkeSaStatus:
     local_auth: str | None = None  # "psk" | "pubkey" once authenticated
     remote_auth: str | None = None
     remote_cert: str | None = None  # the peer certificate's subject DN (pubkey)
+
+
+@dataclass(slots=True)
+class TrapStatus:
+    """A trap policy the engine holds (``ikectl list-sas`` shows them)."""
+
+    name: str  # connection
+    child: str
+    reqid: int
+    version: int
+    local_ts: list[str]
+    remote_ts: list[str]
+    reason: str  # "start_action", "close_action", "dpd_action"
+    acquires: int = 0  # Acquires it raised
+    last_acquire: float | None = None  # engine clock

@@ -66,6 +66,7 @@ def snapshot(sa: IkeSa) -> IkeSaStatus:
                 installed_at=c.installed_at,
                 rekey_at=c.rekey_at,
                 expire_at=c.expire_at,
+                inactivity=c.config.inactivity,
             )
         )
     return st

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ikeagent.config.errors import ConfigError
 from ikeagent.config.model import AgentConfig
-from ikeagent.dataplane.base import Dataplane, DataplaneEvent, Endpoint
+from ikeagent.dataplane.base import Dataplane, DataplaneEvent, Endpoint, SaUsage
 from ikeagent.engine import events as ev
 from ikeagent.runtime import logging as agent_logging
 from ikeagent.runtime.control import DEFAULT_SOCKET, ControlServer
@@ -53,6 +53,7 @@ class EngineLike(Protocol):
     def next_event(self) -> ev.Event | None: ...
     def get_timer(self) -> float | None: ...
     def list_sas(self) -> list[ev.IkeSaStatus]: ...
+    def list_traps(self) -> list[ev.TrapStatus]: ...
     def stats(self) -> dict[str, int]: ...
 
 
@@ -504,6 +505,25 @@ class Agent(Waiting):
         log.info("removing policy reqid %d", e.reqid)
         self.dp("remove_policy", e.reqid)
 
+    def _install_trap(self, e: ev.InstallTrap) -> None:
+        log.info(
+            "installing trap policy %s reqid %d: %s === %s",
+            e.trap.name,
+            e.trap.reqid,
+            ", ".join(map(str, e.trap.local_ts)),
+            ", ".join(map(str, e.trap.remote_ts)),
+        )
+        self.dp("install_trap", e.trap)
+
+    def _query_usage(self, e: ev.QueryUsage) -> None:
+        """Answer the engine at once with the pair's use (it decides on ``inactivity``)."""
+        try:
+            c = self.dp("counters", e.reqid, e.spi_in, e.spi_out)
+            usage = SaUsage(e.reqid, e.spi_in, e.spi_out, c.last_used, c.packets_in + c.packets_out)
+        except KeyError:
+            usage = SaUsage(e.reqid, e.spi_in, e.spi_out, None, None)
+        self.engine_call("handle_dataplane_event", usage, self.clock())
+
     def _log_status(self, e: ev.Event) -> None:
         if log.isEnabledFor(logging.INFO):  # no text built for a level that is off
             log.info("%s", _describe(e))
@@ -536,6 +556,8 @@ _EVENT_HANDLERS: dict[type, Callable[[Agent, Any], None]] = {
     ev.DeleteChild: Agent._delete_child,
     ev.ActivateOutbound: Agent._activate_outbound,
     ev.RemovePolicy: Agent._remove_policy,
+    ev.InstallTrap: Agent._install_trap,
+    ev.QueryUsage: Agent._query_usage,
     ev.IkeSaUp: Agent._log_status,
     ev.IkeSaDown: Agent._log_status,
     ev.ChildUp: Agent._log_status,

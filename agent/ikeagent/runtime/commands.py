@@ -5,6 +5,7 @@ Requests and results (``ok: true``):
 - ``{"cmd": "status"}`` -> version, pid, uptime, config path, dataplane {name, reason},
   ike_sas, child_sas, connections, stats {agent, engine, dataplane}.
 - ``{"cmd": "list-sas"}`` -> list of IKE SAs (``ikeagent.runtime.views.ike_sa_view``).
+- ``{"cmd": "list-traps"}`` -> list of trap policies (``ikeagent.runtime.views.trap_view``).
 - ``{"cmd": "list-conns"}`` -> list of configured connections (no secrets).
 - ``{"cmd": "up", "name": N, "timeout": 30}`` -> the connection's IKE SAs once the IKE SA and
   all its children are up; fails on a failure or the timeout.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ikeagent
 from ikeagent.config.errors import ConfigError
 from ikeagent.runtime.control import CommandError
-from ikeagent.runtime.views import connection_view, ike_sa_view
+from ikeagent.runtime.views import connection_view, ike_sa_view, trap_view
 
 if TYPE_CHECKING:
     from ikeagent.runtime.agent import Agent
@@ -91,6 +92,19 @@ async def status(agent: Agent, request: dict[str, Any]) -> Any:
 async def list_sas(agent: Agent, request: dict[str, Any]) -> Any:
     name = request.get("name")
     return _sas(agent, name if isinstance(name, str) else None)
+
+
+async def list_traps(agent: Agent, request: dict[str, Any]) -> Any:
+    name = request.get("name")
+    now = agent.now()
+    sas = agent.engine_call("list_sas") or []
+    up = {c.reqid for sa in sas for c in sa.children}
+    traps = agent.engine_call("list_traps") if hasattr(agent.engine, "list_traps") else []
+    return [
+        trap_view(t, now, t.reqid in up)
+        for t in traps or []
+        if not isinstance(name, str) or t.name == name
+    ]
 
 
 async def list_conns(agent: Agent, request: dict[str, Any]) -> Any:
@@ -165,6 +179,7 @@ async def reload(agent: Agent, request: dict[str, Any]) -> Any:
 COMMANDS: dict[str, Command] = {
     "status": status,
     "list-sas": list_sas,
+    "list-traps": list_traps,
     "list-conns": list_conns,
     "up": up,
     "down": down,

@@ -13,7 +13,7 @@ from typing import Any
 from ikeagent.config.model import AuthConfig, ChildConfig, ConnectionConfig
 from ikeagent.crypto.suites import Proposal
 from ikeagent.dataplane.base import SaCounters
-from ikeagent.engine.events import ChildSaStatus, IkeSaStatus
+from ikeagent.engine.events import ChildSaStatus, IkeSaStatus, TrapStatus
 
 CountersLookup = Callable[[int, int, int], SaCounters | None]
 
@@ -51,6 +51,24 @@ def child_sa_view(child: ChildSaStatus, counters: SaCounters | None, now: float)
         "installed": _since(now, child.installed_at),
         "rekey_in": _until(now, child.rekey_at),
         "expire_in": _until(now, child.expire_at),
+        # seconds since the pair last carried a packet (or was installed, if it never did)
+        "idle": _since(now, max(c.last_used or child.installed_at, child.installed_at)),
+        "inactivity": child.inactivity or None,  # closed after this long idle (None: never)
+    }
+
+
+def trap_view(trap: TrapStatus, now: float, active: bool) -> dict[str, Any]:
+    return {
+        "name": trap.name,
+        "child": trap.child,
+        "reqid": trap.reqid,
+        "version": trap.version,
+        "local_ts": list(trap.local_ts),
+        "remote_ts": list(trap.remote_ts),
+        "reason": trap.reason,
+        "acquires": trap.acquires,
+        "last_acquire": _since(now, trap.last_acquire),
+        "active": active,  # a Child SA is up under its reqid
     }
 
 
@@ -107,6 +125,9 @@ def _child_view(c: ChildConfig) -> dict[str, Any]:
         "remote_ts": [str(t) for t in c.remote_ts],
         "esp_proposals": [proposal_text(p) for p in c.esp_proposals],
         "start_action": c.start_action.value,
+        "inactivity": c.inactivity,
+        "life_bytes": c.life_bytes,
+        "life_packets": c.life_packets,
         "rekey_time": c.rekey_time,
         "life_time": c.life_time,
         "rekey_bytes": c.rekey_bytes,

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import ChildConfig, ConnectionConfig
-from ikeagent.dataplane.base import Acquire, DataplaneEvent, Endpoint, ExpireKind, SaExpired
+from ikeagent.dataplane.base import DataplaneEvent, Endpoint, ExpireKind, SaExpired
 from ikeagent.engine.addresses import UNBOUND, addr_ok
 from ikeagent.engine.deadlines import Deadlines
 from ikeagent.engine.ikev1 import informational, phase1, quick_mode
@@ -104,6 +104,7 @@ class V1Engine(Lifecycle, Timers):
         cfgs: list[ChildConfig],
         *,
         rekey_of: V1Sa | None = None,
+        keying_try: int = 1,
     ) -> V1Sa | None:
         active = [
             s
@@ -144,6 +145,7 @@ class V1Engine(Lifecycle, Timers):
         sa.force_encap = self.core.force_encap or conn.encap
         sa.pending_children = list(cfgs)
         sa.rekey_of = rekey_of
+        sa.keying_try = keying_try
         self.register(sa)
         self.log.info(
             "%s: initiating IKEv1 %s Mode to %s:%d",
@@ -332,10 +334,11 @@ class V1Engine(Lifecycle, Timers):
             ex.deadline = None
             self.count("retransmit_timeout")
             what = f"{ex.kind} exchange" + (f" {ex.message_id:08x}" if ex.message_id else "")
-            if ex.message_id == 0:
-                self.destroy_ike(
-                    sa, f"peer did not answer {what} after {ex.tries - 1} retransmits", now
-                )
+            reason = f"peer did not answer {what} after {ex.tries - 1} retransmits"
+            if ex.message_id == 0 and sa.initiator and sa.state is IkeState.CONNECTING:
+                self.connect_failed(sa, reason, now)
+            elif ex.message_id == 0:
+                self.destroy_ike(sa, reason, now)
             else:
                 quick_mode.timed_out(self, sa, ex, now)
             return
@@ -373,9 +376,7 @@ class V1Engine(Lifecycle, Timers):
 
     def handle_dataplane_event(self, event: DataplaneEvent, now: float) -> None:
         if not isinstance(event, SaExpired):
-            if isinstance(event, Acquire):
-                self.count("acquires")
-            return
+            return  # Acquires and usage reports are the core's (ondemand)
         for sa in list(self.sas.values()):
             child = sa.child_by_spi_in(event.spi) or sa.child_by_spi_out(event.spi)
             if child is None:

@@ -108,7 +108,15 @@ def _on_delete(eng: V1Engine, sa: V1Sa, p: w1.Delete, now: float) -> None:
         for spi in p.spis:
             if len(spi) == 16 and spi == sa.cookies:
                 eng.log.info("%s: peer deleted the ISAKMP SA", sa.peer_label())
+                closed = [
+                    c.config
+                    for c in sa.children
+                    if c.state is ChildState.INSTALLED and eng.core.closes_lineage(c, sa)
+                ]
+                conn = sa.conn
+                start = eng.core.ondemand.peer_closing(conn, closed)
                 eng.destroy_ike(sa, "deleted by peer", now)
+                eng.core.ondemand.start_closed(conn, start, now)
                 return
         eng.count("unknown_delete")
         return
@@ -123,7 +131,11 @@ def _on_delete(eng: V1Engine, sa: V1Sa, p: w1.Delete, now: float) -> None:
         if child is None:
             eng.count("unknown_delete")
             continue
+        start = []
+        if child.state is ChildState.INSTALLED and eng.core.closes_lineage(child):
+            start = eng.core.ondemand.peer_closing(holder.conn, [child.config])
         eng.remove_child(holder, child, "deleted by peer", now)
+        eng.core.ondemand.start_closed(holder.conn, start, now)
 
 
 def _find_child_out(eng: V1Engine, sa: V1Sa, spi_out: int):  # noqa: ANN202
@@ -204,13 +216,6 @@ def dpd_timer(eng: V1Engine, sa: V1Sa, now: float) -> None:
 
 
 def _peer_dead(eng: V1Engine, sa: V1Sa, now: float) -> None:
-    conn = sa.conn
-    assert conn is not None
     eng.count("dpd_dead")
     eng.log.warning("%s: peer did not answer DPD: it is dead", sa.peer_label())
-    restart = [c.config for c in sa.children if c.config.dpd_action == "restart"]
-    restart += [c for c in conn.children.values() if c.dpd_action == "restart" and c not in restart]
-    eng.destroy_ike(sa, "dead peer (DPD)", now)
-    if restart and conn.remote_addrs:
-        eng.log.info("%s: dpd_action restart: initiating again", sa.peer_label())
-        eng.initiate(conn, now, restart)
+    eng.peer_dead(sa, "dead peer (DPD)", now)

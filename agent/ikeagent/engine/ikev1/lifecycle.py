@@ -11,7 +11,6 @@ from ikeagent.engine.events import (
     DeleteChild,
     IkeSaDown,
     IkeSaUp,
-    RemovePolicy,
 )
 from ikeagent.engine.ikev1 import informational, quick_mode
 from ikeagent.engine.ikev1.phase1_keys import describe
@@ -138,6 +137,36 @@ class Lifecycle:
             )
             self.refresh(o)
 
+    def connect_failed(self: V1Engine, sa: V1Sa, reason: str, now: float) -> None:
+        """Our Phase 1 never completed (no answer): try again while ``keyingtries`` allows."""
+        conn = sa.conn
+        children = list(sa.pending_children)
+        rekey_of = sa.rekey_of
+        self.destroy_ike(sa, reason, now)
+        if conn is None or rekey_of is not None:
+            return
+        if self.core.config.connections.get(conn.name) is not conn:
+            return
+        if conn.keyingtries and sa.keying_try >= conn.keyingtries:
+            return
+        self.log.info(
+            "%s: keyingtries: attempt %d%s",
+            conn.name,
+            sa.keying_try + 1,
+            f" of {conn.keyingtries}" if conn.keyingtries else "",
+        )
+        self.initiate(conn, now, children, keying_try=sa.keying_try + 1)
+
+    def peer_dead(self: V1Engine, sa: V1Sa, reason: str, now: float) -> None:
+        """The peer stopped answering: each child follows its ``dpd_action`` (``ondemand``)."""
+        conn = sa.conn
+        cfgs = [c.config for c in sa.children if c.state is not ChildState.DESTROYED]
+        restart = self.core.ondemand.before_peer_dead(conn, cfgs + sa.pending_children)
+        self.count("dead_peers")
+        self.destroy_ike(sa, reason, now)
+        if conn is not None and self.core.config.connections.get(conn.name) is conn:
+            self.core.ondemand.restart_after(conn, restart, now)
+
     def fail_ike(self: V1Engine, sa: V1Sa, reason: str, now: float) -> None:
         sa.fail_reason = reason
         self.count("ike_failures")
@@ -177,6 +206,7 @@ class Lifecycle:
         if child in sa.children:
             sa.children.remove(child)
         core = self.core
+        core.ondemand.retiring(child)
         core.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
         core.release_spi_in(child.spi_in)
         left = [
@@ -187,8 +217,7 @@ class Lifecycle:
         ]
         left += [c for s in core.sas.values() for c in s.children if c.reqid == child.reqid]
         if not left:
-            core.release_reqid(child.reqid)
-            core.emit(RemovePolicy(child.reqid))
+            core.ondemand.pairs_gone(child.reqid)
         if not any(getattr(c, "lineage", None) == child.lineage for c in left):
             core.emit(ChildDown(child.name, sa.name, child.reqid, reason))
         self.log.info(

@@ -129,6 +129,7 @@ def established(
     child.set_state(ChildState.INSTALLED)
     child.installed_at = now
     child.rekey_at, child.expire_at = _deadlines(eng, cfg, task.life, now, we_initiated)
+    eng.core.ondemand.arm_idle_check(sa, child, now)
     eng.core.emit(ChildUp(cfg.name, sa.name, child.reqid))
     eng.log.info(
         "%s: CHILD_SA %s{%d} established with SPIs %08x_i %08x_o, %s, TS %s === %s",

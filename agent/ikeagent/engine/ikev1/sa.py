@@ -59,6 +59,9 @@ class V1Child:
     expire_at: float | None = None
     state: ChildState = ChildState.INSTALLED
     delete_at: float | None = None  # REKEYED: delete it ourselves if the peer never does
+    idle_check_at: float | None = None  # ask the data plane when it was last used (inactivity)
+    idle_base: float = 0.0  # the rekey chain's last known use (or its first install)
+    idle_packets: int = 0  # its packet count (both directions) at the last check
 
     def set_state(self, new: ChildState) -> None:
         self.state = check_child(self.state, new)
@@ -123,6 +126,7 @@ class V1Sa:
     rekey_of: V1Sa | None = None  # the ISAKMP SA this new Phase 1 replaces
     deadline: float | None = None
     fail_reason: str | None = None
+    keying_try: int = 1  # initiator: which attempt of the connection's keyingtries this is
     # message IDs of the Informationals and Quick Modes handled: one seen again is a replay
     seen_info: set[int] = field(default_factory=set)
 

@@ -87,6 +87,7 @@ def snapshot(sa: V1Sa) -> IkeSaStatus:
                 installed_at=c.installed_at,
                 rekey_at=c.rekey_at,
                 expire_at=c.expire_at,
+                inactivity=c.config.inactivity,
             )
         )
     return st

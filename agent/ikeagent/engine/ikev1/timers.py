@@ -35,6 +35,7 @@ class Timers:
         for c in sa.children:
             for t in (
                 c.rekey_at if c.state is ChildState.INSTALLED else None,
+                c.idle_check_at if c.state is ChildState.INSTALLED else None,
                 c.expire_at,
                 c.delete_at,
             ):
@@ -100,6 +101,12 @@ class Timers:
                 if sa.state is IkeState.DESTROYED:
                     return
         for c in list(sa.children):
+            if (
+                c.idle_check_at is not None
+                and c.idle_check_at <= now
+                and c.state is ChildState.INSTALLED
+            ):
+                self.core.ondemand.idle_check_due(c)
             if c.expire_at is not None and c.expire_at <= now:
                 c.expire_at = None
                 self.log.warning(

@@ -109,6 +109,7 @@ def install(
         lifetime=lifetime,
         outbound_active=outbound_active,
     )
+    eng.ondemand.arm_idle_check(sa, entry, now)
     sa.children.append(entry)
     eng.emit(InstallChild(child_sa))
     eng.emit(ChildUp(cfg.name, sa.name, reqid))

@@ -90,7 +90,7 @@ class IkeRekeyTask:
         if sa.peer_deleted:
             eng.destroy_ike(sa, "deleted by peer after a rekey collision", now)
         else:
-            eng.destroy_ike(sa, "peer did not answer the IKE_SA rekey", now)
+            eng.peer_dead(sa, "peer did not answer the IKE_SA rekey", now)
 
     def on_response(self, eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> None:
         conn = sa.conn

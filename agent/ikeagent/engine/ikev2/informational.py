@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 class DeleteChildTask:
     exchange = w.ExchangeType.INFORMATIONAL
 
-    def __init__(self, children: list[ChildEntry], reason: str) -> None:
+    def __init__(self, children: list[ChildEntry], reason: str, *, close_ike: bool = False) -> None:
         self.children = children
         self.reason = reason
+        self.close_ike = close_ike
 
     def describe(self) -> str:
         return "delete CHILD_SA " + ", ".join(c.name for c in self.children)
@@ -37,6 +38,12 @@ class DeleteChildTask:
     def on_response(self, eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> None:
         for c in self.children:
             eng.remove_child(sa, c, self.reason, now)
+        if (
+            self.close_ike
+            and sa.state is IkeState.ESTABLISHED
+            and not any(c.state is ChildState.INSTALLED for c in sa.children)
+        ):
+            eng.delete_ike(sa, "its last CHILD_SA closed for inactivity", now)
 
 
 class DeleteIkeTask:
@@ -73,7 +80,7 @@ class DpdTask:
         pass
 
     def on_timeout(self, eng: Engine, sa: IkeSa, now: float) -> None:
-        eng.destroy_ike(sa, "peer did not answer liveness checks (dead peer)", now)
+        eng.peer_dead(sa, "peer did not answer liveness checks (dead peer)", now)
 
 
 def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> list[w.Payload]:
@@ -96,10 +103,23 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
                     sa.peer_deleted = True
                     eng.after_response(sa, lambda t=theirs: eng.peer_rekey_wins(sa, t, now))
                     return []
-                eng.after_response(sa, lambda: eng.destroy_ike(sa, "deleted by peer", now))
+
+                def gone() -> None:
+                    closed = [
+                        c.config
+                        for c in sa.children
+                        if c.state is ChildState.INSTALLED and eng.closes_lineage(c, sa)
+                    ]
+                    conn = sa.conn
+                    start = eng.ondemand.peer_closing(conn, closed)
+                    eng.destroy_ike(sa, "deleted by peer", now)
+                    eng.ondemand.start_closed(conn, start, now)
+
+                eng.after_response(sa, gone)
                 return []
             if int(p.protocol) in (w.ProtocolId.ESP, w.ProtocolId.AH):
                 ours: list[int] = []
+                start: list[str] = []
                 for spi in p.spis:
                     child = sa.child_by_spi_out(spi)
                     if child is None:
@@ -115,7 +135,14 @@ def respond(eng: Engine, sa: IkeSa, payloads: list[w.Payload], now: float) -> li
                         eng.emit(
                             ActivateOutbound(successor.reqid, successor.spi_in, successor.spi_out)
                         )
+                    if child.state is ChildState.INSTALLED and eng.closes_lineage(child):
+                        start += eng.ondemand.peer_closing(sa.conn, [child.config])
                     eng.remove_child(sa, child, "deleted by peer", now)
+                if start:
+                    eng.after_response(
+                        sa,
+                        lambda c=sa.conn, names=start: eng.ondemand.start_closed(c, names, now),
+                    )
                 if ours:
                     out.append(w.Delete(w.ProtocolId(int(p.protocol)), 4, tuple(ours)))
         elif isinstance(p, w.Notify):

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ikeagent.config.model import ChildConfig
-from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp, RemovePolicy
+from ikeagent.engine.events import ChildDown, DeleteChild, IkeSaDown, IkeSaUp
 from ikeagent.engine.ikev2.child_create import CreateChildTask, notify
 from ikeagent.engine.ikev2.identities import same_identity
 from ikeagent.engine.ikev2.ike_auth import IkeAuthTask
@@ -159,6 +159,36 @@ class Lifecycle:
         if self.log.isEnabledFor(logging.INFO):
             self.log.info("%s: IKE_SA deleted: %s", sa.peer_label(), reason)
 
+    def peer_dead(self: Engine, sa: IkeSa, reason: str, now: float) -> None:
+        """The peer of an established SA stopped answering: each child follows its
+        ``dpd_action`` (see ``ondemand``), then the SA goes."""
+        conn = sa.conn
+        cfgs = [c.config for c in sa.children if c.state is not ChildState.DESTROYED]
+        restart = self.ondemand.before_peer_dead(conn, cfgs + sa.pending_children)
+        self.count("dead_peers")
+        self.destroy_ike(sa, reason, now)
+        if conn is not None and self.config.connections.get(conn.name) is conn:
+            self.ondemand.restart_after(conn, restart, now)
+
+    def connect_failed(
+        self: Engine, sa: IkeSa, reason: str, children: list[ChildConfig], now: float
+    ) -> None:
+        """Our IKE SA never came up (no answer): try again while ``keyingtries`` allows."""
+        conn = sa.conn
+        self.destroy_ike(sa, reason, now)
+        if conn is None or not sa.initiator or self.config.connections.get(conn.name) is not conn:
+            return
+        if conn.keyingtries and sa.keying_try >= conn.keyingtries:
+            return
+        names = list(dict.fromkeys(c.name for c in children)) or None
+        self.log.info(
+            "%s: keyingtries: attempt %d%s",
+            conn.name,
+            sa.keying_try + 1,
+            f" of {conn.keyingtries}" if conn.keyingtries else "",
+        )
+        self.initiate(conn.name, now, names, keying_try=sa.keying_try + 1)
+
     # ---- Child SAs -------------------------------------------------------------------------
 
     def remove_child(self: Engine, sa: IkeSa, child: ChildEntry, reason: str, now: float) -> None:
@@ -172,14 +202,14 @@ class Lifecycle:
         )
         if child in holder.children:
             holder.children.remove(child)
+        self.ondemand.retiring(child)
         self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
         self.release_spi_in(child.spi_in)
         # the policy stays while a pair holds its reqid (a rekeyed pair, or one of another IKE
         # SA with the same policy); the Child SA is down when its rekey chain has no pair left
         left = [c for s in self.sas.values() for c in s.children if c.reqid == child.reqid]
         if not left:
-            self.release_reqid(child.reqid)
-            self.emit(RemovePolicy(child.reqid))
+            self.ondemand.pairs_gone(child.reqid)
         if not any(c.lineage == child.lineage for c in left):
             self.emit(ChildDown(child.name, sa.name, child.reqid, reason))
         if self.log.isEnabledFor(logging.INFO):
@@ -194,9 +224,17 @@ class Lifecycle:
             )
 
     def delete_children(
-        self: Engine, sa: IkeSa, children: list[ChildEntry], reason: str, now: float
+        self: Engine,
+        sa: IkeSa,
+        children: list[ChildEntry],
+        reason: str,
+        now: float,
+        *,
+        close_ike: bool = False,
     ) -> None:
-        self.queue_task(sa, DeleteChildTask(children, reason), now)
+        """Delete ``children`` (INFORMATIONAL); with ``close_ike`` the IKE SA follows when no
+        installed child is left on it."""
+        self.queue_task(sa, DeleteChildTask(children, reason, close_ike=close_ike), now)
 
     def loses_rekey_collision(self: Engine, old: ChildEntry, nonces: tuple[bytes, bytes]) -> bool:
         """RFC 7296 2.8.1: when both ends rekeyed ``old`` at once, the pair whose lowest nonce

@@ -104,14 +104,17 @@ class TaskManager:
             sa.outstanding = None
             self.count("retransmit_timeout")
             on_timeout = getattr(out.task, "on_timeout", None)
+            reason = f"peer did not answer {out.task.describe()} after {out.tries - 1} retransmits"
             if on_timeout is not None:
                 on_timeout(self, sa, now)
+            elif sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING):
+                self.peer_dead(sa, reason, now)
+            elif sa.state is IkeState.CONNECTING and sa.initiator:
+                first = getattr(out.task, "child", None)
+                children = ([first] if first is not None else []) + sa.pending_children
+                self.connect_failed(sa, reason, children, now)
             else:
-                self.destroy_ike(
-                    sa,
-                    f"peer did not answer {out.task.describe()} after {out.tries - 1} retransmits",
-                    now,
-                )
+                self.destroy_ike(sa, reason, now)
             return
         self.count("retransmits")
         self.log.info(

@@ -37,6 +37,9 @@ class ChildEntry:
     delete_at: float | None = None  # REKEYED: delete ourselves if the peer never does
     # the rekey chain this pair belongs to (the reqid may be shared with other chains)
     lineage: int = 0
+    idle_check_at: float | None = None  # ask the data plane when it was last used (inactivity)
+    idle_base: float = 0.0  # the rekey chain's last known use (or its first install)
+    idle_packets: int = 0  # its packet count (both directions) at the last check
 
     def set_state(self, new: ChildState) -> None:
         self.state = check_child(self.state, new)
@@ -120,6 +123,7 @@ class IkeSa:
     child_retries: list[tuple[float, ChildConfig]] = field(default_factory=list)
     deadline: float | None = None  # the earliest timer of this SA, as last pushed
     fail_reason: str | None = None
+    keying_try: int = 1  # initiator: which attempt of the connection's keyingtries this is
     # certificate authentication (RFC 7427): the peer's SIGNATURE_HASH_ALGORITHMS hash IDs,
     # the auth method class each side used ("psk"/"pubkey"), the peer's validated certificate
     peer_hashes: tuple[int, ...] = ()

@@ -35,6 +35,7 @@ class Timers:
         for c in sa.children:
             for t in (
                 c.rekey_at if c.state is ChildState.INSTALLED else None,
+                c.idle_check_at if c.state is ChildState.INSTALLED else None,
                 c.expire_at,
                 c.delete_at,
             ):
@@ -99,6 +100,12 @@ class Timers:
                         else now + conn.dpd_delay
                     )
         for c in list(sa.children):
+            if (
+                c.idle_check_at is not None
+                and c.idle_check_at <= now
+                and c.state is ChildState.INSTALLED
+            ):
+                self.ondemand.idle_check_due(c)
             if (
                 c.expire_at is not None
                 and c.expire_at <= now

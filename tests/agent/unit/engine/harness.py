@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ikeagent.config.schema import parse_config
+from ikeagent.dataplane.base import SaUsage
 from ikeagent.dataplane.memory import MemoryDataplane
 from ikeagent.engine.core import Engine
 from ikeagent.engine.events import (
@@ -19,6 +20,8 @@ from ikeagent.engine.events import (
     IkeSaDown,
     IkeSaUp,
     InstallChild,
+    InstallTrap,
+    QueryUsage,
     RemovePolicy,
 )
 from ikelab_testing.pki import now as pki_now
@@ -156,6 +159,20 @@ class Pair:
                 s.dp.delete_child_sas(ev.reqid, ev.spi_in, ev.spi_out)
             elif isinstance(ev, RemovePolicy):
                 s.dp.remove_policy(ev.reqid)
+            elif isinstance(ev, InstallTrap):
+                s.dp.install_trap(ev.trap)
+            elif isinstance(ev, QueryUsage):
+                # as the runtime does: read the pair's counters and answer at once
+                c = s.dp.counter_table.get((ev.reqid, ev.spi_in, ev.spi_out))
+                usage = SaUsage(
+                    ev.reqid,
+                    ev.spi_in,
+                    ev.spi_out,
+                    c.last_used if c is not None else None,
+                    c.packets_in + c.packets_out if c is not None else None,
+                    c.last_used_exact if c is not None else True,
+                )
+                s.engine.handle_dataplane_event(usage, self.now)
             elif isinstance(ev, IkeSaUp | IkeSaDown | ChildUp | ChildDown):
                 pass
 
