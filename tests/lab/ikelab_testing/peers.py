@@ -205,8 +205,16 @@ class CharonPeer:
     label = "charon"
 
     def __init__(
-        self, end: End, *, credentials: EndCredentials | None = None, **charon_kwargs: Any
+        self,
+        end: End,
+        *,
+        credentials: EndCredentials | None = None,
+        child_options: Mapping[str, Any] | None = None,
+        conn_options: Mapping[str, Any] | None = None,
+        **charon_kwargs: Any,
     ) -> None:
+        """``child_options``/``conn_options``: further swanctl keys of the child and the
+        connection (``start_action``, ``inactivity``, ``dpd_delay``, ...)."""
         self.end = end
         spec = end.spec
         if spec.version == 1:
@@ -238,8 +246,10 @@ class CharonPeer:
                     [end.site.subnet],
                     [end.peer.subnet],
                     esp_proposals=spec.esp_proposals,
+                    extra=dict(child_options or {}),
                 )
             ],
+            extra=dict(conn_options or {}),
             **auth,
         )
         self.charon.load([conn], secrets)

@@ -1,0 +1,180 @@
+"""On-demand tunnels against strongSwan's charon (kernel-libipsec) and between two agents
+(userspace data plane), IKEv1 and IKEv2: a trap raises the tunnel on the first packet, an idle
+Child SA is closed while the IKE SA stays, and the next packet needs only Phase 2 on that same
+IKE SA; dead peers follow dpd_action."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+from tunnels import agent_of, charon_of, print_logs, wait_for
+
+from ikelab_testing.checks import assert_encrypted
+from ikelab_testing.netns import Namespace
+from ikelab_testing.peers import AgentPeer, CharonPeer, End, Tunnel, TunnelSpec
+
+pytestmark = [pytest.mark.netns, pytest.mark.interop]
+
+SPECS = {
+    1: TunnelSpec(
+        version=1, proposals=("aes256-sha256-modp2048",), esp_proposals=("aes256-sha256",)
+    ),
+    2: TunnelSpec(),
+}
+IDLE = 4  # seconds of inactivity before the Child SA is closed
+FAST = {"retransmit_timeout": 0.5, "retransmit_tries": 3}
+
+
+def agent_factory(
+    child: Mapping[str, Any] | None = None, conn: Mapping[str, Any] | None = None
+) -> Callable[[End], AgentPeer]:
+    def hook(config: dict[str, Any]) -> None:
+        (c,) = config["connections"].values()
+        c.update(conn or {})
+        (ch,) = c["children"].values()
+        ch.update(child or {})
+
+    return lambda end: AgentPeer(end, FAST, config_hook=hook)
+
+
+def charon_factory(
+    child: Mapping[str, Any] | None = None, conn: Mapping[str, Any] | None = None
+) -> Callable[[End], CharonPeer]:
+    return lambda end: CharonPeer(end, child_options=child, conn_options=conn)
+
+
+def ping(ns: Namespace, dst: str, count: int = 5, interval: float = 0.2) -> set[int]:
+    """The sequence numbers of the echo requests that got a reply."""
+    out = subprocess.run(
+        ns.argv(["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "3", dst]),
+        capture_output=True,
+        text=True,
+        timeout=count * interval + 10,
+    ).stdout
+    return {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=", out)}
+
+
+def agent_ike(peer: AgentPeer) -> list[tuple[str, str]]:
+    return [(s["spi_i"], s["spi_r"]) for s in peer.agent.list_sas() if s["state"] == "ESTABLISHED"]
+
+
+def agent_children(peer: AgentPeer) -> list[dict[str, Any]]:
+    return [c for s in peer.agent.list_sas() for c in s["children"] if c["state"] == "INSTALLED"]
+
+
+def charon_ike(peer: CharonPeer) -> list[tuple[str, str]]:
+    sas = peer.charon.list_sas()
+    return [
+        (f"{int(s['initiator-spi'], 16):016x}", f"{int(s['responder-spi'], 16):016x}")
+        for s in sas.values()
+    ]
+
+
+def charon_children(peer: CharonPeer) -> list[dict[str, Any]]:
+    return [c for c in peer.charon.children() if c.get("state") == "INSTALLED"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("idler", ["agent", "charon"])
+def test_on_demand_tunnel_comes_up_goes_idle_and_comes_back_on_the_same_ike_sa(
+    topology, capture_factory, version: int, idler: str
+) -> None:
+    """The agent (A) traps: it installs only its policy, and a ping from behind it raises the
+    IKE SA and the Child SA. After IDLE seconds without traffic one end (``idler``: the agent
+    with ``inactivity``, or charon with its own) closes the Child SA, and both keep the IKE SA;
+    the next ping brings a new Child SA up over that same IKE SA.
+
+    charon traps only in the UML tests: its kernel-libipsec data plane (all this machine's
+    kernel allows) raises no acquires and drops what hits a trap (strongSwan 5.9)."""
+    idle = {"inactivity": f"{IDLE}s"}
+    trap = {"start_action": "trap", **(idle if idler == "agent" else {})}
+    factories = (agent_factory(trap), charon_factory(idle if idler == "charon" else None))
+    cap = capture_factory(topology.gw_a, "wan0")
+    tunnel = Tunnel(topology, *factories, SPECS[version]).start()
+    try:
+        agent, charon = agent_of(tunnel), charon_of(tunnel)
+        dst = topology.spec.host_b_addr
+        (status,) = agent.agent.ikectl("list-traps")
+        assert (status["child"], status["active"], status["acquires"]) == ("net", False, 0)
+        assert agent.agent.list_sas() == [] and charon.charon.list_sas() == {}
+
+        replies = ping(topology.host_a, dst)
+        assert replies, "no reply: the trap did not bring the tunnel up"
+        # the packet that raised the tunnel was held and delivered, not dropped
+        assert 1 in replies, f"the first echo request was lost: replies {sorted(replies)}"
+        wait_for(lambda: agent_children(agent) and charon_children(charon), 10, "both children")
+        ike = agent_ike(agent)
+        assert len(ike) == 1 and charon_ike(charon) == ike
+        first_spis = {c["spi_in"] for c in agent_children(agent)}
+
+        # idle: the Child SA goes on both ends, the IKE SA stays on both
+        wait_for(
+            lambda: not agent_children(agent) and not charon_children(charon),
+            IDLE * 3 + 5,
+            "the idle Child SA to be closed on both ends",
+        )
+        assert agent_ike(agent) == ike and charon_ike(charon) == ike
+
+        # the next packet: Phase 2 only, on the IKE SA that stayed
+        assert ping(topology.host_a, dst, count=3)
+        wait_for(lambda: agent_children(agent) and charon_children(charon), 10, "children again")
+        assert agent_ike(agent) == ike and charon_ike(charon) == ike
+        assert {c["spi_in"] for c in agent_children(agent)}.isdisjoint(first_spis)
+        assert_encrypted(cap.summary(), topology, udp=True)
+    except BaseException:
+        print_logs(tunnel.peer_a, tunnel.peer_b)
+        raise
+    finally:
+        codes = tunnel.stop()
+    assert codes == {"a": 0, "b": 0}, codes
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("action", ["restart", "trap"])
+def test_dead_peer_is_noticed_and_the_tunnel_returns_with_it(
+    topology, version: int, action: str
+) -> None:
+    """charon stops answering (SIGSTOP: no Delete, no reply, no ESP): the agent's liveness
+    checks declare it dead and its child follows ``dpd_action``. When charon answers again the
+    tunnel comes back: by itself with ``restart`` (``keyingtries`` 0 keeps trying), on the next
+    packet with ``trap``. The ping then crosses."""
+    dpd = {"dpd_delay": "2s", "keyingtries": 0} | ({"dpd_timeout": "6s"} if version == 1 else {})
+    factories = (
+        agent_factory({"start_action": "start", "dpd_action": action}, dpd),
+        charon_factory(),
+    )
+    tunnel = Tunnel(topology, *factories, SPECS[version]).start()
+    try:
+        agent, charon = agent_of(tunnel), charon_of(tunnel)
+        agent.wait_up(15)
+        before = agent_ike(agent)
+        proc = charon.charon.proc
+        assert proc is not None
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: not agent_ike(agent), 40, "the agent to declare charon dead")
+            assert not agent_children(agent)
+            if action == "trap":
+                (status,) = agent.agent.ikectl("list-traps")
+                assert (status["reason"], status["active"]) == ("dpd_action", False)
+            else:
+                assert agent.agent.ikectl("list-traps") == []
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        if action == "trap":
+            assert ping(topology.host_a, topology.spec.host_b_addr, count=3)
+        wait_for(lambda: agent_children(agent) and charon_children(charon), 40, "the tunnel back")
+        after = agent_ike(agent)
+        assert len(after) == 1 and after != before
+        assert ping(topology.host_a, topology.spec.host_b_addr, count=3) == {1, 2, 3}
+    except BaseException:
+        print_logs(tunnel.peer_a, tunnel.peer_b)
+        raise
+    finally:
+        codes = tunnel.stop()
+    assert codes == {"a": 0, "b": 0}, codes
