@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from tunnels import agent_of, charon_of, print_logs, wait_for
+from tunnels import BackgroundPing, agent_of, charon_of, print_logs, wait_for
 
 from ikelab_testing.checks import assert_encrypted
 from ikelab_testing.netns import Namespace
@@ -172,6 +173,42 @@ def test_dead_peer_is_noticed_and_the_tunnel_returns_with_it(
         after = agent_ike(agent)
         assert len(after) == 1 and after != before
         assert ping(topology.host_a, topology.spec.host_b_addr, count=3) == {1, 2, 3}
+    except BaseException:
+        print_logs(tunnel.peer_a, tunnel.peer_b)
+        raise
+    finally:
+        codes = tunnel.stop()
+    assert codes == {"a": 0, "b": 0}, codes
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_lifetimes_rekey_child_and_ike_sas_under_a_continuous_ping_without_loss(
+    topology, version: int
+) -> None:
+    """Short lifetimes (with their random jitter) make the agent rekey its Child SA every few
+    seconds and its IKE SA (IKEv1: a new Phase 1) a little less often, all while a ping runs
+    every 50 ms: every echo request gets its reply."""
+    child = {"start_action": "start", "rekey_time": "4s", "life_time": "6s"}
+    conn = {"rekey_time": "9s", "over_time": "4s"}
+    tunnel = Tunnel(topology, agent_factory(child, conn), charon_factory(), SPECS[version]).start()
+    try:
+        agent, charon = agent_of(tunnel), charon_of(tunnel)
+        agent.wait_up(15)
+        ping = BackgroundPing(topology.host_a, topology.spec.host_b_addr)
+        children: set[str] = set()
+        ikes: set[tuple[str, str]] = set()
+        end = time.monotonic() + 22
+        while time.monotonic() < end:
+            children |= {c["spi_in"] for c in agent_children(agent)}
+            ikes |= set(agent_ike(agent))
+            time.sleep(0.3)
+        sent, received, out = ping.stop()
+        assert len(children) >= 4, f"only {len(children)} Child SAs seen"
+        assert len(ikes) >= 2, f"only {len(ikes)} IKE SAs seen"
+        assert sent >= 300 and received == sent, f"lost {sent - received} of {sent}\n{out[-2000:]}"
+        # and the ends agree at the end: one IKE SA, one Child SA each
+        wait_for(lambda: len(charon_children(charon)) == 1, 10, "charon to settle on one child")
+        assert len(charon.charon.list_sas()) == 1
     except BaseException:
         print_logs(tunnel.peer_a, tunnel.peer_b)
         raise
