@@ -76,7 +76,8 @@ def received(result: Any) -> int:
     return int(m.group(1)) if m else 0
 
 
-def charon_for(side: Side) -> GuestCharon:
+def charon_for(side: Side, child: dict[str, Any] | None = None) -> GuestCharon:
+    """charon (kernel-netlink) for ``side``; ``child``: further swanctl keys of its child."""
     charon = GuestCharon(side.me).start()
     conn = Connection(
         name=side.conn,
@@ -88,7 +89,11 @@ def charon_for(side: Side) -> GuestCharon:
         proposals=(side.ike,),
         children=[
             Child(
-                CHILD, [side.me.protected_net], [side.peer.protected_net], esp_proposals=(side.esp,)
+                CHILD,
+                [side.me.protected_net],
+                [side.peer.protected_net],
+                esp_proposals=(side.esp,),
+                extra=child or {},
             )
         ],
     )
@@ -96,9 +101,12 @@ def charon_for(side: Side) -> GuestCharon:
     return charon
 
 
-def agent_for(side: Side, *, encap: bool = False) -> GuestAgent:
+def agent_for(
+    side: Side, *, encap: bool = False, child: dict[str, Any] | None = None
+) -> GuestAgent:
     """The agent (xfrm data plane) for ``side``; ``encap`` forces UDP encapsulation (the
-    agent's NAT-D then claims a NAT, so the peer encapsulates too, RFC 7296 section 2.23)."""
+    agent's NAT-D then claims a NAT, so the peer encapsulates too, RFC 7296 section 2.23);
+    ``child``: further keys of its child."""
     config = {
         "connections": {
             side.conn: {
@@ -115,6 +123,7 @@ def agent_for(side: Side, *, encap: bool = False) -> GuestAgent:
                         "remote_ts": [side.peer.protected_net],
                         "esp_proposals": [side.esp],
                         "start_action": "none",
+                        **(child or {}),
                     }
                 },
             }

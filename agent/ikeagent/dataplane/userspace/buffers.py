@@ -65,6 +65,7 @@ class _Buffers:
         "plain",
         "plain_mv",
         "gro",
+        "_scratch",
     )
 
     def __init__(self) -> None:
@@ -78,3 +79,10 @@ class _Buffers:
         self.rx_target = [self.rx_mv]
         self.plain = bytearray(BUFFER_SIZE)
         self.plain_mv = memoryview(self.plain)
+        self._scratch: memoryview | None = None
+
+    def scratch(self) -> memoryview:
+        """A buffer for sealing one packet (held ones of a trap), allocated at first use."""
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(BUFFER_SIZE))
+        return self._scratch

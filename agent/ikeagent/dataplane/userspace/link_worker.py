@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..base import ChildSa
+from ..base import ChildSa, TrapPolicy
 from .routes import Routes
 from .tun import configure_link
 
@@ -52,7 +52,7 @@ class LinkWorker:
             raise self._error
         return self.ifindex
 
-    def add_routes(self, reqid: int, child: ChildSa) -> None:
+    def add_routes(self, reqid: int, child: ChildSa | TrapPolicy) -> None:
         self._queue.put(("add", reqid, child))
 
     def remove_routes(self, reqid: int) -> None:

@@ -21,6 +21,11 @@ Packets are read into and sealed or opened in preallocated buffers (``os.readv``
 Every method of the ``Dataplane`` protocol is called from the runtime's thread; changes to the
 SA database replace whole dicts and tuples (see ``sad``), and events are queued under a lock
 and announced through the wakeup callback.
+
+Trap policies (``install_trap``): a packet whose policy has no outbound SA leaves the hot path
+(as it always did, to be dropped) and, when the policy is a trap, is held and may raise an
+``Acquire``; an SA installed under a trap is published by the outbound thread after it sealed
+the held packets with it (see ``trap``). Packets of policies with an SA pay nothing for this.
 """
 
 from __future__ import annotations
@@ -32,15 +37,26 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from ikeagent.crypto.esp import EspAuthError, EspError, EspPadError, EspTruncated
 
-from ..base import ChildSa, DataplaneEvent, Endpoint, ExpireKind, IkeSink, SaCounters, SaExpired
+from ..base import (
+    ChildSa,
+    DataplaneEvent,
+    Endpoint,
+    ExpireKind,
+    IkeSink,
+    SaCounters,
+    SaExpired,
+    TrapPolicy,
+)
 from .buffers import MAX_PACKET, PAYLOAD_POS, _Batch, _Buffers
 from .gro import PLAIN_HDR, VNET_HDR_LEN, Coalescer
 from .link_worker import LinkWorker
-from .sad import Sad, _Metered
+from .sad import Policy, Sad, _Metered
+from .trap_path import TrapPath
 from .tun import open_tun
 from .udp import (
     GRO_ANC_SIZE,
@@ -77,7 +93,7 @@ DROP_REASONS = (
 )
 
 
-class UserspaceDataplane:
+class UserspaceDataplane(TrapPath):
     """ESP in userspace over a TUN device; see the module docstring."""
 
     name = "userspace"
@@ -108,7 +124,10 @@ class UserspaceDataplane:
         self.rule_priority = rule_priority
         self.manage_routes = manage_routes
         self.ifindex = 0
-        self._sad = Sad()
+        self._sad = Sad(on_release=self._wake_outbound)
+        # trapped policies with an SA for the outbound thread to publish (appended by any
+        # thread, taken by the outbound one: deque appends and pops are atomic)
+        self._releases: deque[Policy] = deque()
         self._link: LinkWorker | None = None
         self._tun_fd = -1
         self._running = False
@@ -124,7 +143,10 @@ class UserspaceDataplane:
         self._in_stats = dict.fromkeys(DROP_REASONS, 0)
         self._out_stats = dict.fromkeys(DROP_REASONS, 0)
         self._in_stats.update(esp_in=0, ike_in=0, keepalive_in=0, dummy_in=0)
-        self._out_stats.update(esp_out=0)
+        self._out_stats.update(
+            esp_out=0, acquires=0, held=0, held_sent=0, held_expired=0, trap_queue_full=0
+        )
+        self._ctl_stats = {"held_dropped": 0}  # written by the runtime thread
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -208,6 +230,12 @@ class UserspaceDataplane:
             self._link.add_routes(sa.reqid, policy.first)
         log.info("installed %r", sa)
 
+    def install_trap(self, trap: TrapPolicy) -> None:
+        _, new = self._sad.install_trap(trap)
+        if new and self._link is not None:
+            self._link.add_routes(trap.reqid, trap)
+        log.info("trap installed for reqid %d (%s)", trap.reqid, trap.name)
+
     def activate_outbound(self, reqid: int, spi_in: int, spi_out: int) -> None:
         if not self._sad.activate(reqid, spi_in, spi_out):
             log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
@@ -217,6 +245,9 @@ class UserspaceDataplane:
             log.debug("no SA pair 0x%08x/0x%08x under reqid %d", spi_in, spi_out, reqid)
 
     def remove_policy(self, reqid: int) -> None:
+        policy = self._sad.policies.get(reqid)
+        if policy is not None and policy.trap is not None:
+            self._ctl_stats["held_dropped"] += policy.trap.clear()
         self._sad.remove(reqid)
         if self._link is not None:
             self._link.remove_routes(reqid)
@@ -234,8 +265,9 @@ class UserspaceDataplane:
 
     def stats(self) -> dict[str, int]:
         merged = dict(self._in_stats)
-        for key, value in self._out_stats.items():
-            merged[key] = merged.get(key, 0) + value
+        for stats in (self._out_stats, self._ctl_stats):
+            for key, value in stats.items():
+                merged[key] = merged.get(key, 0) + value
         return merged
 
     # -- events -----------------------------------------------------------------------------
@@ -243,6 +275,13 @@ class UserspaceDataplane:
     def _lifetime(self, sa: _Metered) -> None:
         for kind in sa.expired_kinds():
             self._raise(SaExpired(sa.reqid, sa.spi, kind))
+
+    def _wake_outbound(self, policy: Policy) -> None:
+        """A trap got an SA to publish (any thread): wake the thread that reads the TUN."""
+        self._releases.append(policy)
+        fd = self._wake_in[1] if self.threads == 1 else self._wake_out[1]
+        if fd >= 0:
+            _poke(fd)
 
     def _raise(self, event: DataplaneEvent) -> None:
         with self._events_lock:
@@ -260,11 +299,15 @@ class UserspaceDataplane:
         """Outbound thread (two-thread mode): TUN -> ESP."""
         buffers = _Buffers()
         poller = select.poll()
+        wake = self._wake_out[0]
         poller.register(self._tun_fd, _POLLIN)
-        poller.register(self._wake_out[0], _POLLIN)
+        poller.register(wake, _POLLIN)
         while self._running:
-            if self._pump_tun(buffers, BATCH_FOREVER):
-                poller.poll()
+            # bounded turns: a trap's pending release is looked at between them
+            if self._pump_tun(buffers, 1024):
+                for fd, _ in poller.poll():
+                    if fd == wake:
+                        _drain_pipe(wake)
 
     def _split_loop_in(self) -> None:
         """Inbound thread (two-thread mode): encap sockets -> TUN, IKE -> sink."""
@@ -317,6 +360,8 @@ class UserspaceDataplane:
         Sealed packets of one SA are laid out back to back in ``buffers.out`` and leave
         together (one ``UDP_SEGMENT`` send) when the batch is full, the SA or the packet size
         changes, or the TUN device runs dry; nothing is held back when this returns."""
+        if self._releases:
+            self._release_traps(buffers)
         tun = self._tun_fd
         buf = buffers.out
         mv = buffers.out_mv
@@ -351,8 +396,9 @@ class UserspaceDataplane:
                     continue
                 sa = policy.out
                 if sa is None or sa.hard_done:
-                    stats["expired" if sa is not None else "no_sa"] += 1
-                    continue
+                    sa = self._without_sa(policy, sa, buffers, pos, n)
+                    if sa is None:
+                        continue
                 seq = sa.seq + 1
                 if seq > sa.seq_max:
                     stats["seq_overflow"] += 1

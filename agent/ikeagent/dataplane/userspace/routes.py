@@ -24,7 +24,7 @@ import time
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..base import ChildSa, TrafficSelector
+from ..base import ChildSa, TrafficSelector, TrapPolicy
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ class Routes:
                     found.setdefault(_family(ts.network), str(addr))
         return found
 
-    def add_child(self, child: ChildSa) -> list[str]:
-        """Add the routes of a child's remote selectors; returns their keys for ``remove``."""
+    def add_child(self, child: ChildSa | TrapPolicy) -> list[str]:
+        """Add the routes of a child's (or a trap's) remote selectors; returns their keys for
+        ``remove``."""
         keys: list[str] = []
         sources: dict[int, str] | None = None  # looked up only when a new route is needed
         remote = ipaddress.ip_address(child.remote_addr)

@@ -4,19 +4,22 @@ The data-plane threads read these structures while the runtime thread changes th
 change replaces a whole dict or tuple (a single attribute store, atomic under the GIL) instead
 of mutating one the threads may be iterating; the per-SA counters are plain attributes, each
 written by one thread only (inbound counters by the inbound thread, outbound by the outbound).
+A trapped policy changes its outbound SA through its ``Trap`` (see ``trap``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ikeagent.crypto.esp import EspCipher
 
-from ..base import ChildSa, ExpireKind, Lifetime, SaCounters, SaKeys
+from ..base import ChildSa, ExpireKind, Lifetime, SaCounters, SaKeys, TrapPolicy
 from ..replay import ReplayWindow
 from ..selector import PacketInfo, SelectorPair, address_key, packet_info
+from .trap import Trap
 
 _INF = float("inf")
 CACHE_LIMIT = 65536
@@ -108,7 +111,7 @@ class InboundSa(_Metered):
             and self.policy is not None
             and any(p.outbound is out for p in self.policy.pairs)
         ):
-            self.policy.out = out
+            self.policy.set_out(out)
 
 
 class OutboundSa(_Metered):
@@ -144,11 +147,12 @@ class SaPair:
 
 class Policy:
     """The selectors of one reqid and its SA pairs (oldest first); ``out`` is the newest
-    outbound SA, the one outbound traffic uses."""
+    outbound SA, the one outbound traffic uses. ``first`` (the first ChildSa, or the trap)
+    gave the selectors and routes; ``trap`` is set when the policy is a trap (``trap``)."""
 
-    __slots__ = ("reqid", "name", "selectors", "pairs", "out", "in_cache", "first")
+    __slots__ = ("reqid", "name", "selectors", "pairs", "out", "in_cache", "first", "trap")
 
-    def __init__(self, child: ChildSa) -> None:
+    def __init__(self, child: ChildSa | TrapPolicy) -> None:
         self.reqid = child.reqid
         self.name = child.name
         self.first = child
@@ -156,6 +160,18 @@ class Policy:
         self.pairs: tuple[SaPair, ...] = ()
         self.out: OutboundSa | None = None
         self.in_cache: dict[tuple, bool] = {}
+        self.trap: Trap | None = None
+
+    def set_out(self, sa: OutboundSa | None) -> None:
+        """Send on ``sa`` from now on (a trap publishes it after its held packets left)."""
+        if self.trap is None:
+            self.out = sa
+        else:
+            self.trap.set_out(self, sa)
+
+    def current_out(self) -> OutboundSa | None:
+        """The outbound SA in use, or about to be (a trap's pending release)."""
+        return self.out if self.trap is None else self.trap.current(self)
 
     def allows_inbound(self, buf: bytearray | memoryview, pos: int, length: int) -> bool:
         """Whether the decrypted inner packet ``buf[pos:pos+length]`` fits the child's
@@ -178,14 +194,21 @@ class Policy:
 
 
 class Sad:
-    """Policies by reqid, inbound SAs by SPI and the outbound lookup."""
+    """Policies by reqid, inbound SAs by SPI and the outbound lookup.
 
-    def __init__(self) -> None:
+    ``on_release(policy)`` is called (from the thread that made the change) when a trapped
+    policy got a usable outbound SA that the outbound thread has to publish (see ``trap``)."""
+
+    def __init__(self, on_release: Callable[[Policy], None] = lambda policy: None) -> None:
         self.policies: dict[int, Policy] = {}
         self.inbound: dict[int, InboundSa] = {}
-        self.order: tuple[Policy, ...] = ()  # outbound match order: install order
+        # outbound match order: install order, trapped policies after the others (a trap
+        # yields to a narrower child that has a reqid and policy of its own)
+        self.order: tuple[Policy, ...] = ()
         self.narrow: tuple[Policy, ...] = ()
+        self.traps: tuple[Policy, ...] = ()
         self.out_cache: dict[tuple, Policy | None] = {}
+        self.on_release = on_release
 
     def install(self, child: ChildSa) -> tuple[Policy, bool]:
         """Add an SA pair; returns its policy and whether the policy is new."""
@@ -201,14 +224,20 @@ class Sad:
             policy = Policy(child)
         inbound.policy = policy
         policy.pairs = (*policy.pairs, SaPair(child, inbound, outbound))
-        if child.outbound_active or policy.out is None:
-            policy.out = outbound
-        else:
+        # held back (``outbound_active`` False) until activated or the peer uses the pair;
+        # a first pair only under a trap (what it holds must not leave before the peer can
+        # take it), else at once: there is no other pair to send on meanwhile
+        send_now = child.outbound_active or (policy.current_out() is None and policy.trap is None)
+        if not send_now:
             inbound.activates = outbound
+        # the inbound SA first: the peer's answer to what the outbound SA (e.g. a trap's held
+        # packets) sends may come back at once
+        self.inbound = {**self.inbound, inbound.spi: inbound}
+        if send_now:
+            policy.set_out(outbound)
         if new:
             self.policies = {**self.policies, child.reqid: policy}
             self._reindex()
-        self.inbound = {**self.inbound, inbound.spi: inbound}
         return policy, new
 
     def activate(self, reqid: int, spi_in: int, spi_out: int) -> bool:
@@ -218,10 +247,26 @@ class Sad:
             return False
         for pair in policy.pairs:
             if (pair.inbound.spi, pair.outbound.spi) == (spi_in, spi_out):
-                policy.out = pair.outbound
                 pair.inbound.activates = None
+                policy.set_out(pair.outbound)
                 return True
         return False
+
+    def install_trap(self, trap: TrapPolicy) -> tuple[Policy, bool]:
+        """Arm a trap on the reqid's policy; returns the policy and whether it is new (then it
+        has the trap's selectors and no SA). An existing policy keeps its selectors and SAs;
+        it traps from then on (when its last pair goes, e.g. ``dpd_action: trap``)."""
+        policy = self.policies.get(trap.reqid)
+        new = policy is None
+        if policy is None:
+            policy = Policy(trap)
+        elif policy.trap is not None:
+            return policy, False
+        policy.trap = Trap(self.on_release)
+        if new:
+            self.policies = {**self.policies, trap.reqid: policy}
+        self._reindex()
+        return policy, new
 
     def delete(self, reqid: int, spi_in: int, spi_out: int) -> SaPair | None:
         policy = self.policies.get(reqid)
@@ -234,11 +279,13 @@ class Sad:
         if found is None:
             return None
         policy.pairs = tuple(p for p in policy.pairs if p is not found)
-        if policy.out is found.outbound or policy.out is None:
-            # the pair we sent on is gone: the newest remaining one carries on
-            policy.out = policy.pairs[-1].outbound if policy.pairs else None
+        current = policy.current_out()
+        if current is found.outbound or current is None:
+            # the pair we sent on is gone: the newest remaining one carries on (none left: a
+            # trap is armed again)
             if policy.pairs:
                 policy.pairs[-1].inbound.activates = None
+            policy.set_out(policy.pairs[-1].outbound if policy.pairs else None)
         self.inbound = {k: v for k, v in self.inbound.items() if v is not found.inbound}
         return found
 
@@ -247,6 +294,8 @@ class Sad:
         if policy is None:
             return None
         spis = {p.inbound.spi for p in policy.pairs}
+        if policy.trap is not None:
+            policy.trap.clear()  # first: a release the outbound thread publishes now fails
         policy.out = None
         self.inbound = {k: v for k, v in self.inbound.items() if k not in spis}
         self.policies = {k: v for k, v in self.policies.items() if k != reqid}
@@ -262,7 +311,9 @@ class Sad:
         raise KeyError((reqid, spi_in, spi_out))
 
     def _reindex(self) -> None:
-        self.order = tuple(self.policies.values())
+        policies = self.policies.values()
+        self.traps = tuple(p for p in policies if p.trap is not None)
+        self.order = tuple(p for p in policies if p.trap is None) + self.traps
         self.narrow = tuple(p for p in self.order if p.selectors.narrow)
         self.out_cache = {}
 

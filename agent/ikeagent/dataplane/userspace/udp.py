@@ -123,3 +123,20 @@ def _wait_writable(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
     return bool(poller.poll(SEND_WAIT_MS))
+
+
+def send_one(sock: socket.socket, data: memoryview, remote: tuple) -> bool:
+    """Send one datagram, waiting briefly once when the socket buffer is full."""
+    try:
+        sock.sendto(data, remote)
+        return True
+    except BlockingIOError:
+        if not _wait_writable(sock):
+            return False
+    except OSError:
+        return False
+    try:
+        sock.sendto(data, remote)
+    except OSError:
+        return False
+    return True

@@ -8,9 +8,12 @@ Pure functions (no sockets), so the unit tests check exactly what the kernel wou
 - SAs: tunnel mode, the engine's reqid, the owner mark, UDP encapsulation, replay window (the
   ESN replay state when ESN is on or the window exceeds what the u8 field holds), byte/packet
   lifetimes (time lifetimes stay with the engine: no time limit in the kernel).
-- Policies: out/in/fwd for every (local TS, remote TS) pair of one address family; a port
-  range is split into exact port/mask blocks (the selector has no ranges), the template names
-  ESP, tunnel mode, the reqid and the tunnel endpoints.
+- Policies: out/in/fwd for every (local TS, remote TS) pair of one address family, of a child
+  or of a trap (``TrapPolicy``: the same fields); a port range is split into exact port/mask
+  blocks (the selector has no ranges), the template names ESP, tunnel mode, the reqid and the
+  tunnel endpoints. A trap without local address ("") leaves that endpoint all-zero: the
+  kernel then takes the source of the route to the peer for the out template
+  (``xfrm_tmpl_resolve_one``) and checks only the peer's address on in/fwd.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..base import ChildSa, Lifetime, SaKeys, TrafficSelector
+from ..base import ChildSa, Lifetime, SaKeys, TrafficSelector, TrapPolicy
 from .messages import (
     IPPROTO_ESP,
     UDP_ENCAP_ESPINUDP,
@@ -182,6 +185,9 @@ def sa_id(daddr: str, spi: int, owner_mask: int) -> xfrm_usersa_id:
 # -- selectors and policies --------------------------------------------------------------
 
 
+ICMP_PROTOCOLS = frozenset({1, 58})  # ICMP, IPv6-ICMP
+
+
 def _ts_family(ts: TrafficSelector) -> int:
     return socket.AF_INET if ts.network.version == 4 else socket.AF_INET6
 
@@ -207,20 +213,54 @@ def selectors(src: TrafficSelector, dst: TrafficSelector) -> Iterator[dict]:
         return
     if src.protocol and dst.protocol and src.protocol != dst.protocol:
         return
-    for sport, smask in port_blocks(src.port_start, src.port_end):
-        for dport, dmask in port_blocks(dst.port_start, dst.port_end):
-            yield {
-                "daddr": pack_address(dst.network.network_address),
-                "saddr": pack_address(src.network.network_address),
-                "dport": dport,
-                "dport_mask": dmask,
-                "sport": sport,
-                "sport_mask": smask,
-                "family": _ts_family(src),
-                "prefixlen_d": dst.network.prefixlen,
-                "prefixlen_s": src.network.prefixlen,
-                "proto": src.protocol or dst.protocol,
-            }
+    proto = src.protocol or dst.protocol
+    if proto in ICMP_PROTOCOLS:
+        yield from _icmp_selectors(src, dst, proto)
+        return
+    for sport in port_blocks(src.port_start, src.port_end):
+        for dport in port_blocks(dst.port_start, dst.port_end):
+            yield _selector(src, dst, proto, sport, dport)
+
+
+def _selector(
+    src: TrafficSelector,
+    dst: TrafficSelector,
+    proto: int,
+    sport: tuple[int, int],
+    dport: tuple[int, int],
+) -> dict:
+    """One xfrm selector; ``sport``/``dport`` are (value, mask)."""
+    return {
+        "daddr": pack_address(dst.network.network_address),
+        "saddr": pack_address(src.network.network_address),
+        "dport": dport[0],
+        "dport_mask": dport[1],
+        "sport": sport[0],
+        "sport_mask": sport[1],
+        "family": _ts_family(src),
+        "prefixlen_d": dst.network.prefixlen,
+        "prefixlen_s": src.network.prefixlen,
+        "proto": proto,
+    }
+
+
+def _icmp_selectors(src: TrafficSelector, dst: TrafficSelector, proto: int) -> Iterator[dict]:
+    """ICMP and ICMPv6: an IKEv2 selector's "port" is type (high octet) and code (low octet)
+    (RFC 7296 3.13.1, both selectors carry it), while the kernel matches the type in ``sport``
+    and the code in ``dport``. A range spanning several types leaves the code open."""
+    ts = src if (src.port_start, src.port_end) != (0, 65535) else dst
+    types = (ts.port_start >> 8, ts.port_end >> 8)
+    codes = (ts.port_start & 0xFF, ts.port_end & 0xFF) if types[0] == types[1] else (0, 255)
+    for sport in _octet_blocks(*types):
+        for dport in _octet_blocks(*codes):
+            yield _selector(src, dst, proto, sport, dport)
+
+
+def _octet_blocks(start: int, end: int) -> list[tuple[int, int]]:
+    """An inclusive 0..255 range as (value, mask) blocks; the whole range is "any"."""
+    if (start, end) == (0, 255):
+        return [(0, 0)]
+    return port_blocks(start, end)
 
 
 def priority(sel: dict, base: int = DEFAULT_PRIORITY_BASE) -> int:
@@ -247,7 +287,9 @@ class PolicySpec:
         return dict(self.sel)
 
 
-def policy_specs(sa: ChildSa, priority_base: int = DEFAULT_PRIORITY_BASE) -> list[PolicySpec]:
+def policy_specs(
+    sa: ChildSa | TrapPolicy, priority_base: int = DEFAULT_PRIORITY_BASE
+) -> list[PolicySpec]:
     """out (local -> remote), in and fwd (remote -> local) for every selector pair."""
     specs = []
     for local in sa.local_ts:
@@ -279,16 +321,24 @@ def policy_specs(sa: ChildSa, priority_base: int = DEFAULT_PRIORITY_BASE) -> lis
 
 
 def template(src: str, dst: str, reqid: int) -> dict:
+    """One ESP tunnel template; an endpoint "" (a trap without local address) stays all-zero,
+    "any" to the kernel."""
+    if not src and not dst:
+        raise ValueError(f"reqid {reqid}: a template needs at least the peer's address")
     return {
-        "id": {"daddr": pack_address(dst), "spi": 0, "proto": IPPROTO_ESP},
-        "family": family_of(src),
-        "saddr": pack_address(src),
+        "id": {"daddr": _pack_or_any(dst), "spi": 0, "proto": IPPROTO_ESP},
+        "family": family_of(src or dst),
+        "saddr": _pack_or_any(src),
         "reqid": reqid,
         "mode": XfrmMode.TUNNEL,
         "aalgos": ALL_ALGOS,
         "ealgos": ALL_ALGOS,
         "calgos": ALL_ALGOS,
     }
+
+
+def _pack_or_any(address: str) -> bytes:
+    return pack_address(address) if address else bytes(16)
 
 
 def policy_message(spec: PolicySpec, owner_mask: int) -> xfrm_userpolicy_info:

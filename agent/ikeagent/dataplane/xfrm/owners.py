@@ -45,6 +45,16 @@ class PolicyOwners:
             return Release.RESTORE, owners[-1]
         return Release.KEEP, None
 
+    def replace(self, old: PolicySpec, new: PolicySpec) -> bool:
+        """Put ``new`` (same reqid, direction and selector, other template) in ``old``'s place,
+        keeping its rank; True when it is the kernel's policy (the newest)."""
+        owners = self._owners.get((old.dir, old.sel), [])
+        for n, spec in enumerate(owners):
+            if spec == old:
+                owners[n] = new
+                return n == len(owners) - 1
+        raise KeyError(old)
+
     def holder(self, spec: PolicySpec) -> int | None:
         owners = self._owners.get((spec.dir, spec.sel))
         return owners[-1].reqid if owners else None

@@ -36,6 +36,22 @@ Routes (``routes.py``): with ``install_routes`` a route per remote TS goes into 
 our own (``routing_table``, looked up first by a rule at ``routing_priority``) when a reqid's
 policies are installed, and leaves with them.
 
+Traps (``install_trap``): the out/in/fwd policies (with their guards) and routes of a reqid
+with no SA; what a child on it, the deletion of its last pair and ``remove_policy`` do:
+``reqids.py``. A packet on such a policy makes the kernel send an ACQUIRE (our mark, the
+template's reqid, the packet's addresses; forwarded traffic as local: ``translate.py``). What
+the kernel does with the packet (measured in UML guests, kernel 6.1, ``test_xfrm_trap.py``):
+with ``xfrm_larval_drop`` 1 (its default) it drops it silently (XfrmOutNoStates), forwarded
+or local; with 0, which ``hold_packets`` sets in the plane's namespace with the first trap
+(``sysctls.py``, restored at close), it holds it, forwarded or local (ping, UDP ``sendto``,
+TCP SYN: the sender sees no error, no EAGAIN), up to 100 per policy, and retries the queue
+after 0.1 s, doubling the wait each time (dropped when it reaches 60 s: kernel source). The SA
+does not run the queue, so packets sent after it would overtake the held ones; a policy replaced
+(UPDPOLICY) hands its queue over and runs it at once, so the first pair of a trapped reqid
+re-sends its out policies: the held packets leave in order right after the SAs are in.
+``acquire_retry`` sets ``xfrm_acq_expires`` (how long the ACQUIRE's larval state blocks the
+next one; default 30 s) to the contract's ``ACQUIRE_RETRY``; held packets outlive it.
+
 Every call comes from one thread (the runtime's data-plane thread: ``inline_calls`` is False
 because netlink requests block); the event listener runs in a thread of its own and only
 reads an immutable snapshot of what is installed.
@@ -47,41 +63,33 @@ import errno
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..base import (
-    Acquire,
+    ACQUIRE_RETRY,
     ChildSa,
     DataplaneEvent,
     Endpoint,
-    ExpireKind,
     IkeSink,
     SaCounters,
     SaExpired,
+    TrapPolicy,
 )
 from .build import (
     DEFAULT_OWNER_MASK,
     DEFAULT_PRIORITY_BASE,
-    PolicySpec,
-    policy_specs,
     sa_id,
     sa_message,
     socket_bypass_policy,
 )
-from .messages import (
-    XfrmMsg,
-    XfrmPolicyDir,
-    _XfrmMessage,
-    xfrm_user_acquire,
-    xfrm_user_expire,
-    xfrm_usersa_id,
-)
+from .messages import XfrmMsg, XfrmPolicyDir, _XfrmMessage, xfrm_usersa_id
 from .netlink import XfrmError, XfrmListener, XfrmSocket
 from .policies import KernelPolicies
+from .reqids import Pair, PolicyChange, Reqid, ReqidPolicies
 from .routes import DEFAULT_ROUTING_PRIORITY, DEFAULT_ROUTING_TABLE, RouteTable, open_iproute
 from .structs import unpack_address
+from .sysctls import ACQ_EXPIRES, LARVAL_DROP, SYSCTL_ROOT, NamespaceSysctls
+from .translate import event_for, owned, sa_counters
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +98,6 @@ UDP_ENCAP = 100
 UDP_ENCAP_ESPINUDP = 2
 IP_XFRM_POLICY = 17
 IPV6_XFRM_POLICY = 35
-
-
-@dataclass(slots=True)
-class _Pair:
-    sa: ChildSa
-    outbound_installed: bool
-
-
-@dataclass(slots=True)
-class _Child:
-    policies: list[PolicySpec] = field(default_factory=list)
-    pairs: list[_Pair] = field(default_factory=list)  # oldest first
 
 
 class XfrmDataplane:
@@ -123,6 +119,9 @@ class XfrmDataplane:
         routing_table: int = DEFAULT_ROUTING_TABLE,
         routing_priority: int = DEFAULT_ROUTING_PRIORITY,
         iproute: Callable[[str | None], object] = open_iproute,
+        hold_packets: bool = True,
+        acquire_retry: int | None = int(ACQUIRE_RETRY),
+        sysctl_root: str = SYSCTL_ROOT,
     ) -> None:
         if not 0 < owner_mask <= 0xFFFF_FFFF:
             raise ValueError("owner_mask must be a non-zero 32-bit mask")
@@ -134,7 +133,12 @@ class XfrmDataplane:
         self._connect = connect  # the unit tests pass a fake kernel here
         self._sock: XfrmSocket | None = None
         self._listener: XfrmListener | None = None
-        self._children: dict[int, _Child] = {}
+        self._children: dict[int, Reqid] = {}
+        # with the first trap: hold packets (xfrm_larval_drop 0), ACQUIREs every
+        # ``acquire_retry`` s (xfrm_acq_expires); None/False leave the namespace's values
+        self.hold_packets = hold_packets
+        self.acquire_retry = acquire_retry
+        self._sysctls = NamespaceSysctls(netns, sysctl_root)
         self._routes = (
             RouteTable(netns, routing_table, routing_priority, iproute) if install_routes else None
         )
@@ -151,6 +155,7 @@ class XfrmDataplane:
                 "policies_installed",
                 "policies_removed",
                 "install_failures",
+                "traps_installed",
                 "reconciled_sas",
                 "reconciled_policies",
                 "acquires",
@@ -159,7 +164,9 @@ class XfrmDataplane:
             ),
             0,
         )
-        self._policies = KernelPolicies(self._socket, owner_mask, self._stats)
+        self._policies = ReqidPolicies(
+            KernelPolicies(self._socket, owner_mask, self._stats), priority_base
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -193,6 +200,7 @@ class XfrmDataplane:
                 log.warning("removing reqid %d failed: %s", reqid, exc)
         if self._routes is not None:
             self._routes.close()
+        self._sysctls.restore()
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
@@ -203,10 +211,10 @@ class XfrmDataplane:
         """Delete every policy and SA carrying our owner mark (leftovers of an earlier run);
         returns (policies, SAs) removed. Nothing without exactly our mark is touched."""
         sock = self._socket()
-        policies = self._policies.reconcile(sock)
+        policies = self._policies.kernel.reconcile(sock)
         sas = 0
         for sa in sock.dump(xfrm_usersa_id(), XfrmMsg.GETSA, "dump SAs"):
-            if not self._owned(sa):
+            if not owned(sa, self.owner_mask):
                 continue
             daddr = unpack_address(sa["id"]["daddr"], sa["family"])
             try:
@@ -251,43 +259,69 @@ class XfrmDataplane:
         (True when this call added them). All or nothing: a refusal removes what was added."""
         if sa.reqid in self._children:
             return False
-        specs = policy_specs(sa, self.priority_base)
-        if not specs:
-            raise XfrmError(errno.EINVAL, f"reqid {sa.reqid}", "no traffic selector pair")
-        child = _Child()
-        try:
-            for spec in specs:
-                self._policies.add(spec)
-                child.policies.append(spec)
-        except BaseException:
-            self._policies.release(child.policies)
-            raise
-        self._children[sa.reqid] = child
+        self._children[sa.reqid] = self._policies.install(sa)
         if self._routes is not None:
             self._routes.install(sa)
         return True
 
+    def install_trap(self, trap: TrapPolicy) -> None:
+        """The policies and routes of ``trap``'s reqid, no SA (nothing changes in the
+        kernel when the reqid has policies already). All or nothing."""
+        entry = self._children.get(trap.reqid)
+        if entry is None:
+            entry = self._policies.install(trap)
+            self._children[trap.reqid] = entry
+            if self._routes is not None:
+                self._routes.install(trap)
+            log.info(
+                "trap for reqid %d (%s) installed: %s === %s",
+                trap.reqid,
+                trap.name,
+                ", ".join(map(str, trap.local_ts)),
+                ", ".join(map(str, trap.remote_ts)),
+            )
+        elif entry.trap is None:
+            log.info("reqid %d (%s) has its policies: trapped as they are", trap.reqid, trap.name)
+        if entry.trap is None:
+            self._stats["traps_installed"] += 1
+        entry.trap = trap
+        if self.hold_packets:
+            why = "hold packets of trap policies until their SA is in"
+            self._sysctls.set(LARVAL_DROP, 0, why)
+        if self.acquire_retry:
+            why = "a trap without SA raises its next ACQUIRE after this many seconds"
+            self._sysctls.set(ACQ_EXPIRES, self.acquire_retry, why)
+
     def install_child(self, sa: ChildSa) -> None:
-        added = self.install_policies(sa)
-        child = self._children[sa.reqid]
+        entry = self._children.get(sa.reqid)
+        added = entry is None
+        if entry is None:
+            self.install_policies(sa)
+            entry = self._children[sa.reqid]
         installed: list[tuple[int, str]] = []
+        change = PolicyChange()
         try:
             self._add_sa(sa, inbound=True)
             installed.append((sa.inbound.spi, sa.local_addr))
             if sa.outbound_active:
                 self._add_sa(sa, inbound=False)
                 installed.append((sa.outbound.spi, sa.remote_addr))
+            if not added:  # a trap's reqid, or a further pair: what the policies lack
+                armed = entry.trap is not None and not entry.pairs and sa.outbound_active
+                change = self._policies.merge(entry, sa, release_held=armed)
         except BaseException:
             self._stats["install_failures"] += 1
             for spi, daddr in installed:
                 self._del_sa(spi, daddr)
-            if added and not child.pairs:
-                self._policies.release(child.policies)
+            if added and not entry.pairs:
+                self._policies.release(entry)
                 if self._routes is not None:
                     self._routes.remove(sa.reqid)
                 del self._children[sa.reqid]
             raise
-        child.pairs.append(_Pair(sa, sa.outbound_active))
+        if change.added and self._routes is not None:
+            self._routes.install(sa)  # narrower than the trap's: shared, or more specific
+        entry.pairs.append(Pair(sa, sa.outbound_active))
         self._publish_spis()
         log.info("installed %r in the kernel", sa)
 
@@ -330,12 +364,15 @@ class XfrmDataplane:
             self._del_sa(spi_out, pair.sa.remote_addr)
         child.pairs.remove(pair)
         self._publish_spis()
+        if not child.pairs and child.trap is not None:
+            self._policies.rearm(child)  # the policies stay: the next packet raises an ACQUIRE
+            log.info("reqid %d: last SA pair deleted, trap armed again", reqid)
 
     def remove_policy(self, reqid: int) -> None:
         child = self._children.pop(reqid, None)
         if child is None:
             return
-        self._policies.release(child.policies)
+        self._policies.release(child)
         if self._routes is not None:
             self._routes.remove(reqid)
         for pair in child.pairs:
@@ -364,17 +401,7 @@ class XfrmDataplane:
             if exc.errno not in (errno.ESRCH, errno.ENOENT):
                 raise
             raise KeyError((reqid, spi_in, spi_out)) from exc
-        last = [t for t in (_last_used(inbound), _last_used(outbound)) if t is not None]
-        stats = inbound["stats"]
-        return SaCounters(
-            bytes_in=inbound["curlft"]["bytes"],
-            packets_in=inbound["curlft"]["packets"],
-            bytes_out=outbound["curlft"]["bytes"] if outbound is not None else 0,
-            packets_out=outbound["curlft"]["packets"] if outbound is not None else 0,
-            last_used=max(last) if last else None,
-            replay_drops=stats["replay"] + stats["replay_window"],
-            auth_failures=stats["integrity_failed"],
-        )
+        return sa_counters(inbound, outbound)
 
     def poll_events(self) -> list[DataplaneEvent]:
         with self._events_lock:
@@ -389,6 +416,7 @@ class XfrmDataplane:
         merged["children"] = len(self._children)
         merged["sa_pairs"] = sum(len(c.pairs) for c in self._children.values())
         merged["policies"] = sum(len(c.policies) for c in self._children.values())
+        merged["traps"] = sum(c.trap is not None for c in self._children.values())
         if self._routes is not None:
             merged.update(self._routes.stats)
             merged["routes"] = len(self._routes.installed())
@@ -409,10 +437,14 @@ class XfrmDataplane:
         self._socket().request(sa_message(sa, inbound, self.owner_mask), XfrmMsg.NEWSA, what)
         self._stats["sas_installed"] += 1
 
-    def _install_outbound(self, pair: _Pair) -> None:
+    def _install_outbound(self, pair: Pair) -> None:
         self._add_sa(pair.sa, inbound=False)
         pair.outbound_installed = True
         self._publish_spis()
+        entry = self._children.get(pair.sa.reqid)
+        first = entry is not None and [p for p in entry.pairs if p.outbound_installed] == [pair]
+        if first and entry is not None and entry.trap is not None:
+            self._policies.release_held(entry)  # a trap's first outbound SA, held back
 
     def _del_sa(self, spi: int, daddr: str) -> None:
         try:
@@ -424,7 +456,7 @@ class XfrmDataplane:
             if exc.errno != errno.ESRCH:  # already gone (e.g. a hard expiry)
                 log.warning("%s", exc)
 
-    def _pair(self, reqid: int, spi_in: int, spi_out: int) -> _Pair | None:
+    def _pair(self, reqid: int, spi_in: int, spi_out: int) -> Pair | None:
         child = self._children.get(reqid)
         if child is None:
             return None
@@ -444,10 +476,6 @@ class XfrmDataplane:
 
     # -- kernel notifications (listener thread) --------------------------------------------
 
-    def _owned(self, msg: _XfrmMessage) -> bool:
-        mark = msg.get_attr("XFRMA_MARK")
-        return mark is not None and (mark["v"], mark["m"]) == (0, self.owner_mask)
-
     def _on_kernel_message(self, msg: _XfrmMessage) -> None:
         event = self.event_for(msg)
         if event is None:
@@ -464,39 +492,5 @@ class XfrmDataplane:
                 log.exception("event wakeup failed")
 
     def event_for(self, msg: _XfrmMessage) -> DataplaneEvent | None:
-        """The engine event for a kernel notification, None when it is not about our SAs and
-        policies (another daemon's, or a larval SA of an ACQUIRE)."""
-        if not self._owned(msg):
-            return None
-        if isinstance(msg, xfrm_user_expire):
-            state = msg["state"]
-            daddr = unpack_address(state["id"]["daddr"], state["family"])
-            reqid = self._spis.get((state["id"]["spi"], daddr))
-            if reqid is None:
-                return None
-            kind = ExpireKind.HARD if msg["hard"] else ExpireKind.SOFT
-            return SaExpired(reqid, state["id"]["spi"], kind)
-        if isinstance(msg, xfrm_user_acquire):
-            templates = msg.get_attr("XFRMA_TMPL") or []
-            reqids = [t["reqid"] for t in templates if t["reqid"]]
-            sel = msg["sel"]
-            if not reqids or sel["family"] not in (socket.AF_INET, socket.AF_INET6):
-                return None
-            return Acquire(
-                reqids[0],
-                unpack_address(sel["saddr"], sel["family"]),
-                unpack_address(sel["daddr"], sel["family"]),
-            )
-        return None
-
-
-def _last_used(msg: _XfrmMessage | None) -> float | None:
-    """XFRMA_LASTUSED (wall-clock seconds) as a ``time.monotonic()`` value. Kernels before
-    6.2 do not update it per packet (and then send none): the SA's first use
-    (``curlft.use_time``) stands in, so "used at all" stays visible."""
-    if msg is None:
-        return None
-    wall = msg.get_attr("XFRMA_LASTUSED") or msg["curlft"]["use_time"]
-    if not wall:
-        return None
-    return time.monotonic() - max(0.0, time.time() - wall)
+        """The engine event for a kernel notification (``translate.event_for``)."""
+        return event_for(msg, self.owner_mask, self._spis)

@@ -75,6 +75,28 @@ class KernelPolicies:
         self._stats["policies_installed"] += 1
         self._owners.add(spec)
 
+    def replace(self, old: PolicySpec, new: PolicySpec) -> None:
+        """Point ``old`` (one of a reqid's policies) at ``new``'s template endpoints: in the
+        kernel (UPDPOLICY, which keeps the policy's queue of held packets) if the kernel's
+        policy for that selector is ours, else only here (it comes back with them)."""
+        if new == old:
+            return
+        if self._owners.holder(old) == old.reqid:
+            what = (
+                f"update {old.dir.name.lower()} policy (reqid {old.reqid}) to "
+                f"{new.tmpl_src or '%any'} -> {new.tmpl_dst or '%any'}"
+            )
+            self._socket().request(policy_message(new, self.owner_mask), XfrmMsg.UPDPOLICY, what)
+        self._owners.replace(old, new)
+
+    def refresh(self, spec: PolicySpec) -> None:
+        """Send ``spec`` again (UPDPOLICY) if the kernel's policy for its selector is ours:
+        the kernel then moves the packets it holds for the policy to the new one and runs
+        their queue at once (``xfrm_policy_requeue``), instead of at its next backoff."""
+        if self._owners.holder(spec) == spec.reqid:
+            what = f"refresh {spec.dir.name.lower()} policy (reqid {spec.reqid})"
+            self._socket().request(policy_message(spec, self.owner_mask), XfrmMsg.UPDPOLICY, what)
+
     def release(self, specs: list[PolicySpec]) -> None:
         """Give up ``specs`` (of one reqid): see ``owners.PolicyOwners``."""
         gone = []

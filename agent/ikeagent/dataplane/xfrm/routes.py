@@ -8,14 +8,16 @@ the XFRM policy is ever consulted, so, as strongSwan's kernel-netlink does
 - a routing table of the agent's own (220 by default) and an ``ip rule`` at priority 220
   sending every lookup there first (the table only holds our routes, so other lookups fall
   through to ``main``);
-- for each remote TS of a child, a route to its network via the underlay next hop towards the
+- for each remote TS of a child (or of a trap), a route to its network via the underlay next hop towards the
   peer (or straight on the interface the peer is reached through when it is on-link), with
   ``src`` a local address inside the local TS when the host has one, so traffic the gateway
   itself originates takes the protected source address and matches the policy.
 
 Ownership: routes and the rule carry the protocol number ``RTPROT_IKEAGENT`` in our table;
 ``reconcile`` removes only those (leftovers of an earlier run), never another daemon's.
-Routes are shared by children with the same remote network (reference counted by reqid).
+Routes are shared by children with the same remote network (reference counted by reqid); two
+children to one network from different local networks (other ``src``) share the kernel's one
+route to it: the newest's is in, and the other's comes back when that one goes.
 Failures are logged and counted, never raised: policies and SAs work without our routes on a
 host whose own routing already covers the remote networks.
 """
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..base import ChildSa
+from ..base import ChildSa, TrapPolicy
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +152,9 @@ class RouteTable:
 
     # -- routes of children -----------------------------------------------------------------
 
-    def install(self, sa: ChildSa) -> list[RouteSpec]:
-        """Routes for ``sa``'s remote TS (those not installed for another reqid already)."""
+    def install(self, sa: ChildSa | TrapPolicy) -> list[RouteSpec]:
+        """Routes for ``sa``'s remote TS (a child's or a trap's; those installed for another
+        reqid already are shared)."""
         if self._ipr is None:
             return []
         added = []
@@ -170,14 +173,21 @@ class RouteTable:
     def remove(self, reqid: int) -> None:
         for spec, owners in list(self._routes.items()):
             owners.discard(reqid)
-            if not owners:
+            if owners:
+                continue
+            del self._routes[spec]
+            # another reqid's route to the same network (another source address) replaced
+            # ours in the kernel, or is to take its place: put it (back) in, else delete
+            other = next((s for s in self._routes if s.dst == spec.dst), None)
+            if other is None:
                 self._del_route(spec)
-                del self._routes[spec]
+            elif not self._add_route(other):
+                self._routes.pop(other, None)
 
     def installed(self) -> list[RouteSpec]:
         return list(self._routes)
 
-    def specs(self, sa: ChildSa) -> list[RouteSpec]:
+    def specs(self, sa: ChildSa | TrapPolicy) -> list[RouteSpec]:
         """What to install for ``sa``: one route per remote TS network (a host-to-host TS
         equal to the peer's own address needs none: the peer is reachable already)."""
         hop = self._next_hop(sa.remote_addr, sa.local_addr)

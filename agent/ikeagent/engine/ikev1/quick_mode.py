@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 NONCE_LEN = 32
 QM = w1.ExchangeType.QUICK_MODE
 RETRY_AFTER_FAILURE = 30.0
+# a new pair's first outbound packet waits this long (bounds) after HASH(3) went out
+FIRST_SEND_MIN = 0.05
+FIRST_SEND_MAX = 1.0
 
 
 @dataclass(eq=False)
@@ -68,6 +71,7 @@ class QuickTask:
     chosen: at.EspTransform | None = None
     life: int = 0
     pending: V1Child | None = None  # responder: the pair installed before HASH(3)
+    sent_at: float = 0.0  # initiator: when our first message left (first try)
 
 
 def start(
@@ -106,6 +110,7 @@ def start(
                 task.remote_ts,
             )
     task.spi_in = eng.core.new_spi_in()
+    task.sent_at = now
     task.ni = eng.rand(NONCE_LEN)
     mode = natt.encap_mode(sa)
     offer = esp_offer(cfg, mode)
@@ -276,10 +281,15 @@ def _initiator_2(eng: V1Engine, sa: V1Sa, ex: Exchange, payloads: list, now: flo
     ex.step = 3
     eng.exchange_send(sa, ex, data, now, wait=False)
     eng.finish_exchange(sa, ex, now)
-    # a replacement pair sends only once the peer uses it (it installs after HASH(3))
+    # The peer installs its SAs when HASH(3) reaches it, and nothing tells us when that was
+    # (charon sets no commit bit, RFC 2409 5.5). A replacement pair sends once the peer uses
+    # it (the old pair carries on until then); a first pair after a settling delay of about
+    # one more round trip, so what it sends first (a trap's held packets) is not dropped.
     old = task.rekey_of
-    active = old is None or old.state is ChildState.DESTROYED
-    child = install(eng, sa, task, we_initiated=True, outbound_active=active, now=now)
+    child = install(eng, sa, task, we_initiated=True, outbound_active=False, now=now)
+    if old is None or old.state is ChildState.DESTROYED:
+        rtt = max(now - task.sent_at, 0.0)
+        child.activate_at = now + min(max(1.5 * rtt, FIRST_SEND_MIN), FIRST_SEND_MAX)
     established(eng, sa, task, child, we_initiated=True, now=now)
 
 

@@ -60,6 +60,7 @@ class V1Child:
     state: ChildState = ChildState.INSTALLED
     delete_at: float | None = None  # REKEYED: delete it ourselves if the peer never does
     idle_check_at: float | None = None  # ask the data plane when it was last used (inactivity)
+    activate_at: float | None = None  # Quick Mode initiator: send on this pair from then on
     idle_base: float = 0.0  # the rekey chain's last known use (or its first install)
     idle_packets: int = 0  # its packet count (both directions) at the last check
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ikeagent.engine.events import ActivateOutbound
 from ikeagent.engine.ikev1 import informational, quick_mode
 from ikeagent.engine.ikev1.sa import V1Sa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
@@ -36,6 +37,7 @@ class Timers:
             for t in (
                 c.rekey_at if c.state is ChildState.INSTALLED else None,
                 c.idle_check_at if c.state is ChildState.INSTALLED else None,
+                c.activate_at,
                 c.expire_at,
                 c.delete_at,
             ):
@@ -101,6 +103,10 @@ class Timers:
                 if sa.state is IkeState.DESTROYED:
                     return
         for c in list(sa.children):
+            if c.activate_at is not None and c.activate_at <= now:
+                c.activate_at = None
+                if c.state is ChildState.INSTALLED:
+                    self.core.emit(ActivateOutbound(c.reqid, c.spi_in, c.spi_out))
             if (
                 c.idle_check_at is not None
                 and c.idle_check_at <= now

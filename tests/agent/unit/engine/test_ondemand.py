@@ -405,3 +405,22 @@ def test_list_sas_view_shows_idle_time_and_inactivity() -> None:
     (trap,) = p.a.engine.list_traps()
     tv = trap_view(trap, p.now, True)
     assert (tv["reqid"], tv["acquires"], tv["last_acquire"], tv["active"]) == (reqid, 1, 12, True)
+
+
+def test_ikev1_initiator_sends_on_a_first_pair_only_once_the_peer_can_have_it() -> None:
+    """The Quick Mode responder installs its SAs when HASH(3) reaches it: the initiator holds
+    its new outbound SA back (a trap's held packets would be dropped) for about a round trip."""
+    from ikeagent.engine.events import ActivateOutbound
+
+    p = pair(1)
+    p.start()
+    reqid = trap_reqid(p)
+    acquire(p, reqid)
+    (installed,) = p.a.dp.pairs[reqid]
+    assert not installed.outbound_active
+    assert not [e for e in p.a.events if isinstance(e, ActivateOutbound)]
+    p.advance(1.5)
+    (installed,) = p.a.dp.pairs[reqid]
+    assert installed.outbound_active
+    (act,) = [e for e in p.a.events if isinstance(e, ActivateOutbound)]
+    assert (act.spi_in, act.spi_out) == (installed.inbound.spi, installed.outbound.spi)

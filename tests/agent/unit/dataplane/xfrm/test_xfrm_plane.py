@@ -33,6 +33,7 @@ from ikeagent.dataplane.xfrm.build import (
     policy_specs,
     port_blocks,
     sa_message,
+    selectors,
 )
 from ikeagent.dataplane.xfrm.messages import (
     XfrmMsg,
@@ -250,6 +251,38 @@ def test_port_blocks_are_exact() -> None:
     blocks = port_blocks(1000, 1100)
     covered = {p for port, mask in blocks for p in range(65536) if p & mask == port}
     assert covered == set(range(1000, 1101))
+
+
+def _icmp_matches(sel: dict, icmp_type: int, code: int) -> bool:
+    """How the kernel matches ICMP: the type against sport, the code against dport."""
+    return (icmp_type & sel["sport_mask"]) == sel["sport"] and (code & sel["dport_mask"]) == sel[
+        "dport"
+    ]
+
+
+@pytest.mark.parametrize("proto", [1, 58])
+def test_icmp_selectors_put_type_in_sport_and_code_in_dport(proto: int) -> None:
+    """RFC 7296 3.13.1: an ICMP selector's port is type << 8 | code (charon sends the
+    triggering echo request's, 2048, first); the kernel matches type and code apart."""
+    net = "10.1.0.1/32" if proto == 1 else "2001:db8:1::1/128"
+    far = "10.2.0.0/24" if proto == 1 else "2001:db8:2::/64"
+    echo = (8, 0) if proto == 1 else (128, 0)
+    port = echo[0] << 8
+    (sel,) = selectors(ts(net, proto, (port, port)), ts(far, proto, (port, port)))
+    assert sel["proto"] == proto
+    assert _icmp_matches(sel, *echo)
+    assert not _icmp_matches(sel, 0, 0) and not _icmp_matches(sel, echo[0], 1)
+    # one type, any code
+    (sel,) = selectors(ts(net, proto, (port, port + 255)), ts(far, proto))
+    assert all(_icmp_matches(sel, echo[0], c) for c in range(256))
+    assert not _icmp_matches(sel, echo[0] + 1, 0)
+    # types 0..8 (any code): the blocks cover exactly those types
+    sels = list(selectors(ts(net, proto, (0, 8 << 8 | 255)), ts(far, proto)))
+    matched = {t for t in range(256) if any(_icmp_matches(s, t, 3) for s in sels)}
+    assert matched == set(range(9))
+    # no ports: every ICMP message
+    (sel,) = selectors(ts(net, proto), ts(far, proto))
+    assert (sel["sport_mask"], sel["dport_mask"]) == (0, 0)
 
 
 def test_policy_specs_cover_every_pair_and_direction() -> None:

@@ -1,23 +1,27 @@
-"""On-demand tunnels against strongSwan's charon (kernel-libipsec) and between two agents
-(userspace data plane), IKEv1 and IKEv2: a trap raises the tunnel on the first packet, an idle
-Child SA is closed while the IKE SA stays, and the next packet needs only Phase 2 on that same
-IKE SA; dead peers follow dpd_action."""
+"""On-demand tunnels and lifetimes against strongSwan's charon (kernel-libipsec; the agent's
+userspace data plane), IKEv1 and IKEv2: a trap raises the tunnel on the first packet, an idle
+Child SA is closed while the IKE SA stays and the next packet needs only Phase 2 on that same
+IKE SA; dead peers follow dpd_action; short lifetimes rekey under a ping without loss."""
 
 from __future__ import annotations
 
-import re
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import pytest
 from tunnels import BackgroundPing, agent_of, charon_of, print_logs, wait_for
 
 from ikelab_testing.checks import assert_encrypted
-from ikelab_testing.netns import Namespace
-from ikelab_testing.peers import AgentPeer, CharonPeer, End, Tunnel, TunnelSpec
+from ikelab_testing.ondemand import (
+    agent_children,
+    agent_factory,
+    agent_ike,
+    charon_children,
+    charon_factory,
+    charon_ike,
+    ping,
+)
+from ikelab_testing.peers import Tunnel, TunnelSpec
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
@@ -28,56 +32,6 @@ SPECS = {
     2: TunnelSpec(),
 }
 IDLE = 4  # seconds of inactivity before the Child SA is closed
-FAST = {"retransmit_timeout": 0.5, "retransmit_tries": 3}
-
-
-def agent_factory(
-    child: Mapping[str, Any] | None = None, conn: Mapping[str, Any] | None = None
-) -> Callable[[End], AgentPeer]:
-    def hook(config: dict[str, Any]) -> None:
-        (c,) = config["connections"].values()
-        c.update(conn or {})
-        (ch,) = c["children"].values()
-        ch.update(child or {})
-
-    return lambda end: AgentPeer(end, FAST, config_hook=hook)
-
-
-def charon_factory(
-    child: Mapping[str, Any] | None = None, conn: Mapping[str, Any] | None = None
-) -> Callable[[End], CharonPeer]:
-    return lambda end: CharonPeer(end, child_options=child, conn_options=conn)
-
-
-def ping(ns: Namespace, dst: str, count: int = 5, interval: float = 0.2) -> set[int]:
-    """The sequence numbers of the echo requests that got a reply."""
-    out = subprocess.run(
-        ns.argv(["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "3", dst]),
-        capture_output=True,
-        text=True,
-        timeout=count * interval + 10,
-    ).stdout
-    return {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=", out)}
-
-
-def agent_ike(peer: AgentPeer) -> list[tuple[str, str]]:
-    return [(s["spi_i"], s["spi_r"]) for s in peer.agent.list_sas() if s["state"] == "ESTABLISHED"]
-
-
-def agent_children(peer: AgentPeer) -> list[dict[str, Any]]:
-    return [c for s in peer.agent.list_sas() for c in s["children"] if c["state"] == "INSTALLED"]
-
-
-def charon_ike(peer: CharonPeer) -> list[tuple[str, str]]:
-    sas = peer.charon.list_sas()
-    return [
-        (f"{int(s['initiator-spi'], 16):016x}", f"{int(s['responder-spi'], 16):016x}")
-        for s in sas.values()
-    ]
-
-
-def charon_children(peer: CharonPeer) -> list[dict[str, Any]]:
-    return [c for c in peer.charon.children() if c.get("state") == "INSTALLED"]
 
 
 @pytest.mark.parametrize("version", [1, 2])
