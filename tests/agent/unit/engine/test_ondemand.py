@@ -424,3 +424,38 @@ def test_ikev1_initiator_sends_on_a_first_pair_only_once_the_peer_can_have_it() 
     assert installed.outbound_active
     (act,) = [e for e in p.a.events if isinstance(e, ActivateOutbound)]
     assert (act.spi_in, act.spi_out) == (installed.inbound.spi, installed.outbound.spi)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_trapped_children_of_one_connection_share_one_ike_sa(version: int) -> None:
+    """Two children, each with its trap: their Acquires (the second while the IKE SA is still
+    being set up, then one later) give one IKE SA carrying both, never a second IKE SA."""
+    algs: dict[str, Any] = V1_ALGS if version == 1 else {}
+    esp = algs.get("esp", ["aes256gcm16"])
+    kids = {
+        "web": {"local_ts": ["10.1.0.0/25"], "remote_ts": ["10.2.0.0/25"], "esp_proposals": esp},
+        "db": {"local_ts": ["10.1.0.128/25"], "remote_ts": ["10.2.0.128/25"], "esp_proposals": esp},
+    }
+    base = {"version": 1} if version == 1 else {}
+    props = {"proposals": algs["proposals"]} if version == 1 else {}
+    cfg_a = site_config(
+        "a",
+        conn=base,
+        children={k: {**v, "start_action": "trap"} for k, v in kids.items()},
+        **props,
+    )
+    mirrored = {
+        k: {**v, "local_ts": v["remote_ts"], "remote_ts": v["local_ts"]} for k, v in kids.items()
+    }
+    cfg_b = site_config("b", conn=base, children=mirrored, **props)
+    p = Pair(cfg_a, cfg_b)
+    p.start()
+    web, db = sorted(p.a.dp.traps)
+    p.a.engine.handle_dataplane_event(Acquire(web, "10.1.0.5", "10.2.0.5"), p.now)
+    p.a.engine.handle_dataplane_event(Acquire(db, "10.1.0.130", "10.2.0.130"), p.now)
+    p.run()
+    p.advance(2)
+    assert len(ike_uids(p.a)) == 1 and len(ike_uids(p.b)) == 1
+    assert sorted(c.name for c in children(p.a)) == ["db", "web"]
+    assert assert_matching_children(p.a, p.b) == 2
+    assert sorted(p.a.dp.pairs) == [web, db]  # each child under its own trap's reqid
