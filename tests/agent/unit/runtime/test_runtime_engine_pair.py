@@ -23,7 +23,14 @@ def _free_port(addr: str) -> int:
 
 
 def _config(
-    me: str, peer: str, port: int, natt: int, peer_port: int, local_ts: str, remote_ts: str
+    me: str,
+    peer: str,
+    port: int,
+    natt: int,
+    peer_port: int,
+    local_ts: str,
+    remote_ts: str,
+    **child: object,
 ):
     return parse_config(
         {
@@ -41,6 +48,7 @@ def _config(
                             "local_ts": local_ts,
                             "remote_ts": remote_ts,
                             "esp_proposals": "aes256gcm16",
+                            **child,
                         }
                     },
                 }
@@ -133,3 +141,94 @@ def test_two_agents_establish_and_delete_over_udp():
             shutil.rmtree(tmp, ignore_errors=True)
 
     asyncio.run(scenario())
+
+
+def test_trap_acquire_and_inactivity_through_the_runtime():
+    """The runtime installs the engine's trap, feeds the data plane's Acquire back, and
+    answers the engine's usage queries from the counters: the idle child goes, the IKE SA
+    stays, and ``ikectl list-sas`` in text shows the trap."""
+    from ikeagent.cli import ikectl
+    from ikeagent.cli.formatting import format_traps
+    from ikeagent.dataplane.base import Acquire
+
+    async def scenario():
+        tmp = tempfile.mkdtemp(prefix="ika-")
+        a_addr, b_addr = "127.0.0.1", "127.0.0.2"
+        pa, na, pb, nb = (
+            _free_port(a_addr),
+            _free_port(a_addr),
+            _free_port(b_addr),
+            _free_port(b_addr),
+        )
+        a = Agent(
+            _config(
+                a_addr,
+                b_addr,
+                pa,
+                na,
+                pb,
+                "10.1.0.0/24",
+                "10.2.0.0/24",
+                start_action="trap",
+                inactivity=1,
+            ),
+            MemoryDataplane(),
+            socket_path=os.path.join(tmp, "a.sock"),
+            listen=(a_addr,),
+            shutdown_grace=1.0,
+        )
+        b = Agent(
+            _config(b_addr, a_addr, pb, nb, pa, "10.2.0.0/24", "10.1.0.0/24"),
+            MemoryDataplane(),
+            socket_path=os.path.join(tmp, "b.sock"),
+            listen=(b_addr,),
+            shutdown_grace=1.0,
+        )
+        await a.start()
+        await b.start()
+        try:
+            (reqid,) = a.dataplane.traps
+            (trap,) = (await asyncio.to_thread(request, a.socket_path, "list-traps"))["result"]
+            assert (trap["reqid"], trap["active"], trap["reason"]) == (reqid, False, "start_action")
+            a.dataplane.raise_event(Acquire(reqid, "10.1.0.9", "10.2.0.9"))
+            for _ in range(100):
+                if a.dataplane.pairs.get(reqid):
+                    break
+                await asyncio.sleep(0.05)
+            (sa,) = (await asyncio.to_thread(request, a.socket_path, "list-sas"))["result"]
+            (child,) = sa["children"]
+            assert (child["reqid"], child["inactivity"]) == (reqid, 1)
+            out = []
+            await asyncio.to_thread(
+                ikectl.run, ["--socket", a.socket_path, "list-sas"], _Out(out), _Out([])
+            )
+            assert "trap policies:" in "".join(out) and "CHILD_SA up" in "".join(out)
+            # no traffic: closed after about a second, the IKE SA stays on both ends
+            for _ in range(100):
+                if not a.dataplane.pairs.get(reqid) and not b.dataplane.installed_spis():
+                    break
+                await asyncio.sleep(0.05)
+            assert not a.dataplane.pairs.get(reqid) and not b.dataplane.installed_spis()
+            (sa,) = (await asyncio.to_thread(request, a.socket_path, "list-sas"))["result"]
+            assert sa["state"] == "ESTABLISHED" and sa["children"] == []
+            assert reqid in a.dataplane.traps  # armed again
+            (trap,) = (await asyncio.to_thread(request, a.socket_path, "list-traps"))["result"]
+            assert (trap["acquires"], trap["active"]) == (1, False)
+            assert "no CHILD_SA, 1 acquire" in format_traps([trap])
+        finally:
+            await a.shutdown()
+            await b.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    asyncio.run(scenario())
+
+
+class _Out:
+    def __init__(self, sink: list) -> None:
+        self.sink = sink
+
+    def write(self, text: str) -> None:
+        self.sink.append(text)
+
+    def flush(self) -> None:
+        pass
