@@ -8,7 +8,8 @@ The protocol is the agent's (``ikeagent.runtime.control``): one JSON object per 
 agent is not running, or the path is wrong); ``AgentCommandError`` carries the agent's own
 message for a command it refused.
 
-Also here: reading the ``list-sas`` shape (``child_is_up``, ``connection_sas``).
+Also here: reading the ``list-sas`` shape (``child_is_up``, ``connection_sas``) and the
+``list-traps`` one (``child_trap``, ``trap_state``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ DEFAULT_SOCKET = "/run/ikelab/ikeagent.sock"
 MAX_RESPONSE = 16 << 20
 IKE_UP = frozenset({"ESTABLISHED", "REKEYING"})
 CHILD_UP = frozenset({"INSTALLED", "REKEYING"})
+TRAP_KEYS = (
+    "name",
+    "child",
+    "reqid",
+    "local_ts",
+    "remote_ts",
+    "reason",
+    "acquires",
+    "last_acquire",
+)
 
 
 class AgentError(Exception):
@@ -105,6 +116,12 @@ class AgentClient:
         result = self.request("list-sas", name=name) if name else self.request("list-sas")
         return _list(result, "list-sas")
 
+    def list_traps(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The trap policies (on-demand children): name, child, reqid, local_ts, remote_ts,
+        reason, acquires, last_acquire, active (a Child SA is up under the reqid)."""
+        result = self.request("list-traps", name=name) if name else self.request("list-traps")
+        return _list(result, "list-traps")
+
     def list_conns(self) -> list[dict[str, Any]]:
         return _list(self.request("list-conns"), "list-conns")
 
@@ -144,6 +161,23 @@ def child_is_up(sas: list[dict[str, Any]], name: str, child: str) -> bool:
             if isinstance(c, dict) and c.get("name") == child and c.get("state") in CHILD_UP:
                 return True
     return False
+
+
+def child_trap(traps: list[dict[str, Any]], name: str, child: str) -> dict[str, Any] | None:
+    """The trap policy of ``name``'s child ``child`` in a ``list-traps`` answer, if armed."""
+    for trap in traps:
+        if trap.get("name") == name and trap.get("child") == child:
+            return trap
+    return None
+
+
+def trap_state(trap: dict[str, Any]) -> dict[str, Any]:
+    """A trap as the modules report it: ``state`` is ``active`` while a Child SA is up under its
+    reqid, else ``trapped`` (nothing negotiated yet: the next matching packet starts it)."""
+    return {
+        "state": "active" if trap.get("active") else "trapped",
+        **{k: trap.get(k) for k in TRAP_KEYS if k in trap},
+    }
 
 
 class SaInfo:

@@ -6,6 +6,13 @@
 ``connection``/``child``), reads its counters from the agent before and after sending the
 probes (``probes.SENDERS``, by protocol), and calls the traffic ``encrypted`` when the child's
 packets out rose by at least what was sent and its packets in by at least the answers received.
+
+On-demand tunnels: when no installed Child SA covers the flow but a trap policy of the agent
+does (``list-traps``), the first traffic has to bring the Child SA up. The check then sends
+probes at a short interval until the first answer (``first_packet``) and reports the time from
+the first probe to that answer (``time_to_first_packet_ms``, with ``on_demand: true``); the
+probes held or lost while the SA was negotiated do not count against the proof, which is then
+made as always, with counters read before and after the regular probes through the new SA.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from typing import Any
 from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (
     CHILD_UP,
     AgentClient,
+    AgentCommandError,
     AgentError,
+    trap_state,
+)
+from ansible_collections.ikelab.ipsec.plugins.module_utils.first_packet import (
+    FIRST_SENDERS,
+    INTERVAL,
+    FirstPacket,
+    FirstSender,
 )
 from ansible_collections.ikelab.ipsec.plugins.module_utils.probes import (
     ICMPV6,
@@ -35,6 +50,7 @@ from ansible_collections.ikelab.ipsec.plugins.module_utils.probes import (
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17}
 COUNTER_KEYS = ("packets_out", "packets_in", "bytes_out", "bytes_in")
 SETTLE = 1.0  # seconds to let counters catch up with the last answer
+INSTALLED_WAIT = 5.0  # seconds for the agent to list a Child SA that has carried an answer
 
 __all__ = ["PROTOCOLS", "Flow", "FlowCheck", "FlowError", "ProbeResult", "Selector", "find_child"]
 
@@ -152,6 +168,23 @@ def find_child(
     return min(candidates, key=lambda c: c[1].get("installed") or 0)
 
 
+def find_trap(
+    traps: list[dict[str, Any]],
+    flow: Flow,
+    connection: str | None = None,
+    child: str | None = None,
+) -> dict[str, Any] | None:
+    """The trap policy (``list-traps``) whose selectors cover ``flow``, if any."""
+    for trap in traps:
+        if connection is not None and trap.get("name") != connection:
+            continue
+        if child is not None and trap.get("child") != child:
+            continue
+        if flow.covered_by(trap):
+            return trap
+    return None
+
+
 def counters(child: dict[str, Any]) -> dict[str, int]:
     return {k: int(child.get(k) or 0) for k in COUNTER_KEYS}
 
@@ -198,6 +231,8 @@ class FlowCheck:
         senders: dict[str, Sender] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         source_for: Callable[[str], str] = route_source,
+        first_senders: dict[str, FirstSender] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         protocol = params.get("protocol") or "icmp"
         if protocol not in PROTOCOLS:
@@ -219,6 +254,10 @@ class FlowCheck:
         self.wait = 2.0 if wait is None else float(wait)
         if not 0 < self.wait <= 60:
             raise FlowError("wait: must be a number of seconds in (0, 60]")
+        on_demand_wait = params.get("on_demand_wait")
+        self.on_demand_wait = 10.0 if on_demand_wait is None else float(on_demand_wait)
+        if not 0 < self.on_demand_wait <= 120:
+            raise FlowError("on_demand_wait: must be a number of seconds in (0, 120]")
         self.flow = Flow(protocol, source, destination, port if protocol != "icmp" else 0)
         self.count = count
         self.connection = params.get("connection") or None
@@ -226,7 +265,11 @@ class FlowCheck:
         self.client = client
         self.senders = senders or SENDERS
         self.sleep = sleep
+        self.clock = clock
+        self.first_senders = first_senders or FIRST_SENDERS
         self.outcome: Outcome | None = None
+        self.first: FirstPacket | None = None  # on demand: the first probes and their answer
+        self.trap: dict[str, Any] | None = None  # on demand: the trap the traffic hit
 
     def needs_change(self) -> bool:
         return False
@@ -237,7 +280,9 @@ class FlowCheck:
         except AgentError as e:
             raise FlowError(str(e))
 
-    def apply(self) -> Outcome:
+    def apply(self) -> Outcome | None:
+        if not self._on_demand():
+            return None  # the first traffic got no answer: failure() says why
         for _attempt in range(2):
             outcome = self._once()
             if outcome is not None:
@@ -247,6 +292,50 @@ class FlowCheck:
             f"the Child SA carrying {self.flow.describe()} was rekeyed or deleted during both "
             "attempts: its counters cannot be compared"
         )
+
+    def _traps(self) -> list[dict[str, Any]] | None:
+        try:
+            return self.client.list_traps(self.connection)
+        except AgentCommandError:
+            return None  # an agent without on-demand tunnels
+        except AgentError as e:
+            raise FlowError(str(e))
+
+    def _on_demand(self) -> bool:
+        """When no Child SA carries the flow but a trap covers it, send the first traffic and
+        wait for the Child SA it brings up; False when no answer came back. Without a trap,
+        the ``FlowError`` of ``find_child`` (the tunnel is down: nothing is sent)."""
+        sas = self._sas()
+        try:
+            find_child(sas, self.flow, self.connection, self.child)
+            return True
+        except FlowError as down:
+            trap = find_trap(self._traps() or [], self.flow, self.connection, self.child)
+            if trap is None:
+                raise down
+        f = self.flow
+        self.first = self.first_senders[f.protocol](
+            f.source, f.destination, f.port, self.on_demand_wait, INTERVAL
+        )
+        self.trap = trap_state(
+            find_trap(self._traps() or [], f, self.connection, self.child) or trap
+        )
+        if not self.first.arrived:
+            return False
+        deadline = self.clock() + INSTALLED_WAIT
+        while True:
+            try:
+                find_child(self._sas(), f, self.connection, self.child)
+                return True
+            except FlowError:
+                if self.clock() >= deadline:
+                    raise FlowError(
+                        f"{f.describe()}: the first traffic through the on-demand tunnel "
+                        f"(trap reqid {trap.get('reqid')}) was answered, but no installed Child "
+                        f"SA covers the flow {INSTALLED_WAIT:g}s later: it did not go through "
+                        "the tunnel"
+                    )
+                self.sleep(0.1)
 
     def _once(self) -> Outcome | None:
         ike, child = find_child(self._sas(), self.flow, self.connection, self.child)
@@ -278,6 +367,14 @@ class FlowCheck:
             self.sleep(0.1)
 
     def failure(self) -> str | None:
+        if self.first is not None and not self.first.arrived:
+            return (
+                f"{self.flow.describe()}: the tunnel is on demand (trap reqid "
+                f"{(self.trap or {}).get('reqid')}, no Child SA yet) and nothing came back from "
+                f"{self.first.sent} probe(s) within {self.on_demand_wait:g}s "
+                f"({self.first.outcome}; the trap was hit {(self.trap or {}).get('acquires')} "
+                "time(s)): the Child SA was not negotiated, or the peer does not answer"
+            )
         o = self.outcome
         if o is None:
             return "not run"
@@ -309,6 +406,13 @@ class FlowCheck:
         }
         if self.flow.protocol != "icmp":
             out["port"] = self.flow.port
+        if o is not None or self.first is not None:
+            out["on_demand"] = self.first is not None
+        if self.first is not None:
+            first = self.first.as_dict()
+            out.update(
+                time_to_first_packet_ms=first["elapsed_ms"], first_packet=first, trap=self.trap
+            )
         if o is not None:
             out.update(
                 arrived=o.probe.arrived,

@@ -7,7 +7,11 @@
 anything; ``apply()`` carries the plan out; ``dump()`` is the module's result (never the PSK:
 the diff shows its fingerprint).
 
-Writing is all or nothing: the new text goes to a 0600 temporary file beside the fragment, is
+With ``start_action: trap`` nothing is negotiated before traffic needs it: state ``up`` waits
+until the agent lists the child's trap (``list-traps``), not for SAs, and the result carries
+the trap (``trap``: trapped or active, reqid).
+
+Writing is all or nothing (the files: ``fragment_files``): the new text goes to a 0600 temporary file beside the fragment, is
 validated with the agent's own ``ikeagent --check``, then renamed into place; if the running
 agent then refuses the reload, the previous fragment is put back (the agent keeps running the
 previous configuration, so both agree again) and the error carries the agent's message.
@@ -15,9 +19,6 @@ previous configuration, so both agree again) and the error carries the agent's m
 
 from __future__ import annotations
 
-import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,17 @@ from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (
     AgentError,
     AgentUnreachable,
     child_is_up,
+    child_trap,
     connection_sas,
+    trap_state,
+)
+from ansible_collections.ikelab.ipsec.plugins.module_utils.fragment_files import (
+    FRAGMENT_DIR,
+    AgentValidator,
+    FragmentStore,
+    TunnelError,
+    ValidationError,
+    validate_scratch,
 )
 from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import (
     SpecError,
@@ -44,146 +55,21 @@ from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import 
     render_redacted,
 )
 
+__all__ = [
+    "FRAGMENT_DIR",
+    "STATES",
+    "AgentValidator",
+    "FragmentStore",
+    "TunnelBackend",
+    "TunnelError",
+    "ValidationError",
+    "run_module",
+    "validate_scratch",
+]
+
 STATES = ("present", "absent", "up", "down")
-FRAGMENT_DIR = "tunnels.d"
 POLL = 0.25
 ABSENT_WAIT = 10.0
-
-
-class TunnelError(Exception):
-    """The tunnel could not be brought into the requested state."""
-
-
-class ValidationError(TunnelError):
-    """``ikeagent --check`` rejected a fragment."""
-
-
-# --- files --------------------------------------------------------------------------------------
-
-
-class FragmentStore:
-    """``<config_dir>/tunnels.d/<name>.yaml``: read, atomic 0600 write, remove, restore."""
-
-    def __init__(self, config_dir: str, name: str) -> None:
-        self.config_dir = config_dir
-        self.directory = os.path.join(config_dir, FRAGMENT_DIR)
-        self.name = name
-        self.path = os.path.join(self.directory, f"{name}.yaml")
-
-    def read(self) -> str | None:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as e:
-            raise TunnelError(f"cannot read {self.path}: {getattr(e, 'strerror', None) or e}")
-
-    def _ensure_dir(self) -> None:
-        for path in (self.config_dir, self.directory):
-            if not os.path.isdir(path):
-                os.makedirs(path, mode=0o700, exist_ok=True)
-                os.chmod(path, 0o700)
-        if os.stat(self.directory).st_mode & 0o077:
-            os.chmod(self.directory, 0o700)
-
-    def write(self, text: str, validate: Callable[[str, str], None] | None = None) -> None:
-        """Write ``text`` to a temporary file (0600) in the directory, let ``validate(tmp,
-        final_path)`` look at it, then rename it over the fragment."""
-        try:
-            self._ensure_dir()
-            fd, tmp = tempfile.mkstemp(
-                dir=self.directory, prefix=f".{self.name}.yaml.", suffix=".tmp"
-            )
-        except OSError as e:
-            raise TunnelError(f"cannot write in {self.directory}: {e.strerror or e}")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            if validate is not None:
-                validate(tmp, self.path)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        self._sync_dir()
-
-    def remove(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            return
-        self._sync_dir()
-
-    def restore(self, previous: str | None) -> None:
-        """Put back what was there before (``None``: no file)."""
-        if previous is None:
-            self.remove()
-        else:
-            self.write(previous)
-
-    def _sync_dir(self) -> None:
-        try:
-            fd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-class AgentValidator:
-    """``<venv>/bin/ikeagent --check --config FILE``: the agent's own schema."""
-
-    def __init__(self, venv: str, timeout: float = 60.0) -> None:
-        self.binary = os.path.join(venv, "bin", "ikeagent")
-        self.timeout = timeout
-
-    def available(self) -> bool:
-        return os.access(self.binary, os.X_OK)
-
-    def __call__(self, path: str, shown: str) -> None:
-        if not self.available():
-            raise TunnelError(
-                f"agent_venv: {self.binary} is missing or not executable (is the agent installed?)"
-            )
-        try:
-            proc = subprocess.run(
-                [self.binary, "--check", "--config", path],
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise TunnelError(f"cannot run {self.binary} --check: {e}")
-        if proc.returncode != 0:
-            text = (proc.stderr.strip() or proc.stdout.strip()).replace(path, shown)
-            raise ValidationError(f"ikeagent --check rejected {shown}:\n{text}")
-
-
-def validate_scratch(validator: Callable[[str, str], None], text: str, shown: str) -> None:
-    """Validate ``text`` from a private scratch directory (check mode touches no config)."""
-    directory = tempfile.mkdtemp(prefix="ikelab-check-")
-    try:
-        path = os.path.join(directory, "fragment.yaml")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        validator(path, shown)
-    finally:
-        for entry in os.listdir(directory):
-            os.unlink(os.path.join(directory, entry))
-        os.rmdir(directory)
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -214,6 +100,7 @@ class AgentView:
     sas: list[dict[str, Any]] = field(default_factory=list)
     loaded: bool = False  # the agent knows the connection
     error: str = ""
+    traps: list[dict[str, Any]] = field(default_factory=list)  # read for start_action trap
 
 
 class TunnelBackend:
@@ -280,19 +167,52 @@ class TunnelBackend:
             )
         self.plan = self._plan()
         self.sas: list[dict[str, Any]] = connection_sas(self.view.sas, self.name)
+        self.traps: list[dict[str, Any]] = self.view.traps
 
     # --- reading ----------------------------------------------------------------------------
+
+    @property
+    def traps_child(self) -> bool:
+        """The child waits for traffic (``start_action: trap``): state up arms its trap and
+        reports it instead of waiting for SAs that nothing negotiates yet."""
+        return self.start_action == "trap"
 
     def _look(self) -> AgentView:
         try:
             sas = self.client.list_sas(self.name)
             conns = self.client.list_conns()
+            traps = self._look_traps()
         except AgentUnreachable as e:
             return AgentView(reachable=False, error=str(e))
         except AgentError as e:
             raise TunnelError(str(e))
         loaded = any(c.get("name") == self.name for c in conns)
-        return AgentView(reachable=True, sas=sas, loaded=loaded)
+        return AgentView(reachable=True, sas=sas, loaded=loaded, traps=traps)
+
+    def _look_traps(self) -> list[dict[str, Any]]:
+        """The trap of a trapping child; only state up needs it (an agent that cannot list
+        its traps is then an error), the other states report it when they can."""
+        if not self.traps_child:
+            return []
+        try:
+            return self._traps()
+        except TunnelError as e:
+            if self.state == "up":
+                raise
+            if str(e) not in self.warnings:
+                self.warnings.append(str(e))
+            return []
+
+    def _traps(self) -> list[dict[str, Any]]:
+        """The connection's trap policies (``AgentCommandError`` for an agent without
+        ``list-traps`` becomes a clear message)."""
+        try:
+            return self.client.list_traps(self.name)
+        except AgentCommandError as e:
+            raise TunnelError(
+                f"{self.name}: start_action trap needs an agent that lists its traps "
+                f"(list-traps): {e.message}"
+            )
 
     def _plan(self) -> Plan:
         plan = Plan()
@@ -303,7 +223,10 @@ class TunnelBackend:
             return plan
         plan.write = self.desired != self.current
         plan.reload = view.reachable and (plan.write or not view.loaded)
-        if self.state == "up":
+        if self.state == "up" and self.traps_child:
+            # nothing negotiates before traffic: "up" is the trap armed (a reload re-arms it)
+            plan.bring_up = plan.reload or child_trap(view.traps, self.name, self.child) is None
+        elif self.state == "up":
             # a changed connection is torn down by the reload: it comes up again
             plan.bring_up = plan.reload or not child_is_up(view.sas, self.name, self.child)
         elif self.state == "down":
@@ -357,7 +280,16 @@ class TunnelBackend:
             self._bring_up()
         elif self.state == "down":
             self._bring_down()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the SAs (and the trap) again for the result."""
         self.sas = self._sas()
+        if self.state != "absent":
+            try:
+                self.traps = self._look_traps()
+            except AgentError as e:
+                raise TunnelError(str(e))
 
     def _reload(self) -> None:
         try:
@@ -396,6 +328,9 @@ class TunnelBackend:
             raise TunnelError(str(e))
 
     def _bring_up(self) -> None:
+        if self.traps_child:
+            self._await_trap()
+            return
         child = self.child
         if child_is_up(self._sas(), self.name, child):
             return
@@ -414,6 +349,25 @@ class TunnelBackend:
                     )
                 self.sleep(POLL)
         self.actions.append("up")
+
+    def _await_trap(self) -> None:
+        """The agent arms a trap when it loads the connection: wait until it lists it. The
+        SAs are not awaited; the first packet that matches the trap starts them."""
+        deadline = self.clock() + self.timeout
+        while True:
+            try:
+                self.traps = self._traps()
+            except AgentError as e:
+                raise TunnelError(str(e))
+            if child_trap(self.traps, self.name, self.child) is not None:
+                break
+            if self.clock() >= deadline:
+                raise TunnelError(
+                    f"{self.name}: the agent holds no trap for child {self.child!r} after "
+                    f"{self.timeout:g}s (start_action trap); its log says why"
+                )
+            self.sleep(POLL)
+        self.actions.append("trap")
 
     def _bring_down(self) -> None:
         if not self._sas():
@@ -462,13 +416,19 @@ class TunnelBackend:
         }
 
     def dump(self) -> dict[str, Any]:
+        names = self.plan.names()
+        if self.traps_child:
+            names = ["trap" if n == "bring_up" else n for n in names]
         out: dict[str, Any] = {
             "changed": self.changed(),
             "config_path": self.store.path,
             "state": self.state,
             "sas": self.sas,
-            "actions": self.actions if not self.check_mode else self.plan.names(),
+            "actions": self.actions if not self.check_mode else names,
         }
+        if self.traps_child and self.state != "absent":
+            trap = child_trap(self.traps, self.name, self.child)
+            out["trap"] = trap_state(trap) if trap is not None else None
         if self.psk is not None:
             out["psk_fingerprint"] = psk_fingerprint(self.psk)
         if self.spec is not None:

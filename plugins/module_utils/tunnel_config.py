@@ -56,9 +56,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.ikelab.ipsec.plugins.module_utils import yaml_text
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_settings import (
+    Context,
+    SpecError,
+    settings,
+)
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_settings import (
+    duration as _duration,
+)
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-START_ACTIONS = ("none", "start")
+START_ACTIONS = ("none", "start", "trap")
 # connection keys the module writes itself (and the agent's aliases of them)
 MANAGED_CONNECTION_KEYS = frozenset(
     {
@@ -84,16 +92,6 @@ IKE_VERSIONS = (1, 2)
 AUTH_METHODS = ("psk", "pubkey")
 PUBKEY_PARAMS = ("certs", "private_key", "cacerts")
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_]*\Z")
-_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?[smhd]?\Z")
-
-
-class SpecError(ValueError):
-    """A parameter is invalid; ``field`` names it (``options.mobike``, ``local_ts[1]``...)."""
-
-    def __init__(self, field_name: str, reason: str) -> None:
-        super().__init__(f"{field_name}: {reason}")
-        self.field = field_name
-        self.reason = reason
 
 
 # --- the PSK ---------------------------------------------------------------------------------
@@ -180,25 +178,6 @@ def _abs_paths(value: Any, field_name: str) -> tuple[str, ...]:
     return paths
 
 
-def _duration(value: Any, field_name: str) -> int | float | str | None:
-    """Seconds (a number) or swanctl's ``30s``/``5m``/``4h``/``1d``; digit strings become
-    numbers so that ``"30"`` and ``30`` write the same file."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise SpecError(field_name, "must be a number of seconds or a duration like 30s, 4h")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise SpecError(field_name, "cannot be negative")
-        return int(value) if float(value).is_integer() else float(value)
-    if isinstance(value, str) and _DURATION.match(value.strip()):
-        text = value.strip()
-        if text[-1].isdigit():
-            return _duration(float(text), field_name)
-        return text
-    raise SpecError(field_name, "must be a number of seconds or a duration like 30s, 4h")
-
-
 def _version(value: Any, field_name: str) -> int | None:
     """1 or 2 (a digit string too, as Ansible's ``int`` type takes it); None: the agent's
     default (2)."""
@@ -277,6 +256,9 @@ class TunnelSpec:
     child_rekey_time: Any = None
     options: dict[str, Any] = field(default_factory=dict)
     child_options: dict[str, Any] = field(default_factory=dict)
+    # lifetimes, liveness and on-demand keys (tunnel_settings), agent key -> value
+    connection_settings: dict[str, Any] = field(default_factory=dict)
+    child_settings: dict[str, Any] = field(default_factory=dict)
     auth: str = "psk"
     certs: tuple[str, ...] = ()  # pubkey: our certificate first, then intermediates
     private_key: str | None = None  # pubkey: the key of certs[0]
@@ -313,6 +295,26 @@ class TunnelSpec:
             given = [k for k in PUBKEY_PARAMS if params.get(k)]
             if given:
                 raise SpecError(given[0], "only applies to auth pubkey")
+        version = _version(params.get("version"), "version")
+        local_addrs = _str_list(params.get("local_addrs"), "local_addrs")
+        remote_addrs = _str_list(params.get("remote_addrs"), "remote_addrs")
+        dpd_delay = _duration(params.get("dpd_delay"), "dpd_delay")
+        rekey_time = _duration(params.get("rekey_time"), "rekey_time")
+        child_rekey_time = _duration(params.get("child_rekey_time"), "child_rekey_time")
+        extra = settings(
+            params,
+            _options(params.get("options"), "options", MANAGED_CONNECTION_KEYS),
+            _options(params.get("child_options"), "child_options", MANAGED_CHILD_KEYS),
+            Context(
+                version=version,
+                start_action=start_action,
+                local_addrs=local_addrs,
+                remote_addrs=remote_addrs,
+                dpd_delay=dpd_delay,
+                rekey_time=rekey_time,
+                child_rekey_time=child_rekey_time,
+            ),
+        )
         return cls(
             name=name,
             child=child,
@@ -320,21 +322,21 @@ class TunnelSpec:
             remote_ts=_str_list(params.get("remote_ts"), "remote_ts", required=True),
             local_id=ids["local_id"],
             remote_id=ids["remote_id"],
-            version=_version(params.get("version"), "version"),
+            version=version,
             aggressive=_flag(params.get("aggressive"), "aggressive"),
             allow_aggressive_psk=_flag(params.get("allow_aggressive_psk"), "allow_aggressive_psk"),
-            local_addrs=_str_list(params.get("local_addrs"), "local_addrs"),
-            remote_addrs=_str_list(params.get("remote_addrs"), "remote_addrs"),
+            local_addrs=local_addrs,
+            remote_addrs=remote_addrs,
             ike_proposals=_str_list(params.get("ike_proposals"), "ike_proposals"),
             esp_proposals=_str_list(params.get("esp_proposals"), "esp_proposals"),
             start_action=start_action,
-            dpd_delay=_duration(params.get("dpd_delay"), "dpd_delay"),
-            rekey_time=_duration(params.get("rekey_time"), "rekey_time"),
-            child_rekey_time=_duration(params.get("child_rekey_time"), "child_rekey_time"),
-            options=_options(params.get("options"), "options", MANAGED_CONNECTION_KEYS),
-            child_options=_options(
-                params.get("child_options"), "child_options", MANAGED_CHILD_KEYS
-            ),
+            dpd_delay=dpd_delay,
+            rekey_time=rekey_time,
+            child_rekey_time=child_rekey_time,
+            options=extra.options,
+            child_options=extra.child_options,
+            connection_settings=extra.connection,
+            child_settings=extra.child,
             auth=auth,
             **pubkey,
         )
@@ -355,7 +357,9 @@ class TunnelSpec:
         child["start_action"] = self.start_action
         if self.child_rekey_time is not None:
             child["rekey_time"] = self.child_rekey_time
-        child.update(self.child_options)
+        # the keys of tunnel_settings and the free-form ones, sorted together: moving a key
+        # from child_options to its own parameter writes the same file
+        child.update(_sorted(self.child_settings, self.child_options))
         conn: dict[str, Any] = {}
         if self.version is not None:
             conn["version"] = self.version
@@ -383,7 +387,7 @@ class TunnelSpec:
             conn["dpd_delay"] = self.dpd_delay
         if self.rekey_time is not None:
             conn["rekey_time"] = self.rekey_time
-        conn.update(self.options)
+        conn.update(_sorted(self.connection_settings, self.options))
         conn["children"] = {self.child: child}
         if self.auth == "pubkey":
             return {
@@ -399,6 +403,13 @@ class TunnelSpec:
                 }
             },
         }
+
+
+def _sorted(*mappings: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for m in mappings:
+        merged.update(m)
+    return {k: merged[k] for k in sorted(merged)}
 
 
 HEADER = "# Managed by ikelab.ipsec.tunnel: edits are overwritten.\n"

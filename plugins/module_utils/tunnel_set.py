@@ -176,7 +176,7 @@ class TunnelSetBackend:
                 if b.plan.bring_up or "reload" in b.actions:
                     b._bring_up()
         for b in self.entries:
-            b.sas = b._sas()
+            b.refresh()
 
     def _restore(self, done: list[tuple[FragmentStore, str | None]]) -> None:
         for store, previous in reversed(done):

@@ -21,6 +21,14 @@ description:
     (out) and the answers received (in), read from the agent before and after.
   - Fails with the reason otherwise, for example when no installed Child SA covers the flow
     (the tunnel is down; then nothing is sent).
+  - On-demand tunnels (C(start_action=trap)). When no installed Child SA covers the flow but a
+    trap policy of the agent does (its C(list-traps)), the first traffic brings the Child SA
+    up. The module then sends probes every 20 ms until the first answer comes back (within
+    O(on_demand_wait)) and returns the time from the first probe sent to that answer as
+    RV(time_to_first_packet_ms), with RV(on_demand=true); the probes held or lost while the
+    SA was negotiated do not count. Then the proof is made as always, through the new Child
+    SA (O(count) probes, its counters before and after), so a tunnel whose traffic crossed
+    unencrypted still fails.
 author: ikelab.ipsec developers (!UNKNOWN)
 options:
   source:
@@ -49,6 +57,12 @@ options:
     description: Seconds to wait for the answer to each probe.
     type: float
     default: 2
+  on_demand_wait:
+    description:
+      - Seconds to wait for the first answer through an on-demand tunnel whose Child SA is
+        not up yet (it is negotiated meanwhile); at most 120.
+    type: float
+    default: 10
   connection:
     description: The connection whose Child SA must carry the flow.
     type: str
@@ -62,7 +76,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Sends the traffic in check mode too; it changes nothing on the host.
+    description:
+      - Sends the traffic in check mode too; it changes nothing on the host, except that the
+        traffic brings an on-demand tunnel up, as any traffic would.
   diff_mode:
     support: none
     description: Changes nothing, so there is nothing to show.
@@ -94,6 +110,17 @@ EXAMPLES = r"""
     protocol: tcp
     port: 443
   register: flow
+
+- name: Through an on-demand tunnel, report how long its first packet took
+  ikelab.ipsec.flow_check:
+    source: 10.1.0.1
+    destination: 10.4.0.10
+    connection: branch3
+  register: first
+
+- name: Show the time to first packet (on_demand is false when the Child SA was up already)
+  ansible.builtin.debug:
+    msg: "on demand: {{ first.on_demand }}, first answer after {{ first.time_to_first_packet_ms | default('-') }} ms"
 
 - name: Show the proof
   ansible.builtin.debug:
@@ -176,6 +203,36 @@ delta:
   returned: when the probes were sent
   type: dict
   sample: {packets_out: 3, packets_in: 3, bytes_out: 252, bytes_in: 252}
+on_demand:
+  description:
+    - Whether the Child SA was absent when the check started and a trap policy covered the
+      flow, so that the first traffic brought it up (an on-demand tunnel).
+  returned: when probes were sent
+  type: bool
+  sample: true
+time_to_first_packet_ms:
+  description:
+    - With RV(on_demand=true), milliseconds from the first probe sent to the first answer
+      through the tunnel (the Child SA negotiated in between); null when nothing came back.
+  returned: when RV(on_demand) is true
+  type: float
+  sample: 84.6
+first_packet:
+  description:
+    - With RV(on_demand=true), the first traffic. C(sent), the probes sent until the first
+      answer; C(answered), which of them was answered (1 for the very first, ICMP and TCP);
+      C(outcome), what came back (C(echo reply), ... or C(timeout)); C(elapsed_ms), as
+      RV(time_to_first_packet_ms).
+  returned: when RV(on_demand) is true
+  type: dict
+  sample: {sent: 5, answered: 1, outcome: echo reply, elapsed_ms: 84.6}
+trap:
+  description:
+    - With RV(on_demand=true), the trap policy the traffic hit, as M(ikelab.ipsec.tunnel)
+      returns it (C(state), C(reqid), C(acquires), selectors), read after the first answer.
+  returned: when RV(on_demand) is true
+  type: dict
+  sample: {state: active, name: site2, child: net, reqid: 1, acquires: 1}
 protocol:
   description: O(protocol).
   returned: always
@@ -220,6 +277,7 @@ def main() -> None:
             "port": {"type": "int", "default": 9},
             "count": {"type": "int", "default": 3},
             "wait": {"type": "float", "default": 2},
+            "on_demand_wait": {"type": "float", "default": 10},
             "connection": {"type": "str"},
             "child": {"type": "str"},
             "socket": {"type": "path", "default": DEFAULT_SOCKET},

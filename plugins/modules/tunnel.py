@@ -22,6 +22,16 @@ description:
   - O(state=up) also waits until the IKE SA is established and the child is installed. When
     this host initiates (O(start_action=start)) it asks the agent to initiate; when it responds
     (O(start_action=none)) it waits for the peer to bring the SAs up.
+  - An on-demand tunnel (O(start_action=trap)) negotiates nothing until traffic needs it; the
+    agent installs a trap policy for the child's selectors, and the first packet that matches
+    it starts the Child SA (and an IKE SA when there is none). With O(state=up) the module then
+    waits only until the agent lists the trap, and returns it (RV(trap)); O(inactivity) closes
+    the Child SA again when it was idle that long, and the trap stays for the next packet.
+  - Lifetimes, liveness checks and on-demand behaviour have parameters of their own, checked
+    before anything is written, each failure naming the parameter and the reason
+    (O(child_life_time) must be longer than O(child_rekey_time), O(inactivity) must be
+    positive, O(dpd_timeout) only applies to IKEv1, O(keyingtries) cannot be negative, a trap
+    needs the peer's IP address first in O(remote_addrs), ...).
   - The main agent configuration must include the fragments (C(include) of
     C(tunnels.d/*.yaml)); the agent role writes it so.
   - The PSK is never returned or shown; diffs and results carry its fingerprint.
@@ -148,30 +158,125 @@ options:
   start_action:
     description:
       - C(start) initiates the connection when the agent loads it (this host is the
-        initiator); C(none) waits for the peer (this host responds).
+        initiator); C(none) waits for the peer (this host responds); C(trap) installs a trap
+        policy and initiates when the first packet matches it (an on-demand tunnel).
+      - C(trap) needs the peer's IP address first in O(remote_addrs) (and an IP address, or
+        nothing, first in O(local_addrs)).
     type: str
-    choices: [none, start]
+    choices: [none, start, trap]
     default: none
   dpd_delay:
     description: Liveness check interval, seconds or a duration (C(30s)); the agent's default is off.
     type: raw
+  dpd_timeout:
+    description:
+      - IKEv1 only (O(version=1)), with O(dpd_delay); how long a peer may leave liveness checks
+        unanswered before it is declared dead, seconds or a duration (C(150s), the agent's
+        default). IKEv2 declares a peer dead when a check runs out of retransmissions.
+    type: raw
+  dpd_action:
+    description:
+      - What becomes of the child when the peer is found dead (a liveness check or any request
+        ran out of retransmissions). C(clear) (the agent's default) removes it; C(trap) arms a
+        trap, so the next packet renegotiates it; C(restart) initiates again at once.
+      - C(trap) and C(restart) need O(remote_addrs) (C(trap) an IP address first).
+    type: str
+    choices: [clear, trap, restart]
+  close_action:
+    description:
+      - What becomes of the child when the peer deletes it (and nothing replaces it). C(none)
+        (the agent's default), C(trap) (arm a trap for the next packet) or C(start) (initiate
+        again).
+      - C(trap) and C(start) need O(remote_addrs) (C(trap) an IP address first).
+    type: str
+    choices: [none, trap, start]
+  inactivity:
+    description:
+      - Close the Child SA when no packet crossed it for this long, seconds or a duration
+        (C(5m)); must be positive. Unset, a child is never closed for inactivity.
+      - With O(start_action=trap) the trap stays, so the next packet brings the child back.
+    type: raw
+  inactivity_close_ike:
+    description:
+      - Also close the IKE SA when its last Child SA was closed for inactivity (the agent's
+        default is to keep it). Needs O(inactivity).
+    type: bool
+  keyingtries:
+    description:
+      - How many times to try to initiate before giving up (the agent's default is 1);
+        C(0) keeps trying.
+    type: int
   rekey_time:
-    description: IKE SA rekey interval, seconds or a duration (C(4h)).
+    description: IKE SA rekey interval, seconds or a duration (C(4h), the agent's default).
+    type: raw
+  over_time:
+    description:
+      - How long after O(rekey_time) the IKE SA may live at most (a rekey that keeps failing
+        ends it then), seconds or a duration; the agent's default is 10% of O(rekey_time).
+    type: raw
+  rand_time:
+    description:
+      - The range of a random time subtracted from O(rekey_time) (so that peers do not rekey
+        at once), seconds or a duration; the agent's default is O(over_time). Must be shorter
+        than O(rekey_time).
+    type: raw
+  reauth_time:
+    description:
+      - IKE SA reauthentication interval (a new IKE SA, authenticated again), seconds or a
+        duration; the agent's default is off.
     type: raw
   child_rekey_time:
-    description: Child SA rekey interval, seconds or a duration (C(1h)).
+    description: Child SA rekey interval, seconds or a duration (C(1h), the agent's default).
+    type: raw
+  child_life_time:
+    description:
+      - Child SA hard lifetime, seconds or a duration; the agent's default is
+        O(child_rekey_time) plus 10%. Must be longer than O(child_rekey_time) (C(1h) when
+        that is not given).
+    type: raw
+  child_rand_time:
+    description:
+      - The range of a random time subtracted from O(child_rekey_time), seconds or a duration;
+        the agent's default is O(child_life_time) minus O(child_rekey_time). Must be shorter
+        than O(child_rekey_time).
+    type: raw
+  rekey_bytes:
+    description:
+      - Rekey the Child SA after this many bytes, a number or with C(k), C(m), C(g) (powers of
+        1024, C(1g)); C(0) or unset, never.
+    type: raw
+  life_bytes:
+    description:
+      - Hard byte limit of the Child SA (the agent's default is O(rekey_bytes) plus 10%); must
+        be more than O(rekey_bytes).
+    type: raw
+  rekey_packets:
+    description: Rekey the Child SA after this many packets (as O(rekey_bytes)); C(0) or unset, never.
+    type: raw
+  life_packets:
+    description:
+      - Hard packet limit of the Child SA (the agent's default is O(rekey_packets) plus 10%);
+        must be more than O(rekey_packets).
     type: raw
   options:
     description:
-      - Further swanctl connection keys (C(mobike), C(encap), C(keyingtries), ...), written as
-        given and validated by the agent. Keys set by the parameters above (among them
-        C(version), C(aggressive) and C(allow_aggressive_psk)) are refused.
+      - Further swanctl connection keys (C(mobike), C(encap), ...), written as given and
+        validated by the agent. Keys set by the parameters above (among them C(version),
+        C(aggressive) and C(allow_aggressive_psk)) are refused.
+      - The keys that now have parameters of their own (C(dpd_timeout), C(over_time),
+        C(rand_time), C(reauth_time), C(keyingtries), C(inactivity_close_ike)) are still
+        accepted here, checked as their parameters are and written the same way; a key given
+        both here and as its parameter is refused.
     type: dict
     default: {}
   child_options:
     description:
-      - Further swanctl child keys (C(dpd_action), C(close_action), C(rekey_bytes), ...),
-        validated by the agent.
+      - Further swanctl child keys, validated by the agent.
+      - The child keys that now have parameters of their own (C(inactivity), C(dpd_action),
+        C(close_action), C(life_time), C(rand_time), C(rekey_bytes), C(life_bytes),
+        C(rekey_packets), C(life_packets)) are still accepted here, checked as their parameters
+        (O(child_life_time), O(child_rand_time), ...) are and written the same way; a key
+        given both ways is refused.
     type: dict
     default: {}
   timeout:
@@ -213,7 +318,8 @@ notes:
     agent's own schema (C(ikeagent --check)) before anything is written; its message names the
     field (C(connections.<name>.aggressive), ...).
   - A changed connection is torn down by the agent's reload; with O(state=up) an initiator
-    brings it up again, a responder waits for its peer. Configure every end (O(state=present))
+    brings it up again, a responder waits for its peer, and an on-demand end
+    (O(start_action=trap)) has its trap armed again. Configure every end (O(state=present))
     before bringing any end up.
 seealso:
   - module: ikelab.ipsec.sa_info
@@ -275,6 +381,31 @@ EXAMPLES = r"""
     remote_ts: [10.2.0.0/24]
     start_action: start
 
+- name: An on-demand tunnel, negotiated when traffic needs it and closed after 5 idle minutes
+  ikelab.ipsec.tunnel:
+    name: branch3
+    state: up
+    local_addrs: [192.0.2.11]
+    remote_addrs: [192.0.2.14]
+    local_id: site1
+    remote_id: branch3
+    psk: "{{ lookup('ansible.builtin.file', 'secrets/site1--branch3.psk') }}"
+    local_ts: [10.1.0.0/24]
+    remote_ts: [10.4.0.0/24]
+    start_action: trap
+    inactivity: 5m
+    dpd_delay: 30s
+    dpd_action: trap
+    child_rekey_time: 1h
+    child_life_time: 66m
+    rekey_bytes: 1g
+    keyingtries: 0
+  register: branch3
+
+- name: Show the trap (state trapped until the first packet, then active)
+  ansible.builtin.debug:
+    msg: "{{ branch3.trap.state }} reqid {{ branch3.trap.reqid }}"
+
 - name: Show the child's SPIs
   ansible.builtin.debug:
     msg: "{{ tunnel.sas[0].children | map(attribute='spi_in') }}"
@@ -335,10 +466,60 @@ sas:
           remote_ts: [10.2.0.0/24]
           packets_in: 0
           packets_out: 0
+trap:
+  description:
+    - With O(start_action=trap), the child's trap policy as the agent's C(list-traps) gives it,
+      with C(state) C(trapped) (no Child SA under it; the next matching packet starts one) or
+      C(active) (a Child SA is up under its reqid); null when the agent holds none (it is not
+      running, or in check mode before the first run).
+  returned: with O(start_action=trap), unless O(state=absent)
+  type: dict
+  contains:
+    state:
+      description: C(trapped) or C(active).
+      type: str
+    name:
+      description: The connection.
+      type: str
+    child:
+      description: The child.
+      type: str
+    reqid:
+      description: The reqid of the trap policy; the child's SAs are installed under it.
+      type: int
+    local_ts:
+      description: Local traffic selectors of the policy.
+      type: list
+      elements: str
+    remote_ts:
+      description: Remote traffic selectors of the policy.
+      type: list
+      elements: str
+    reason:
+      description: What armed it (C(start_action), C(dpd_action), C(close_action)).
+      type: str
+    acquires:
+      description: How many times traffic hit the trap and started the child.
+      type: int
+    last_acquire:
+      description: Seconds since the last such time, or null.
+      type: float
+  sample:
+    state: trapped
+    name: branch3
+    child: net
+    reqid: 3
+    local_ts: [10.1.0.0/24]
+    remote_ts: [10.4.0.0/24]
+    reason: start_action
+    acquires: 0
+    last_acquire: null
 actions:
   description:
-    - What was done, in order (C(write), C(remove), C(reload), C(restore), C(up), C(down));
-      in check mode what would be (C(write), C(remove), C(reload), C(bring_up), C(bring_down)).
+    - What was done, in order (C(write), C(remove), C(reload), C(restore), C(up), C(trap),
+      C(down)); in check mode what would be (C(write), C(remove), C(reload), C(bring_up),
+      C(trap), C(bring_down)). C(trap) is the trap of O(start_action=trap) armed (and listed
+      by the agent) instead of SAs brought up.
   returned: always
   type: list
   elements: str
@@ -396,10 +577,29 @@ def main() -> None:
             "local_ts": {"type": "list", "elements": "str"},
             "remote_ts": {"type": "list", "elements": "str"},
             "child": {"type": "str", "default": "net"},
-            "start_action": {"type": "str", "default": "none", "choices": ["none", "start"]},
+            "start_action": {
+                "type": "str",
+                "default": "none",
+                "choices": ["none", "start", "trap"],
+            },
             "dpd_delay": {"type": "raw"},
+            "dpd_timeout": {"type": "raw"},
+            "dpd_action": {"type": "str", "choices": ["clear", "trap", "restart"]},
+            "close_action": {"type": "str", "choices": ["none", "trap", "start"]},
+            "inactivity": {"type": "raw"},
+            "inactivity_close_ike": {"type": "bool"},
+            "keyingtries": {"type": "int", "no_log": False},
             "rekey_time": {"type": "raw", "no_log": False},
+            "over_time": {"type": "raw"},
+            "rand_time": {"type": "raw"},
+            "reauth_time": {"type": "raw"},
             "child_rekey_time": {"type": "raw", "no_log": False},
+            "child_life_time": {"type": "raw"},
+            "child_rand_time": {"type": "raw"},
+            "rekey_bytes": {"type": "raw", "no_log": False},
+            "life_bytes": {"type": "raw"},
+            "rekey_packets": {"type": "raw", "no_log": False},
+            "life_packets": {"type": "raw"},
             "options": {"type": "dict", "default": {}},
             "child_options": {"type": "dict", "default": {}},
             "timeout": {"type": "int", "default": 30},

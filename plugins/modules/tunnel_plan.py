@@ -44,6 +44,22 @@ description:
     checked by the agent's own schema (Aggressive Mode needs C(version: 1)), and the two ends
     of a tunnel must agree on C(version) and C(aggressive). Unset, the agent's defaults apply
     (IKEv2) and the entries leave them out."
+  - "On-demand tunnels: C(start_action: trap) (in an C(ikelab_tunnels) entry, or in
+    O(defaults) for every tunnel) makes the initiating end install a trap and start the tunnel
+    when traffic needs it instead of when its agent loads it (C(start), the default); the
+    responding end still waits (C(none)). The entries of both ends then say C(on_demand: true)
+    and the tunnel's summary C(start_action: trap)."
+  - "Lifetimes, liveness checks and on-demand settings may be given by the parameter names of
+    M(ikelab.ipsec.tunnel) (C(dpd_delay), C(dpd_timeout), C(dpd_action), C(close_action),
+    C(inactivity), C(inactivity_close_ike), C(keyingtries), C(rekey_time), C(over_time),
+    C(rand_time), C(reauth_time), C(child_rekey_time), C(child_life_time),
+    C(child_rand_time), C(rekey_bytes), C(life_bytes), C(rekey_packets), C(life_packets)) in
+    an C(ikelab_tunnels) entry and in O(defaults), or as the agent's keys in options
+    (C(ikelab_tunnel_options), C(child: {inactivity: 5m})); the tunnel's setting wins over the
+    host's, the host's over O(defaults). They are checked with the agent's schema and the
+    tunnel module's own rules (an C(inactivity) of 0, C(dpd_timeout) on an IKEv2 tunnel,
+    C(child_life_time) not longer than C(child_rekey_time), ...), a problem naming the
+    setting as it was written."
   - "Fails listing every problem, one per line, each naming host, tunnel and field:
     a peer not in the inventory or not in the play, a tunnel to itself, a missing or invalid
     underlay address, missing, invalid or overlapping protected subnets (between the ends of a
@@ -93,7 +109,9 @@ options:
         C(compat)), C(options) (agent
         settings for every tunnel), C(allow_weak) (accept weak algorithms; default false), and
         C(version), C(aggressive), C(allow_aggressive_psk) for every tunnel (default: unset,
-        the agent's defaults)."
+        the agent's defaults), C(start_action) (C(start) or C(trap), default C(start)), and the
+        lifetimes, liveness and on-demand settings by the parameter names of
+        M(ikelab.ipsec.tunnel) (default: unset)."
       - "Options are agent connection settings (for example C(dpd_delay), C(rekey_time),
         C(mobike)); child settings go under C(child) (for example C(child: {rekey_time: 30m})).
         Keys the planner sets (addresses, identities, traffic selectors, proposals,
@@ -179,6 +197,18 @@ EXAMPLES = r"""
   run_once: true
   register: __ikelab_plan
 
+- name: On-demand tunnels, closed after five idle minutes, the Child SA rekeyed every 30 minutes
+  ikelab.ipsec.tunnel_plan:
+    secrets_dir: "{{ playbook_dir }}/secrets"
+    defaults:
+      start_action: trap
+      inactivity: 5m
+      dpd_delay: 30s
+      dpd_action: trap
+      child_rekey_time: 30m
+  run_once: true
+  register: __ikelab_plan
+
 - name: A hub and spoke topology given to the planner directly
   ikelab.ipsec.tunnel_plan:
     secrets_dir: /srv/ipsec/secrets
@@ -198,10 +228,11 @@ plan:
       C(local_addrs), C(remote_addrs), C(local_id), C(remote_id), C(local_ts), C(remote_ts),
       C(ike_proposals), C(esp_proposals), C(start_action), C(child), C(dpd_delay),
       C(rekey_time), C(child_rekey_time), C(options), C(child_options), and C(version),
-      C(aggressive), C(allow_aggressive_psk) when they are set; with O(auth=pubkey) also
-      C(auth), C(certs), C(private_key), C(cacerts)), the PSK's C(psk_file) on the controller
-      (null with O(auth=pubkey)), and C(peer), C(tunnel_id) and C(negotiated) for the
-      verification.
+      C(aggressive), C(allow_aggressive_psk) and the other lifetimes, liveness and on-demand
+      parameters (C(inactivity), C(dpd_action), C(child_life_time), ...) when they are set;
+      with O(auth=pubkey) also C(auth), C(certs), C(private_key), C(cacerts)), the PSK's
+      C(psk_file) on the controller (null with O(auth=pubkey)), and C(peer), C(tunnel_id),
+      C(on_demand) (the initiating end traps) and C(negotiated) for the verification.
   returned: success
   type: dict
   sample:
@@ -218,6 +249,7 @@ plan:
         ike_proposals: [aes256gcm16-prfsha384-x25519]
         esp_proposals: [aes256gcm16-x25519]
         start_action: start
+        on_demand: false
         psk_file: /srv/ipsec/secrets/site1--site2.psk
         child: net
         dpd_delay: 30s
@@ -233,7 +265,8 @@ plan:
           reverse: {}
 tunnels:
   description:
-    - Every tunnel, sorted by id. C(auth) is O(auth); C(psk_file) and C(psk_present) are null
+    - Every tunnel, sorted by id. C(auth) is O(auth); C(start_action) what the initiator
+      does (C(start), or C(trap) for an on-demand tunnel); C(psk_file) and C(psk_present) are null
       with O(auth=pubkey). C(negotiated) is what the ends agree on when the initiator
       initiates (C(esp) is the first Child SA, created without a key exchange;
       C(esp_rekey_dh) the PFS group of a rekey); C(negotiated.reverse) the same when the
@@ -251,6 +284,7 @@ tunnels:
       subnets: {site1: [10.1.0.0/24], site2: [10.2.0.0/24]}
       ike_ids: {site1: site1, site2: site2}
       auth: psk
+      start_action: start
       psk_file: /srv/ipsec/secrets/site1--site2.psk
       psk_present: true
       negotiated: {}

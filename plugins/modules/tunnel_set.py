@@ -17,7 +17,9 @@ description:
   - Every new fragment is validated with the agent's own schema (one C(ikeagent --check) over a
     scratch copy of the set) before any file is written; then the files are written, the agent
     reloads once, and with O(state=up) the SAs are brought up (this host initiates the tunnels
-    with C(start_action=start) and waits for its peers on the others).
+    with C(start_action=start) and waits for its peers on the others; for on-demand tunnels,
+    C(start_action=trap), it waits only until the agent lists their traps, and each tunnel's
+    result carries its C(trap) as M(ikelab.ipsec.tunnel) returns it).
   - With O(exclusive=true) the fragments of connections not in O(tunnels) are removed in the
     same reload (the agent deletes their SAs).
   - If the agent rejects the reload, every file written or removed is put back and the module
@@ -31,9 +33,14 @@ options:
         C(version), C(aggressive), C(allow_aggressive_psk), C(local_addrs), C(remote_addrs),
         C(local_id), C(remote_id), C(auth), C(psk), C(certs), C(private_key), C(cacerts),
         C(ike_proposals), C(esp_proposals), C(local_ts),
-        C(remote_ts), C(child), C(start_action), C(dpd_delay), C(rekey_time),
-        C(child_rekey_time), C(options), C(child_options)); C(state), C(timeout),
-        C(config_dir), C(socket) and C(agent_venv) are set for the whole set.
+        C(remote_ts), C(child), C(start_action), C(dpd_delay), C(dpd_timeout), C(dpd_action),
+        C(close_action), C(inactivity), C(inactivity_close_ike), C(keyingtries), C(rekey_time),
+        C(over_time), C(rand_time), C(reauth_time), C(child_rekey_time), C(child_life_time),
+        C(child_rand_time), C(rekey_bytes), C(life_bytes), C(rekey_packets), C(life_packets),
+        C(options), C(child_options)); C(state), C(timeout), C(config_dir), C(socket) and
+        C(agent_venv) are set for the whole set.
+      - The lifetimes, liveness and on-demand parameters are checked as M(ikelab.ipsec.tunnel)
+        checks them, before anything is written.
       - C(version) is C(1) or C(2) (the agent's default); C(aggressive) (IKEv1 Aggressive Mode,
         needs C(version=1)) and C(allow_aggressive_psk) (its opt-in with a pre-shared key) are
         true or false. Their combination is checked by the agent's schema with the set.

@@ -24,8 +24,8 @@ Inputs (the ``ikelab.ipsec.tunnel_plan`` action gathers them from ``hostvars``):
   ``allow_aggressive_psk`` (for every tunnel; None leaves the agent's defaults: IKEv2, no
   Aggressive Mode).
 
-Tunnel ``a--b`` (a < b): ``a`` initiates (``start_action: start``), ``b`` responds
-(``none``); on ``a`` the connection is named ``b`` (or the ``name`` of a's ``ikelab_tunnels``
+Tunnel ``a--b`` (a < b): ``a`` initiates (``start_action: start``, or ``trap`` for an
+on-demand tunnel, see ``plan_settings``), ``b`` responds (``none``); on ``a`` the connection is named ``b`` (or the ``name`` of a's ``ikelab_tunnels``
 entry); the PSK is ``<secrets_dir>/a--b.psk``. Settings precedence for an end: the tunnel's
 (``ikelab_tunnels`` entries, which must agree) over the host's variables over ``defaults``.
 Options are agent settings: connection keys at the top level, child keys under ``child``;
@@ -79,11 +79,21 @@ from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_problems import 
     PlanError,
     Problem,
 )
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_settings import (
+    check_default,
+    check_end,
+    check_ends_agree,
+    module_options,
+    named_options,
+    start_actions,
+)
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_topology import (
     IKE_SETTINGS,
+    NAMED_SETTINGS,
     TOPOLOGY,
     UNSET,
     TunnelSpec,
+    display_field,
     host_declarations,
     merge_declarations,
     topology_declarations,
@@ -99,11 +109,11 @@ DEFAULTS: dict[str, Any] = {
     "version": None,
     "aggressive": None,
     "allow_aggressive_psk": None,
+    "start_action": None,  # start or trap (plan_settings), and the tunnel module's settings:
+    **dict.fromkeys(NAMED_SETTINGS),
 }
 PKI_DIR = "/etc/ikelab/pki"
 AUTH_METHODS = ("psk", "pubkey")
-# what an end gets when no setting names these (the agent's defaults): the ends must agree
-_AGREE = {"version": 2, "aggressive": False}
 CHILD_NAME = "net"
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
@@ -122,6 +132,8 @@ class _Settings:
     proposals: dict[Kind, Any]  # None: not given (the built-in profile)
     options: dict[str, Any]
     named: dict[str, Any]  # IKE_SETTINGS given by name in the defaults
+    lifetimes: dict[str, Any]  # NAMED_SETTINGS given in the defaults
+    start_action: Any
     allow_weak: bool
     secrets_dir: str
     generate_keys: bool
@@ -168,12 +180,15 @@ def _settings(
     # the settings given by name join the options: the agent's schema checks them together,
     # and a problem names defaults.<key>
     named = {k: merged[k] for k in IKE_SETTINGS if merged[k] is not None}
+    check_default(merged["start_action"], "defaults.start_action", out)
     # proposals the defaults do not name stay None: the built-in profile, per IKE version
     given = {k: v for k, v in (defaults or {}).items() if v is not None}
     return _Settings(
         proposals={kind: given.get(f"{kind.value}_proposals") for kind in PROPOSAL_VARS},
         options=dict(merged["options"]),
         named=named,
+        lifetimes={k: merged[k] for k in NAMED_SETTINGS if merged[k] is not None},
+        start_action=merged["start_action"],
         allow_weak=merged["allow_weak"],
         secrets_dir=secrets_dir,
         generate_keys=bool(generate_keys),
@@ -296,6 +311,8 @@ def _tunnel_options(
     for d in spec.declarations:
         if d.settings is not UNSET:
             _merge_options(merged, sources, d.settings, (d.owner, d.field), (out, spec.id))
+        for option, source in named_options({} if d.named is UNSET else d.named, d.owner, d.field):
+            _merge_options(merged, sources, option, source, (out, spec.id))
         if d.options is UNSET:
             continue
         _merge_options(
@@ -339,9 +356,9 @@ def _merge_one(
         out.add(
             source[0],
             (tid,),
-            f"{source[1]}.{path}",
-            f"conflicting settings: {value!r} here, {target[key]!r} in {first[1]}.{path} "
-            f"of {first[0]}",
+            display_field(source[1], path),
+            f"conflicting settings: {value!r} here, {target[key]!r} in "
+            f"{display_field(first[1], path)} of {first[0]}",
         )
         return
     target[key] = dict(value) if isinstance(value, Mapping) else value
@@ -373,18 +390,26 @@ def _plan_tunnel(
 
     names = _connection_names(spec, out)
     shared_options, shared_sources = _tunnel_options(spec, out)
+    actions = start_actions(spec, settings.start_action, out)
     merged_ends: dict[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]] = {}
-    for me, start in ((ends[0], "start"), (ends[1], "none")):
+    for me, start in zip(ends, actions, strict=True):
         options: dict[str, Any] = {}
         sources: dict[str, tuple[str, str]] = {}
         _merge_options(options, sources, settings.named, ("", "defaults"))
         _merge_options(options, sources, settings.options, ("", "defaults.options"))
+        for option, source in named_options(settings.lifetimes, "", "defaults"):
+            _merge_options(options, sources, option, source)
         _merge_options(options, sources, me.options, (me.name, TUNNEL_OPTIONS))
         _merge_options(options, sources, shared_options, ("", "options"))
         sources |= shared_sources
+        known = len(out.problems)
         check_options(me.name, tid, options, sources, start, out)
+        if len(out.problems) == known:  # the module's own rules, on what the schema accepts
+            check_end(
+                me.name, tid, options, sources, start, ike_version(options.get("version")), out
+            )
         merged_ends[me.name] = (options, sources)
-    _check_ends_agree(tid, merged_ends, out)
+    check_ends_agree(tid, merged_ends, out)
     versions = {host: ike_version(merged[0].get("version")) for host, merged in merged_ends.items()}
 
     proposals: dict[str, dict[Kind, ProposalSet | None]] = {a: {}, b: {}}
@@ -416,7 +441,7 @@ def _plan_tunnel(
         )
 
     result: dict[str, Any] = {"ends": {}, "names": names, "summary": None}
-    for me, peer, start in ((ends[0], ends[1], "start"), (ends[1], ends[0], "none")):
+    for me, peer, start in ((ends[0], ends[1], actions[0]), (ends[1], ends[0], actions[1])):
         options = merged_ends[me.name][0]
         if negotiated is None or None in (me.underlay, peer.underlay, me.subnets, peer.subnets):
             continue
@@ -435,6 +460,7 @@ def _plan_tunnel(
             "ike_proposals": proposals[me.name][Kind.IKE].keywords,  # type: ignore[union-attr]
             "esp_proposals": proposals[me.name][Kind.ESP].keywords,  # type: ignore[union-attr]
             "start_action": start,
+            "on_demand": actions[0] == "trap",  # the initiating end traps (plan_settings)
             "psk_file": None if pubkey else psk,
             **(host_pki_paths(settings.pki_dir, me.name) if pubkey else {}),
             "child": CHILD_NAME,
@@ -454,6 +480,7 @@ def _plan_tunnel(
         "subnets": {a: ea["local_ts"], b: eb["local_ts"]},
         "ike_ids": {a: ea["local_id"], b: eb["local_id"]},
         "auth": settings.auth,
+        "start_action": actions[0],
         "psk_file": None if pubkey else psk,
         "psk_present": None if pubkey else present,
         "negotiated": negotiated,
@@ -476,65 +503,6 @@ def _complete(proposals: Mapping[Kind, ProposalSet | None]) -> dict[Kind, Propos
     """The end's proposals of every kind, or None when one was refused (and reported)."""
     done = {kind: ps for kind, ps in proposals.items() if ps is not None}
     return done if len(done) == len(PROPOSAL_VARS) else None
-
-
-def _check_ends_agree(
-    tid: str,
-    merged: Mapping[str, tuple[dict[str, Any], dict[str, tuple[str, str]]]],
-    out: Collector,
-) -> None:
-    """Both ends speak the same IKE version and the same IKEv1 Phase 1 mode: the agents would
-    otherwise never negotiate (a problem the agent's schema cannot see, having one end)."""
-    if len(merged) != 2:
-        return
-    (a, (oa, sa)), (b, (ob, sb)) = merged.items()
-    for key, default in _AGREE.items():
-        va, vb = oa.get(key, default), ob.get(key, default)
-        if key == "version":  # as the agent reads it ("1" is 1); None: refused by the schema
-            va, vb = ike_version(va), ike_version(vb)
-        if va == vb or not (_scalar(va) and _scalar(vb)):
-            continue  # equal, or an invalid value that the schema check reported
-        # name the setting that makes the difference: the responder's if it has one
-        host, options, sources = (b, ob, sb) if key in ob else (a, oa, sa)
-        owner, field = sources.get(key, (host, "options"))
-        out.add(
-            owner or host,
-            (tid,),
-            f"{field}.{key}",
-            f"the ends disagree: {key} is {va!r} on {a} ({_origin(oa, sa, key, a)}) and "
-            f"{vb!r} on {b} ({_origin(ob, sb, key, b)})",
-        )
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, bool | int)
-
-
-def _origin(
-    options: Mapping[str, Any], sources: Mapping[str, tuple[str, str]], key: str, host: str
-) -> str:
-    if key not in options:
-        return "the agent's default"
-    owner, field = sources.get(key, (host, "options"))
-    return f"{field}.{key}" + (f" of {owner}" if owner else "")
-
-
-def module_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Options (connection keys, child keys under ``child``) as the parameters of
-    ``ikelab.ipsec.tunnel``: ``dpd_delay``, ``rekey_time`` and ``child_rekey_time`` have
-    parameters of their own, the rest goes to ``options`` and ``child_options``; ``version``,
-    ``aggressive`` and ``allow_aggressive_psk`` become parameters when they are set."""
-    conn = {k: v for k, v in options.items() if k != "child"}
-    child = dict(options.get("child") or {})
-    named = {k: conn.pop(k) for k in IKE_SETTINGS if k in conn}
-    return {
-        **named,
-        "dpd_delay": conn.pop("dpd_delay", None),
-        "rekey_time": conn.pop("rekey_time", None),
-        "child_rekey_time": child.pop("rekey_time", None),
-        "options": conn,
-        "child_options": child,
-    }
 
 
 def _connection_names(spec: TunnelSpec, out: Collector) -> dict[str, tuple[str, str]]:

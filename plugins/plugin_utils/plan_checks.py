@@ -24,7 +24,10 @@ from typing import Any
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils import proposals as resolver
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.agent_import import ensure_importable
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_problems import Collector
-from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_topology import TunnelSpec
+from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_topology import (
+    TunnelSpec,
+    display_field,
+)
 
 ensure_importable()
 
@@ -63,7 +66,8 @@ PLANNED_CHILD_KEYS = {
     "local_ts": SUBNETS,
     "remote_ts": SUBNETS,
     "esp_proposals": "esp_proposals",
-    "start_action": "the planner (the end whose name sorts first starts)",
+    "start_action": "the planner (the end whose name sorts first starts; start_action: trap "
+    "in ikelab_tunnels or the defaults makes it trap)",
 }
 # a setting the schema asks for because of another one: named where that other one was set
 # (Aggressive Mode with a PSK needs allow_aggressive_psk beside aggressive)
@@ -496,7 +500,7 @@ def check_options(
             or sources.get(_RELATED.get(key, ""))
             or (host, "options")
         )
-        out.add(where[0] or host, (tid,), f"{where[1]}.{key}{rest}", reason)
+        out.add(where[0] or host, (tid,), display_field(where[1], key) + rest, reason)
 
 
 @functools.lru_cache(maxsize=4096)  # a fleet has few distinct option sets

@@ -11,9 +11,11 @@ Topologies (``ikelab_topology``):
 - ``{type: pairs, pairs: [[a, b], ...]}``: the listed pairs.
 
 Per host, ``ikelab_tunnels: [{peer: HOST, name, ike_proposals, esp_proposals, version,
-aggressive, allow_aggressive_psk, options}]`` adds a tunnel to HOST (or gives settings to a
-topology tunnel); ``version`` (1 or 2), ``aggressive`` and ``allow_aggressive_psk`` are the
-agent's connection settings of those names, given first-class. A pair declared several times (on
+aggressive, allow_aggressive_psk, start_action, <NAMED_SETTINGS>, options}]`` adds a tunnel to
+HOST (or gives settings to a topology tunnel); ``version`` (1 or 2), ``aggressive`` and
+``allow_aggressive_psk`` are the agent's connection settings of those names, given first-class;
+``start_action`` (start or trap) and the lifetimes, liveness and on-demand settings
+(``NAMED_SETTINGS``, the tunnel module's parameter names) are read by ``plan_settings``. A pair declared several times (on
 both sides, twice, or also by the topology) is one tunnel; the settings are checked for
 conflicts by the planner. A tunnel with one end outside the play is an error (only one end
 would be configured); a topology tunnel with no end in the play is left out.
@@ -26,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_settings import SETTINGS
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_problems import Collector
 
 TOPOLOGY = "ikelab_topology"
@@ -37,8 +40,37 @@ TOPOLOGY_KEYS: dict[str, tuple[str, ...]] = {
 }
 # connection settings a tunnel entry (and the planner's defaults) may give by name
 IKE_SETTINGS = ("version", "aggressive", "allow_aggressive_psk")
-TUNNEL_KEYS = ("peer", "name", "ike_proposals", "esp_proposals", *IKE_SETTINGS, "options")
+# the tunnel module's parameters for lifetimes, liveness and on-demand keys (plan_settings),
+# and the agent option each stands for (``child.x`` for a child key)
+NAMED: dict[str, str] = {
+    "dpd_delay": "dpd_delay",
+    "rekey_time": "rekey_time",
+    "child_rekey_time": "child.rekey_time",
+    **{s.param: (f"child.{s.key}" if s.child else s.key) for s in SETTINGS},
+}
+NAMED_SETTINGS = tuple(NAMED)
+_BY_PATH = {path: param for param, path in NAMED.items()}
+TUNNEL_KEYS = (
+    "peer",
+    "name",
+    "ike_proposals",
+    "esp_proposals",
+    *IKE_SETTINGS,
+    "start_action",
+    *NAMED_SETTINGS,
+    "options",
+)
 UNSET: Any = object()  # a setting a declaration leaves to the hosts' variables
+
+
+def display_field(field: str, path: str) -> str:
+    """The field a problem names: ``<source>.<option path>``, except that a setting given by
+    its parameter name (``NAMED``) is named as written (``defaults.inactivity``, not
+    ``defaults.inactivity.child.inactivity``)."""
+    head, dot, last = field.rpartition(".")
+    if head and dot and _BY_PATH.get(path) == last:
+        return field
+    return f"{field}.{path}"
 
 
 def tunnel_id(a: str, b: str) -> str:
@@ -59,6 +91,8 @@ class Declaration:
     esp_proposals: Any = UNSET
     options: Any = UNSET
     settings: Any = UNSET  # the IKE_SETTINGS given by name: {"version": 1, ...}
+    start_action: Any = UNSET  # start or trap: what the initiating end does
+    named: Any = UNSET  # NAMED_SETTINGS given: {"inactivity": "5m", ...}
 
     @property
     def id(self) -> str:
@@ -192,6 +226,7 @@ def host_declarations(host: str, value: Any, out: Collector) -> list[Declaration
         if bad:
             continue
         settings = {k: entry[k] for k in IKE_SETTINGS if entry.get(k) is not None}
+        named = {k: entry[k] for k in NAMED_SETTINGS if entry.get(k) is not None}
         decls.append(
             Declaration(
                 host,
@@ -202,6 +237,8 @@ def host_declarations(host: str, value: Any, out: Collector) -> list[Declaration
                 entry.get("esp_proposals", UNSET),
                 UNSET if options is None else options,
                 settings or UNSET,
+                entry.get("start_action", UNSET),
+                named or UNSET,
             )
         )
     return decls

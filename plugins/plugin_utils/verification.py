@@ -5,6 +5,7 @@ Input per host: the results of ``ikelab.ipsec.flow_check`` looped over the host'
 tunnels (each result carries its loop ``item``: the plan entry with ``tunnel_id``, ``name`` and
 ``peer``) and the host's ``ikelab.ipsec.sa_info`` result. A tunnel is verified when, from each of
 its two ends, the traffic arrived and the Child SA's counters rose by at least what was sent.
+An on-demand tunnel whose Child SA the traffic brought up shows the time to the first answer.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def _flow_cell(result: Mapping[str, Any] | None) -> tuple[str, str | None]:
     sent = f"{delta.get('packets_out', 0)} out/{delta.get('packets_in', 0)} in"
     if result.get("failed") or not result.get("arrived") or not result.get("encrypted"):
         return f"FAIL {sent}", str(result.get("msg") or "traffic not proven")
+    if result.get("on_demand") and result.get("time_to_first_packet_ms") is not None:
+        # the Child SA was negotiated for this traffic: how long the first answer took
+        return f"ok {sent}, on demand {result['time_to_first_packet_ms']:.0f} ms", None
     return f"ok {sent}", None
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 SITES = 4
 HOSTS = [f"site{i}" for i in range(1, SITES + 1)]
 TUNNELS = [f"site{a}--site{b}" for a in range(1, SITES + 1) for b in range(a + 1, SITES + 1)]
+SOCKET = "/run/ikelab/ikeagent.sock"
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +245,40 @@ def test_the_agents_keep_the_keys_to_themselves(lab: LabRun) -> None:
         for psk in psks:
             assert psk not in text, host
             assert hashlib.sha256(psk.encode()).hexdigest() not in text
+
+
+def test_on_demand_tunnels_are_trapped_then_brought_up_by_verify(lab: LabRun) -> None:
+    """ikelab_tunnel_start_action trap: site.yml arms a trap on every initiating end and
+    negotiates nothing; verify.yml's first traffic from those ends brings every tunnel up and
+    proves it, reporting the time to first packet; start again brings them all up."""
+    trap = ["-e", json.dumps({"ikelab_tunnel_start_action": "trap"})]
+    run = site_playbook(lab, "site.yml", *trap)
+    assert run.returncode == 0, run.output[-4000:]
+    # the initiators' files changed (start_action), the reloads deleted every SA
+    assert all(run.changed()[h] > 0 for h in HOSTS[:-1]), run.recap
+    infos: dict[str, Any] = {}
+
+    def no_sas() -> bool:
+        infos.update(lab.adhoc("sites", "ikelab.ipsec.sa_info", {"socket": SOCKET}))
+        return all(not r["sas"] for r in infos.values())
+
+    wait_for(no_sas, 15, "the SAs of the replaced connections to go")
+    for host, result in infos.items():
+        actions = {c["name"]: c["children"][0]["start_action"] for c in result["connections"]}
+        assert actions == {
+            peer: ("trap" if host < peer else "none") for peer in HOSTS if peer != host
+        }, (host, actions)
+    again = site_playbook(lab, "site.yml", *trap)
+    assert again.returncode == 0 and again.changed() == dict.fromkeys(HOSTS, 0), again.recap
+
+    run = site_playbook(lab, "verify.yml", *trap)
+    assert run.returncode == 0, run.output[-4000:]
+    rows = re.findall(r"^\s*(site\d--site\d)\s.*\s(verified|FAILED)\s*$", run.stdout, re.M)
+    assert sorted(rows) == [(t, "verified") for t in TUNNELS], run.stdout[-3000:]
+    # each tunnel was brought up by the first traffic from its initiating end
+    assert len(re.findall(r"on demand \d+ ms", run.stdout)) >= len(TUNNELS), run.stdout[-3000:]
+
+    run = site_playbook(lab, "site.yml")
+    assert run.returncode == 0, run.output[-4000:]
+    sas = lab.adhoc("sites", "ikelab.ipsec.sa_info", {"socket": SOCKET})
+    assert all(len(r["sas"]) == SITES - 1 for r in sas.values()), sas

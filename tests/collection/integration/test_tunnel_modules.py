@@ -431,3 +431,58 @@ def test_flow_check_over_ipv6(lab: Lab) -> None:
         assert default_source["source"] == "2001:db8:a::1" and default_source["encrypted"]
     finally:
         next(gen, None)
+
+
+def test_an_on_demand_tunnel_is_trapped_then_brought_up_by_flow_check(
+    gateways, topology: Topology, capture_factory
+) -> None:
+    """start_action trap: the tunnel module reports the trap and no SA; flow_check's first
+    traffic brings the Child SA up, with its time to first packet, and the usual proof follows;
+    after ``inactivity`` the Child SA closes and the next check brings it up again."""
+    a, b = gateways
+    assert_blocked(topology)
+    cap = capture_factory(topology.gw_a, "wan0")
+    a.settings = {"start_action": "trap", "inactivity": 6}
+    ok(b.tunnel(), b)
+    trapped = ok(a.tunnel(state="up"), a)
+    assert trapped["actions"] == ["write", "reload", "trap"], trapped["actions"]
+    assert trapped["sas"] == [], trapped["sas"]
+    trap = trapped["trap"]
+    assert trap["state"] == "trapped" and trap["reqid"] > 0 and trap["acquires"] == 0, trap
+    assert (trap["local_ts"], trap["remote_ts"]) == ([a.site.subnet], [a.peer.subnet])
+    again = ok(a.tunnel(state="up"), a)
+    assert not again["changed"] and again["trap"]["state"] == "trapped"
+    assert ok(b.sa_info(), b)["sas"] == []  # nothing negotiated before traffic
+
+    first = ok(a.flow_check(count=3), a)
+    assert first["on_demand"] is True, first
+    assert first["time_to_first_packet_ms"] > 0, first
+    assert first["first_packet"]["outcome"] == "echo reply", first["first_packet"]
+    assert first["trap"]["reqid"] == trap["reqid"] and first["trap"]["acquires"] >= 1
+    assert first["arrived"] and first["encrypted"] and first["received"] == 3, first
+    assert first["delta"]["packets_out"] >= 3 and first["delta"]["packets_in"] >= 3
+    active = ok(a.tunnel(state="up"), a)  # well within inactivity of the last packet
+    assert not active["changed"] and active["trap"]["state"] == "active"
+
+    # the SAs are up on both ends with the expected algorithms, the child under the trap's reqid
+    child_a = installed(active, a.conn)
+    assert child_a["encryption"] == "AES_GCM_16_256" and child_a["reqid"] == trap["reqid"]
+    child_b = installed(ok(b.sa_info(name=b.conn), b), b.conn)
+    assert (child_a["spi_in"], child_a["spi_out"]) == (child_b["spi_out"], child_b["spi_in"])
+
+    # now up: a check from either end is an ordinary one
+    second = ok(a.flow_check(), a)
+    assert second["on_demand"] is False and "time_to_first_packet_ms" not in second
+    assert ok(b.flow_check(), b)["encrypted"]
+
+    # idle for longer than inactivity: the Child SA is closed, the trap stays armed
+    deadline = time.monotonic() + 20
+    while ok(a.tunnel(state="up"), a)["trap"]["state"] != "trapped":
+        assert time.monotonic() < deadline, f"the idle child was not closed\n{a.log_tail()}"
+        time.sleep(0.5)
+    again = ok(a.flow_check(), a)
+    assert again["on_demand"] is True and again["time_to_first_packet_ms"] > 0, again
+    assert again["encrypted"], again
+
+    cap.stop()
+    assert_encrypted(cap.summary(), topology, udp=True)

@@ -201,7 +201,10 @@ BAD: list[tuple[str, dict[str, Any], bool, list[str]]] = [
         [
             "host site1, tunnel site1--site2, field ikelab_tunnels[1].colour: unknown key (expected "
             "one of: peer, name, ike_proposals, esp_proposals, version, aggressive, "
-            "allow_aggressive_psk, options)",
+            "allow_aggressive_psk, start_action, dpd_delay, rekey_time, child_rekey_time, "
+            "dpd_timeout, over_time, rand_time, reauth_time, keyingtries, inactivity_close_ike, "
+            "inactivity, dpd_action, close_action, child_life_time, child_rand_time, rekey_bytes, "
+            "life_bytes, rekey_packets, life_packets, options)",
             "host site1, tunnel site1--site7, field ikelab_tunnels[0].peer: host site7 is not in the inventory",
         ],
     ),

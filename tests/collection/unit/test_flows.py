@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.ikelab.ipsec.plugins.module_utils import flows, probes
-from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import AgentUnreachable
+from ansible_collections.ikelab.ipsec.plugins.module_utils import first_packet, flows, probes
+from ansible_collections.ikelab.ipsec.plugins.module_utils.agent_client import (
+    AgentCommandError,
+    AgentUnreachable,
+)
 
 # --- ICMP -------------------------------------------------------------------------------------------
 
@@ -174,13 +177,17 @@ def test_a_port_outside_the_selectors_is_not_covered() -> None:
 class FakeAgent:
     """list-sas answers in turn; ``carry(out, in, ...)`` makes the child's counters rise."""
 
-    def __init__(self, sas: list[dict[str, Any]]) -> None:
+    def __init__(self, sas: list[dict[str, Any]], traps: list[dict[str, Any]] | None = None):
         self.sas = sas
+        self.traps = traps or []
         self.calls = 0
 
     def list_sas(self, name: str | None = None) -> list[dict[str, Any]]:
         self.calls += 1
         return [s for s in self.sas if name is None or s["name"] == name]
+
+    def list_traps(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [t for t in self.traps if name is None or t["name"] == name]
 
     def carry(self, packets_out: int, packets_in: int, size: int = 84) -> None:
         ch = self.sas[0]["children"][0]
@@ -206,10 +213,12 @@ def sender(agent: FakeAgent, answered: int, tunnel_out: int | None = None, tunne
     return send
 
 
-def check(agent, proto="icmp", senders=None, **over):
+def check(agent, proto="icmp", senders=None, first_senders=None, **over):
     params = {"source": "10.1.0.1", "destination": "10.2.0.2", "protocol": proto, "count": 3}
     params.update(over)
-    return flows.FlowCheck(params, agent, senders, sleep=lambda s: None)
+    return flows.FlowCheck(
+        params, agent, senders, sleep=lambda s: None, first_senders=first_senders
+    )
 
 
 def test_traffic_through_the_child_is_encrypted() -> None:
@@ -327,3 +336,161 @@ def test_mixed_families_are_refused() -> None:
     with pytest.raises(flows.FlowError) as info:
         check(FakeAgent([]), destination="2001:db8::1")
     assert "same address family" in str(info.value)
+
+
+# --- on-demand tunnels ---------------------------------------------------------------------------
+
+
+def trap(name: str = "site-b", acquires: int = 0, active: bool = False, **kw: Any):
+    out = {
+        "name": name,
+        "child": "net",
+        "reqid": 4,
+        "local_ts": ["10.1.0.0/24"],
+        "remote_ts": ["10.2.0.0/24"],
+        "reason": "start_action",
+        "acquires": acquires,
+        "last_acquire": None,
+        "active": active,
+    }
+    out.update(kw)
+    return out
+
+
+def test_find_trap_by_selectors_and_names() -> None:
+    traps = [trap("site-c", remote_ts=["10.3.0.0/24"]), trap()]
+    assert flows.find_trap(traps, FLOW)["name"] == "site-b"
+    assert flows.find_trap(traps, FLOW, connection="site-c") is None
+    assert flows.find_trap(traps, FLOW, child="voice") is None
+    assert flows.find_trap([], FLOW) is None
+    tcp_only = [trap(remote_ts=["10.2.0.0/24[6/443]"])]
+    assert flows.find_trap(tcp_only, flows.Flow("tcp", "10.1.0.1", "10.2.0.2", 443))
+    assert flows.find_trap(tcp_only, FLOW) is None
+
+
+def first_sender(agent: FakeAgent, result: first_packet.FirstPacket, bring_up: bool = True):
+    """The first traffic of an on-demand tunnel: it hits the trap, and (``bring_up``) the
+    Child SA appears as the agent negotiates it."""
+    calls: list[tuple] = []
+
+    def send(source: str, destination: str, port: int, wait: float, interval: float):
+        calls.append((source, destination, port, wait, interval))
+        agent.traps = [trap(acquires=1, active=bring_up)]
+        if bring_up:
+            agent.sas = [ike()]
+        return result
+
+    send.calls = calls  # type: ignore[attr-defined]
+    return send
+
+
+def test_on_demand_reports_the_time_to_first_packet_then_proves_the_traffic() -> None:
+    agent = FakeAgent([], traps=[trap()])
+    first = first_sender(agent, first_packet.FirstPacket(5, "echo reply", 0.0846, 1))
+    c = check(agent, senders={"icmp": sender(agent, answered=3)}, first_senders={"icmp": first})
+    c.apply()
+    out = c.dump()
+    assert c.failure() is None
+    assert out["on_demand"] is True and out["time_to_first_packet_ms"] == 84.6
+    assert out["first_packet"] == {
+        "sent": 5, "outcome": "echo reply", "answered": 1, "elapsed_ms": 84.6,
+    }  # fmt: skip
+    assert out["trap"]["state"] == "active" and out["trap"]["acquires"] == 1
+    assert out["trap"]["reqid"] == 4
+    # the proof is the usual one, through the SA the first traffic brought up
+    assert out["encrypted"] and out["delta"]["packets_out"] == 3 and out["sent"] == 3
+    assert first.calls == [("10.1.0.1", "10.2.0.2", 0, 10.0, first_packet.INTERVAL)]
+
+
+def test_a_child_already_up_is_not_on_demand() -> None:
+    agent = FakeAgent([ike()], traps=[trap(active=True)])
+    first = first_sender(agent, first_packet.FirstPacket(1, "echo reply", 0.001, 1))
+    c = check(agent, senders={"icmp": sender(agent, answered=3)}, first_senders={"icmp": first})
+    c.apply()
+    out = c.dump()
+    assert out["on_demand"] is False and "time_to_first_packet_ms" not in out
+    assert first.calls == [] and out["encrypted"]
+
+
+def test_on_demand_without_an_answer_fails_with_the_trap() -> None:
+    agent = FakeAgent([], traps=[trap()])
+    first = first_sender(agent, first_packet.FirstPacket(250, "timeout"), bring_up=False)
+    send = sender(agent, answered=3)
+    c = check(agent, senders={"icmp": send}, first_senders={"icmp": first}, on_demand_wait=5)
+    c.apply()
+    out = c.dump()
+    assert out["on_demand"] is True and out["time_to_first_packet_ms"] is None
+    assert "arrived" not in out and send.calls == []
+    reason = c.failure()
+    assert "the tunnel is on demand (trap reqid 4, no Child SA yet)" in reason
+    assert "nothing came back from 250 probe(s) within 5s (timeout; the trap was hit 1" in reason
+
+
+def test_an_answer_without_a_child_did_not_cross_the_tunnel() -> None:
+    agent = FakeAgent([], traps=[trap()])
+    first = first_sender(agent, first_packet.FirstPacket(1, "echo reply", 0.01, 1), False)
+    clock = iter(range(100))
+    c = flows.FlowCheck(
+        {"source": "10.1.0.1", "destination": "10.2.0.2"},
+        agent,
+        {"icmp": sender(agent, answered=3)},
+        sleep=lambda s: None,
+        first_senders={"icmp": first},
+        clock=lambda: float(next(clock)),
+    )
+    with pytest.raises(flows.FlowError) as info:
+        c.apply()
+    assert "was answered, but no installed Child SA covers the flow" in str(info.value)
+    assert "did not go through the tunnel" in str(info.value)
+
+
+def test_without_a_trap_a_missing_child_is_still_a_tunnel_down() -> None:
+    agent = FakeAgent([], traps=[trap(remote_ts=["10.3.0.0/24"])])
+    first = first_sender(agent, first_packet.FirstPacket(1, "echo reply", 0.01, 1))
+    c = check(agent, first_senders={"icmp": first})
+    with pytest.raises(flows.FlowError) as info:
+        c.apply()
+    assert "the tunnel is down" in str(info.value) and first.calls == []
+
+
+def test_an_agent_without_list_traps_is_a_tunnel_down() -> None:
+    class Old(FakeAgent):
+        def list_traps(self, name=None):
+            raise AgentCommandError("list-traps", "unknown command 'list-traps'")
+
+    with pytest.raises(flows.FlowError) as info:
+        check(Old([])).apply()
+    assert "the tunnel is down" in str(info.value)
+
+
+def test_on_demand_wait_is_checked() -> None:
+    for bad in (0, 121):
+        with pytest.raises(flows.FlowError) as info:
+            check(FakeAgent([ike()]), on_demand_wait=bad)
+        assert str(info.value).startswith("on_demand_wait: ")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_first_packet_schedule_sends_at_the_interval_until_the_deadline() -> None:
+    clock = FakeClock()
+    s = first_packet._Schedule(wait=0.1, interval=0.02, clock=clock)
+    assert s.due() and not s.due()  # the first probe at once, then not before the interval
+    assert s.pause() == pytest.approx(0.02)
+    clock.now += 0.05  # late: one probe now, the next an interval later (no burst)
+    assert s.due() and not s.due() and s.pause() == pytest.approx(0.02)
+    clock.now = 100.1
+    assert s.over() and not s.due() and s.elapsed() == pytest.approx(0.1)
+
+
+def test_first_packet_result() -> None:
+    got = first_packet.FirstPacket(3, "refused (RST)", 0.01234, 2)
+    assert got.arrived and got.as_dict()["elapsed_ms"] == 12.3
+    assert not first_packet.FirstPacket(9, "timeout").arrived
+    assert not first_packet.FirstPacket(1, "unreachable (from 10.1.0.254)", 0.1, 1).arrived

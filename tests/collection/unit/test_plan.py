@@ -266,12 +266,26 @@ def test_options_precedence_defaults_host_tunnel() -> None:
 
 
 def test_module_options_split_into_the_tunnel_modules_parameters() -> None:
-    assert module_options({"dpd_delay": "1s", "encap": True, "child": {"rekey_time": "1h", "inactivity": "5m"}}) == {
+    assert module_options({"dpd_delay": "1s", "encap": True, "child": {"rekey_time": "1h", "replay_window": 64}}) == {
         "dpd_delay": "1s",
         "rekey_time": None,
         "child_rekey_time": "1h",
         "options": {"encap": True},
-        "child_options": {"inactivity": "5m"},
+        "child_options": {"replay_window": 64},
+    }  # fmt: skip
+    # the keys with parameters of their own become those parameters, only when they are set
+    assert module_options({"keyingtries": 0, "dpd_timeout": "90s",
+                           "child": {"inactivity": "5m", "life_time": "66m", "rand_time": 60}}) == {
+        "dpd_delay": None,
+        "rekey_time": None,
+        "child_rekey_time": None,
+        "keyingtries": 0,
+        "dpd_timeout": "90s",
+        "inactivity": "5m",
+        "child_life_time": "66m",
+        "child_rand_time": 60,
+        "options": {},
+        "child_options": {},
     }  # fmt: skip
 
 
@@ -444,7 +458,7 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     (
         "unknown key in an ikelab_tunnels entry",
         {"site1": {"ikelab_tunnels": [{"peer": "site2", "colour": "red"}]}}, {},
-        "host site1, tunnel site1--site2, field ikelab_tunnels[0].colour: unknown key (expected one of: peer, name, ike_proposals, esp_proposals, version, aggressive, allow_aggressive_psk, options)",
+        "host site1, tunnel site1--site2, field ikelab_tunnels[0].colour: unknown key (expected one of: peer, name, ike_proposals, esp_proposals, version, aggressive, allow_aggressive_psk, start_action, dpd_delay, rekey_time, child_rekey_time, dpd_timeout, over_time, rand_time, reauth_time, keyingtries, inactivity_close_ike, inactivity, dpd_action, close_action, child_life_time, child_rand_time, rekey_bytes, life_bytes, rekey_packets, life_packets, options)",
     ),
     (
         "ikelab_tunnels entry without a peer",
@@ -469,7 +483,7 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     (
         "unknown option key",
         {"site1": {"ikelab_tunnels": [{"peer": "site2", "options": {"dpd_dealy": "30s"}}]}}, {},
-        "host site1, tunnel site1--site2, field ikelab_tunnels[0].options.dpd_dealy: unknown key (expected one of: version, local_port, remote_port, dpd_delay, dpd_timeout, rekey_time, over_time, rand_time, reauth_time, encap, mobike, fragmentation, aggressive, allow_aggressive_psk, keyingtries, unique, child)",
+        "host site1, tunnel site1--site2, field ikelab_tunnels[0].options.dpd_dealy: unknown key (expected one of: version, local_port, remote_port, dpd_delay, dpd_timeout, rekey_time, over_time, rand_time, reauth_time, encap, mobike, fragmentation, aggressive, allow_aggressive_psk, keyingtries, inactivity_close_ike, unique, child)",
     ),
     (
         "unknown child option key",
@@ -499,7 +513,7 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     (
         "unknown defaults key",
         {}, {"defaults": {"ike_proposal": "modern"}},
-        "field defaults.ike_proposal: unknown key (expected one of: ike_proposals, esp_proposals, options, allow_weak, version, aggressive, allow_aggressive_psk)",
+        "field defaults.ike_proposal: unknown key (expected one of: ike_proposals, esp_proposals, options, allow_weak, version, aggressive, allow_aggressive_psk, start_action, dpd_delay, rekey_time, child_rekey_time, dpd_timeout, over_time, rand_time, reauth_time, keyingtries, inactivity_close_ike, inactivity, dpd_action, close_action, child_life_time, child_rand_time, rekey_bytes, life_bytes, rekey_packets, life_packets)",
     ),
 ]  # fmt: skip
 

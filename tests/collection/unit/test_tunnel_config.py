@@ -234,7 +234,7 @@ def test_load_refuses_other_yaml() -> None:
         ({"remote_ts": ["10.2.0.0/24", " "]}, "remote_ts[1]"),
         ({"local_id": ""}, "local_id"),
         ({"remote_id": None}, "remote_id"),
-        ({"start_action": "trap"}, "start_action"),
+        ({"start_action": "sometimes"}, "start_action"),
         ({"dpd_delay": "soon"}, "dpd_delay"),
         ({"rekey_time": -1}, "rekey_time"),
         ({"child_rekey_time": True}, "child_rekey_time"),
