@@ -354,6 +354,21 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
                 f"first, not {v['remote_addrs'][0]!r}",
             )
             bad = True
+    # dpd_action/close_action trap and restart/start initiate later: they need a peer address
+    later = [
+        f"{c.name} ({key} {value})"
+        for c in v["children"].values()
+        for key, value in (("dpd_action", c.dpd_action), ("close_action", c.close_action))
+        if value in ("trap", "restart", "start")
+    ]
+    if later and not bad and not (v["remote_addrs"] and _initiable(v["remote_addrs"][0])):
+        first = repr(v["remote_addrs"][0]) if v["remote_addrs"] else "none"
+        ctx.error(
+            join(path, "remote_addrs"),
+            f"{', '.join(later)} initiates to the peer: the first remote address must be an "
+            f"IP address (it is {first})",
+        )
+        bad = True
     if bad:
         return INVALID
     rekey = v["rekey_time"]

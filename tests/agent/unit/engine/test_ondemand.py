@@ -234,6 +234,17 @@ def test_trap_needs_an_address_to_initiate_to() -> None:
     cfg = site_config("a", child={"start_action": "trap"}, conn={"remote_addrs": ["10.9.0.0/16"]})
     with pytest.raises(ConfigError, match="needs an address to initiate to"):
         parse_config(cfg)
+    # actions that initiate later need the peer's address too (a responder-only connection
+    # with close_action none and dpd_action clear is fine)
+    for key, value in (
+        ("dpd_action", "trap"),
+        ("dpd_action", "restart"),
+        ("close_action", "start"),
+    ):
+        cfg = site_config("a", start=False, child={key: value}, conn={"remote_addrs": []})
+        with pytest.raises(ConfigError, match=rf"net \({key} {value}\) initiates to the peer"):
+            parse_config(cfg)
+    parse_config(site_config("a", start=False, conn={"remote_addrs": ["10.9.0.0/16"]}))
 
 
 # ---- dead peers ----------------------------------------------------------------------------
