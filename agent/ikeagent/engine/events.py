@@ -177,6 +177,7 @@ class IkeSaStatus:
     local_auth: str | None = None  # "psk" | "pubkey" once authenticated
     remote_auth: str | None = None
     remote_cert: str | None = None  # the peer certificate's subject DN (pubkey)
+    expire_at: float | None = None  # hard lifetime (engine clock)
 
 
 @dataclass(slots=True)

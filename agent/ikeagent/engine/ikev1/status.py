@@ -61,6 +61,7 @@ def snapshot(sa: V1Sa) -> IkeSaStatus:
         nat_remote=sa.nat_remote,
         established_at=sa.established_at,
         rekey_at=sa.rekey_at,
+        expire_at=sa.expire_at,
         mode=sa.mode,
         local_auth=auth,
         remote_auth=auth,

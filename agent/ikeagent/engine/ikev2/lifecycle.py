@@ -42,6 +42,7 @@ class Lifecycle:
         sa.half_open_until = None
         self.forget_half_open(sa)
         sa.rekey_at = self._ike_rekey_deadline(sa, now)
+        sa.expire_at = self._ike_expire_deadline(sa, now)
         sa.dpd_at = now + conn.dpd_delay if conn.dpd_delay > 0 else None
         sa.keepalive_at = self._keepalive_deadline(sa, now)
         self.emit(IkeSaUp(sa.name, sa.uid))
@@ -70,6 +71,14 @@ class Lifecycle:
             return None
         rand = conn.rand_time if conn.rand_time > 0 else conn.rekey_time * 0.1
         return now + conn.rekey_time - self.rng.random() * min(rand, conn.rekey_time * 0.5)
+
+    def _ike_expire_deadline(self: Engine, sa: IkeSa, now: float) -> float | None:
+        """The hard lifetime (swanctl's over_time after rekey_time): an IKE SA not replaced
+        by then goes, children and all."""
+        conn = sa.conn
+        if conn is None or conn.rekey_time <= 0:
+            return None
+        return now + conn.rekey_time + max(conn.over_time, 0.0)
 
     def start_pending_children(self: Engine, sa: IkeSa, now: float) -> None:
         while sa.pending_children:
@@ -137,7 +146,11 @@ class Lifecycle:
             return
         sa.queue.clear()
         if sa.outstanding is not None:
-            sa.outstanding = None  # abandon it: the delete supersedes whatever was in flight
+            # abandon it: the delete supersedes whatever was in flight, and takes its message
+            # ID (a peer that never got that request would wait for it forever, RFC 7296
+            # 2.3; one that did answers the Delete with its cached reply, which ends it too)
+            sa.next_msgid = sa.outstanding.message_id
+            sa.outstanding = None
         self.queue_task(sa, DeleteIkeTask(reason), now)
 
     def destroy_ike(self: Engine, sa: IkeSa, reason: str, now: float) -> None:
@@ -296,6 +309,7 @@ class Lifecycle:
         new.established_at = now
         new.last_recv = now
         new.rekey_at = self._ike_rekey_deadline(new, now)
+        new.expire_at = self._ike_expire_deadline(new, now)
         conn = new.conn
         new.dpd_at = now + conn.dpd_delay if conn is not None and conn.dpd_delay > 0 else None
         new.keepalive_at = self._keepalive_deadline(new, now)

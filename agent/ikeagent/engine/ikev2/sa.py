@@ -112,6 +112,7 @@ class IkeSa:
     created_at: float = 0.0
     established_at: float | None = None
     rekey_at: float | None = None
+    expire_at: float | None = None  # hard lifetime: rekey_time + over_time after it came up
     last_recv: float = 0.0
     dpd_at: float | None = None
     keepalive_at: float | None = None  # next NAT-T keepalive (RFC 3948 2.3) while behind a NAT

@@ -21,9 +21,11 @@ class Timers:
         times: list[float] = []
         if sa.outstanding is not None:
             times.append(sa.outstanding.deadline)
+        if sa.state is IkeState.ESTABLISHED and sa.rekey_at is not None:
+            times.append(sa.rekey_at)
+        if sa.expire_at is not None and sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING):
+            times.append(sa.expire_at)
         if sa.state is IkeState.ESTABLISHED:
-            if sa.rekey_at is not None:
-                times.append(sa.rekey_at)
             if sa.dpd_at is not None:
                 times.append(sa.dpd_at)
             if sa.keepalive_at is not None:
@@ -78,6 +80,15 @@ class Timers:
             if sa.state is IkeState.DESTROYED:
                 return
         expire_fragments(sa, now)
+        if (
+            sa.expire_at is not None
+            and sa.expire_at <= now
+            and sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+        ):
+            sa.expire_at = None
+            self.log.warning("%s: IKE_SA hard lifetime reached (not rekeyed)", sa.peer_label())
+            self.delete_ike(sa, "IKE_SA hard lifetime reached", now)
+            return
         conn = sa.conn
         if sa.state is IkeState.ESTABLISHED and conn is not None:
             if sa.rekey_at is not None and sa.rekey_at <= now:

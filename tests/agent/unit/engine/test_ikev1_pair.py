@@ -375,6 +375,7 @@ def test_phase1_replacement_adopts_the_pairs(who: str, mode: str) -> None:
     established(p)
     old = {(s.spi_i, s.spi_r) for s in p.a.engine.list_sas()}
     pairs_a, pairs_b = spis_in(p.a), spis_in(p.b)
+
     def installs_of(side) -> int:  # noqa: ANN001
         return sum(1 for e in side.dp.log if e[0] == "install")
 

@@ -470,3 +470,22 @@ def test_trapped_children_of_one_connection_share_one_ike_sa(version: int) -> No
     assert sorted(c.name for c in children(p.a)) == ["db", "web"]
     assert assert_matching_children(p.a, p.b) == 2
     assert sorted(p.a.dp.pairs) == [web, db]  # each child under its own trap's reqid
+
+
+def test_ike_sa_not_rekeyed_by_its_hard_lifetime_goes() -> None:
+    """IKEv2 over_time: rekey_time 60 s (jittered down by at most over_time), then 5 s more; a
+    peer that never answers the rekey does not keep the IKE SA alive past that."""
+    p = pair(2, a_child={"start_action": "start"}, a_conn={"rekey_time": 60, "over_time": 5})
+    p.start()
+    (sa,) = p.a.engine.list_sas()
+    assert sa.expire_at == pytest.approx(p.now + 65)
+
+    def no_rekey(src: str, d: Any) -> bool:
+        h = w.Header.from_bytes(d.data)
+        return not (src == "a" and h.exchange == w.ExchangeType.CREATE_CHILD_SA)
+
+    p.filter = no_rekey
+    p.advance(66)
+    (down,) = p.a.downs()
+    assert "hard lifetime" in down.reason
+    assert p.a.engine.list_sas() == [] and p.b.engine.list_sas() == []  # b got the Delete
