@@ -75,6 +75,8 @@ def format_sa(sa: dict[str, Any]) -> list[str]:
         times.append(f"established {sa['established']}s ago")
     if sa.get("rekey_in") is not None:
         times.append(f"rekeying in {sa['rekey_in']}s")
+    if sa.get("reauth_in") is not None:
+        times.append(f"reauthenticating in {sa['reauth_in']}s")
     if sa.get("expire_in") is not None:
         times.append(f"expires in {sa['expire_in']}s")
     if times:

@@ -33,7 +33,9 @@ Defaults follow swanctl.conf(5) of strongSwan 5.9:
 - connection: version 2 (swanctl's 0 = "any" is not supported), local_addrs/remote_addrs %any,
   local_port = agent port, remote_port 500, proposals "default", local/remote auth pubkey and
   id = the IP address (local) / %any (remote), dpd_delay 0 (off), dpd_timeout 0, rekey_time 4h,
-  over_time 10% of rekey_time, rand_time = over_time, reauth_time 0 (off), encap no, mobike yes,
+  over_time 10% of rekey_time, rand_time = over_time, reauth_time 0 (off; IKEv2: a new IKE SA
+  takes over make-before-break; IKEv1: the ISAKMP SA is replaced by a new Phase 1 after the
+  shorter of rekey_time and reauth_time), encap no, mobike yes,
   fragmentation yes, aggressive no, keyingtries 1, unique no, inactivity_close_ike no (our
   extension; strongSwan's charon.inactivity_close_ike, per connection).
 - child: esp_proposals "default", start_action none, mode tunnel (only), rekey_time 1h,
@@ -372,6 +374,11 @@ def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> 
     if bad:
         return INVALID
     rekey = v["rekey_time"]
+    reauth = v["reauth_time"]
+    if v["version"] == 1 and reauth > 0 and (rekey <= 0 or reauth < rekey):
+        # IKEv1 replaces its ISAKMP SA with a new Phase 1, which authenticates again: the
+        # shorter of the two intervals is when that happens
+        rekey = reauth
     over = v.get("over_time", rekey / 10)
     rand = v.get("rand_time", over)
     return ConnectionConfig(

@@ -27,6 +27,7 @@ from ikeagent.engine.ikev2.ike_init import IkeInitTask
 from ikeagent.engine.ikev2.ike_rekey import IkeRekeyTask
 from ikeagent.engine.ikev2.lifecycle import HALF_OPEN_TIMEOUT, Lifecycle
 from ikeagent.engine.ikev2.manager import TaskManager
+from ikeagent.engine.ikev2.reauth import Reauth
 from ikeagent.engine.ikev2.sa import IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 from ikeagent.engine.ikev2.timers import Timers
@@ -42,7 +43,7 @@ class UnknownConnection(KeyError):
     pass
 
 
-class Engine(TaskManager, Lifecycle, Timers):
+class Engine(TaskManager, Lifecycle, Reauth, Timers):
     def __init__(
         self,
         config: AgentConfig,

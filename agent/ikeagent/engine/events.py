@@ -178,6 +178,7 @@ class IkeSaStatus:
     remote_auth: str | None = None
     remote_cert: str | None = None  # the peer certificate's subject DN (pubkey)
     expire_at: float | None = None  # hard lifetime (engine clock)
+    reauth_at: float | None = None  # reauthentication due (IKEv2, reauth_time)
 
 
 @dataclass(slots=True)

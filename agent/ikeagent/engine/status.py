@@ -43,6 +43,7 @@ def snapshot(sa: IkeSa) -> IkeSaStatus:
         established_at=sa.established_at,
         rekey_at=sa.rekey_at,
         expire_at=sa.expire_at,
+        reauth_at=sa.reauth_at,
         local_auth=sa.local_auth,
         remote_auth=sa.remote_auth,
         remote_cert=dn_text(sa.peer_cert.subject) if sa.peer_cert is not None else None,

@@ -97,6 +97,7 @@ def ike_sa_view(sa: IkeSaStatus, counters: CountersLookup, now: float) -> dict[s
         "established": _since(now, sa.established_at),
         "rekey_in": _until(now, sa.rekey_at),
         "expire_in": _until(now, getattr(sa, "expire_at", None)),
+        "reauth_in": _until(now, getattr(sa, "reauth_at", None)),
         # certificate authentication (optional in IkeSaStatus): "psk" | "pubkey", peer cert DN
         "local_auth": getattr(sa, "local_auth", None),
         "remote_auth": getattr(sa, "remote_auth", None),

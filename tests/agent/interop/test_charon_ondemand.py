@@ -135,15 +135,21 @@ def test_dead_peer_is_noticed_and_the_tunnel_returns_with_it(
     assert codes == {"a": 0, "b": 0}, codes
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(
+    "version,ike", [(1, "rekey"), (2, "rekey"), (2, "reauth")], ids=["v1", "v2", "v2-reauth"]
+)
 def test_lifetimes_rekey_child_and_ike_sas_under_a_continuous_ping_without_loss(
-    topology, version: int
+    topology, version: int, ike: str
 ) -> None:
     """Short lifetimes (with their random jitter) make the agent rekey its Child SA every few
-    seconds and its IKE SA (IKEv1: a new Phase 1) a little less often, all while a ping runs
-    every 50 ms: every echo request gets its reply."""
+    seconds and renew its IKE SA a little less often (IKEv2: rekey, or reauthentication by a
+    new IKE SA that takes the child over; IKEv1: a new Phase 1), all while a ping runs every
+    50 ms: every echo request gets its reply."""
     child = {"start_action": "start", "rekey_time": "4s", "life_time": "6s"}
-    conn = {"rekey_time": "9s", "over_time": "4s"}
+    if ike == "reauth":
+        conn = {"reauth_time": "8s", "rekey_time": "0"}
+    else:
+        conn = {"rekey_time": "9s", "over_time": "4s"}
     tunnel = Tunnel(topology, agent_factory(child, conn), charon_factory(), SPECS[version]).start()
     try:
         agent, charon = agent_of(tunnel), charon_of(tunnel)

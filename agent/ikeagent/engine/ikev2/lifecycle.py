@@ -43,6 +43,7 @@ class Lifecycle:
         self.forget_half_open(sa)
         sa.rekey_at = self._ike_rekey_deadline(sa, now)
         sa.expire_at = self._ike_expire_deadline(sa, now)
+        sa.reauth_at = self._ike_reauth_deadline(sa, now)
         sa.dpd_at = now + conn.dpd_delay if conn.dpd_delay > 0 else None
         sa.keepalive_at = self._keepalive_deadline(sa, now)
         self.emit(IkeSaUp(sa.name, sa.uid))
@@ -310,6 +311,7 @@ class Lifecycle:
         new.last_recv = now
         new.rekey_at = self._ike_rekey_deadline(new, now)
         new.expire_at = self._ike_expire_deadline(new, now)
+        new.reauth_at = old.reauth_at  # a rekey does not authenticate the peer again
         conn = new.conn
         new.dpd_at = now + conn.dpd_delay if conn is not None and conn.dpd_delay > 0 else None
         new.keepalive_at = self._keepalive_deadline(new, now)

@@ -113,6 +113,8 @@ class IkeSa:
     established_at: float | None = None
     rekey_at: float | None = None
     expire_at: float | None = None  # hard lifetime: rekey_time + over_time after it came up
+    reauth_at: float | None = None  # reauthenticate (a new IKE SA takes over), see reauth.py
+    reauth_of: IkeSa | None = None  # the IKE SA this one reauthenticates (until it takes over)
     last_recv: float = 0.0
     dpd_at: float | None = None
     keepalive_at: float | None = None  # next NAT-T keepalive (RFC 3948 2.3) while behind a NAT

@@ -21,8 +21,8 @@ class Timers:
         times: list[float] = []
         if sa.outstanding is not None:
             times.append(sa.outstanding.deadline)
-        if sa.state is IkeState.ESTABLISHED and sa.rekey_at is not None:
-            times.append(sa.rekey_at)
+        if sa.state is IkeState.ESTABLISHED:
+            times.extend(t for t in (sa.rekey_at, sa.reauth_at) if t is not None)
         if sa.expire_at is not None and sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING):
             times.append(sa.expire_at)
         if sa.state is IkeState.ESTABLISHED:
@@ -48,6 +48,8 @@ class Timers:
         return min(times) if times else None
 
     def _refresh(self: Engine, sa: IkeSa) -> None:
+        if sa.reauth_of is not None:
+            self.reauth_progress(sa, self.now)
         self._deadlines.set(sa, None if sa.state is IkeState.DESTROYED else self._sa_deadline(sa))
 
     def get_timer(self: Engine) -> float | None:
@@ -91,6 +93,10 @@ class Timers:
             return
         conn = sa.conn
         if sa.state is IkeState.ESTABLISHED and conn is not None:
+            if sa.reauth_at is not None and sa.reauth_at <= now:
+                self.reauthenticate(sa, now)
+                if sa.state is not IkeState.ESTABLISHED:
+                    return
             if sa.rekey_at is not None and sa.rekey_at <= now:
                 sa.rekey_at = None
                 self.queue_task(sa, IkeRekeyTask(), now)

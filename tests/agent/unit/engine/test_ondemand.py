@@ -489,3 +489,59 @@ def test_ike_sa_not_rekeyed_by_its_hard_lifetime_goes() -> None:
     (down,) = p.a.downs()
     assert "hard lifetime" in down.reason
     assert p.a.engine.list_sas() == [] and p.b.engine.list_sas() == []  # b got the Delete
+
+
+def test_ikev2_reauthentication_is_make_before_break() -> None:
+    """reauth_time: a new IKE SA (authenticated again, no INITIAL_CONTACT) takes the child
+    over under the same reqid before the old IKE SA and its pair go; the policy never lapses
+    and neither end reports the tunnel down."""
+    p = pair(2, a_child={"start_action": "start"}, a_conn={"reauth_time": 100})
+    p.start()
+    ((reqid, (first,)),) = p.a.dp.pairs.items()
+    (old,) = p.a.engine.list_sas()
+    assert old.reauth_at is not None and 1090 <= old.reauth_at <= 1100
+    before = len(p.wire)
+    p.advance(105)
+    (new,) = p.a.engine.list_sas()
+    assert new.uid != old.uid and (new.spi_i, new.spi_r) != (old.spi_i, old.spi_r)
+    assert {"IKE_SA_INIT", "IKE_AUTH"} <= set(exchanges(p, before))
+    assert len(p.b.engine.list_sas()) == 1
+    assert assert_matching_children(p.a, p.b) == 1
+    ((now_reqid, (second,)),) = p.a.dp.pairs.items()
+    assert now_reqid == reqid and second.inbound.spi != first.inbound.spi
+    # make-before-break: the new pair was installed before the old one was deleted
+    log = [e for e in p.a.dp.log if e[0] in ("install", "delete", "remove_policy")]
+    installed = log.index(("install", reqid, second.inbound.spi, second.outbound.spi))
+    deleted = log.index(("delete", reqid, first.inbound.spi, first.outbound.spi))
+    assert installed < deleted and ("remove_policy", reqid) not in log
+    assert not p.a.downs()
+    # and the next one is scheduled on the new IKE SA
+    assert new.reauth_at is not None and new.reauth_at > p.now + 80
+
+
+def test_ikev2_failed_reauthentication_keeps_the_ike_sa_and_tries_again() -> None:
+    p = pair(2, a_child={"start_action": "start"}, a_conn={"reauth_time": 100})
+    p.start()
+    (old,) = p.a.engine.list_sas()
+
+    def no_new_ike_sa(src: str, d: Any) -> bool:
+        return w.Header.from_bytes(d.data).exchange != w.ExchangeType.IKE_SA_INIT
+
+    p.filter = no_new_ike_sa
+    p.advance(140)  # the attempt times out (4 retransmits)
+    (still,) = [s for s in p.a.engine.list_sas() if s.state == "ESTABLISHED"]
+    assert still.uid == old.uid and len(p.a.pairs()) == 1
+    assert still.reauth_at is not None and still.reauth_at > p.now  # retried later
+    p.filter = None
+    p.advance(80)
+    (new,) = p.a.engine.list_sas()
+    assert new.uid != old.uid and len(p.a.pairs()) == 1
+
+
+def test_ikev1_reauth_time_is_when_the_new_phase1_comes() -> None:
+    cfg = site_config("a", conn={"version": 1, "reauth_time": "30m"}, **V1_ALGS)
+    assert parse_config(cfg).connections["to-b"].rekey_time == 1800
+    cfg = site_config(
+        "a", conn={"version": 1, "reauth_time": "30m", "rekey_time": "10m"}, **V1_ALGS
+    )
+    assert parse_config(cfg).connections["to-b"].rekey_time == 600
