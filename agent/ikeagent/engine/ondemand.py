@@ -188,12 +188,13 @@ class OnDemand:
         if limit <= 0:
             child.idle_check_at = None
             return
-        bases = [
-            c.idle_base
+        siblings = [
+            c
             for c in sa.children
             if c is not child and c.lineage == child.lineage and c.state is not ChildState.DESTROYED
         ]
-        child.idle_base = max(bases) if bases else now
+        child.idle_base = max((c.idle_base for c in siblings), default=now)
+        child.idle_checked = any(c.idle_checked for c in siblings)
         child.idle_packets = 0
         child.idle_check_at = child.idle_base + limit
 
@@ -237,6 +238,16 @@ class OnDemand:
             return
         if child.state is not ChildState.INSTALLED:
             return  # being rekeyed or deleted: its successor is checked on its own
+        if event.packets == 0 and event.last_used is None and not child.idle_checked:
+            # never used yet: the data plane may have taken a while to install the pair (and
+            # an IKEv1 initiator's first pair sends only a round trip after HASH(3)), so the
+            # interval starts again now rather than closing a pair that was never usable
+            child.idle_checked = True
+            child.idle_base = max(child.idle_base, now)
+            child.idle_check_at = child.idle_base + idle_limit
+            self.core.refresh_any(sa)
+            return
+        child.idle_checked = True
         last = max(event.last_used or 0.0, child.idle_base)
         if event.packets is not None:
             if event.packets != child.idle_packets and (not event.exact or last <= child.idle_base):

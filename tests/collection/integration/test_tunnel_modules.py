@@ -442,7 +442,9 @@ def test_an_on_demand_tunnel_is_trapped_then_brought_up_by_flow_check(
     a, b = gateways
     assert_blocked(topology)
     cap = capture_factory(topology.gw_a, "wan0")
-    a.settings = {"start_action": "trap", "inactivity": 6}
+    # long enough for the module runs between two checks on a loaded machine (each is an
+    # ansible-playbook run): the child must stay up across them
+    a.settings = {"start_action": "trap", "inactivity": 20}
     ok(b.tunnel(), b)
     trapped = ok(a.tunnel(state="up"), a)
     assert trapped["actions"] == ["write", "reload", "trap"], trapped["actions"]
@@ -476,7 +478,7 @@ def test_an_on_demand_tunnel_is_trapped_then_brought_up_by_flow_check(
     assert ok(b.flow_check(), b)["encrypted"]
 
     # idle for longer than inactivity: the Child SA is closed, the trap stays armed
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while ok(a.tunnel(state="up"), a)["trap"]["state"] != "trapped":
         assert time.monotonic() < deadline, f"the idle child was not closed\n{a.log_tail()}"
         time.sleep(0.5)

@@ -63,6 +63,7 @@ class V1Child:
     activate_at: float | None = None  # Quick Mode initiator: send on this pair from then on
     idle_base: float = 0.0  # the rekey chain's last known use (or its first install)
     idle_packets: int = 0  # its packet count (both directions) at the last check
+    idle_checked: bool = False  # its use was read once already
 
     def set_state(self, new: ChildState) -> None:
         self.state = check_child(self.state, new)

@@ -40,6 +40,7 @@ class ChildEntry:
     idle_check_at: float | None = None  # ask the data plane when it was last used (inactivity)
     idle_base: float = 0.0  # the rekey chain's last known use (or its first install)
     idle_packets: int = 0  # its packet count (both directions) at the last check
+    idle_checked: bool = False  # its use was read once already
 
     def set_state(self, new: ChildState) -> None:
         self.state = check_child(self.state, new)
