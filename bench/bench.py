@@ -31,6 +31,9 @@ from kernel_esp_report import ratios as kernel_esp_ratios
 from kernel_esp_report import report as kernel_esp_report
 from kernel_esp_report import same_sas
 from throughput import ThroughputResult, measure, plain_peer, responder_only
+from trap_esp import SEND_INTERVAL, measure_trap
+from trap_esp_report import ratios as trap_ratios
+from trap_esp_report import report as trap_report
 
 from ikelab_testing.peers import PeerFactory, agent_peer, charon_peer
 
@@ -106,6 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="initiations per daemon for the set-up latency (median; default 5)",
     )
+    parser.add_argument(
+        "--trap",
+        action="store_true",
+        help="also measure on-demand tunnels in two UML guests (agent xfrm vs charon"
+        " kernel-netlink, start_action trap: first packet through the trap with no SA at all"
+        " and with the IKE SA kept); about 2 min, off by default",
+    )
+    parser.add_argument(
+        "--trap-reps",
+        type=int,
+        default=5,
+        help="cold and warm runs per daemon for --trap (median; one more first as warm-up;"
+        " default 5)",
+    )
     args = parser.parse_args(argv)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
     if wanted == ["all"]:
@@ -172,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds, repeat=args.repeat, reps=args.kernel_esp_reps
         )
 
-    if results or not kernel_esp:
+    trap = []
+    if args.trap:
+        print("measuring: on-demand tunnels in UML guests ...", file=sys.stderr, flush=True)
+        trap = measure_trap(reps=args.trap_reps)
+
+    if results or not (kernel_esp or trap):
         print(
             "\nThroughput: iperf3 TCP hostA -> hostB, IKEv2 aes256gcm16-prfsha256-x25519 / ESP"
             " aes256gcm16"
@@ -204,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
     if kernel_esp:
         print("\n" + kernel_esp_report(kernel_esp, args.seconds, args.kernel_esp_reps))
+    if trap:
+        print("\n" + trap_report(trap, args.trap_reps))
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"throughput-{stamp}.json"
@@ -224,10 +248,18 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": kernel_esp_ratios(kernel_esp),
             "same_sas": same_sas(kernel_esp),
         }
+    if trap:
+        doc["trap"] = {
+            "reps": args.trap_reps,
+            "send_interval_s": SEND_INTERVAL,
+            "phases": [p.as_dict() for p in trap],
+            "ratios": trap_ratios(trap),
+        }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nresults: {path.relative_to(RESULTS.parent.parent)}")
     failed = any(r.error for r in results) or any(r.error for r in rates)
-    return 1 if failed or any(p.error for p in kernel_esp) else 0
+    failed = failed or any(p.error for p in kernel_esp) or any(p.error for p in trap)
+    return 1 if failed else 0
 
 
 def _cpus() -> int:
