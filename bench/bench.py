@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also measure on-demand tunnels in two UML guests (agent xfrm vs charon"
         " kernel-netlink, start_action trap: first packet through the trap with no SA at all"
-        " and with the IKE SA kept); about 2 min, off by default",
+        " and with the IKE SA kept); about 5 min, off by default",
     )
     parser.add_argument(
         "--trap-reps",

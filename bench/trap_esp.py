@@ -1,16 +1,20 @@
 """On-demand tunnels in two User-mode Linux guests: time to first packet through a trap.
 
-Two guests as in ``kernel_esp`` (a: 192.0.2.1, protected 10.1.0.1/24; b: 192.0.2.2, protected
-10.2.0.1/24; IKEv2 aes256gcm16-prfsha256-x25519 with a PSK, ESP aes256gcm16, the guests' kernel
-XFRM), two phases in turn: ``ikeagent --dataplane xfrm`` in both guests, then charon
-(kernel-netlink) in both.  Guest a's side (the initiator) has ``start_action: trap``, b's
-``none``; the only way off a guest's subnets is a default route via 192.0.2.254, which nobody
-has, so nothing passes until the kernel's policies send it through ESP.
+Four guests on one underlay, two pairs as in ``kernel_esp`` (IKEv2 aes256gcm16-prfsha256-x25519
+with a PSK, ESP aes256gcm16, the guests' kernel XFRM): ``ikeagent --dataplane xfrm`` in a
+(192.0.2.1, protected 10.1.0.1/24) and b (192.0.2.2, 10.2.0.1/24), charon (kernel-netlink) in
+c (192.0.2.3, 10.3.0.1/24) and d (192.0.2.4, 10.4.0.1/24).  Both pairs run all along and take
+turns a cycle at a time (agent first in even rounds, charon in odd ones), so a change in the
+machine's load (other virtual machines on its cores: the CPU steal is reported) falls on both.
+The initiator (a, c) has ``start_action: trap``, the responder (b, d) ``none``; the only way off
+a guest's subnets is a default route via 192.0.2.254, which nobody has, so nothing passes until
+the kernel's policies send it through ESP.
 
-A probe in guest a (``uml_probe.py send``) sends a UDP datagram (its sequence number) from
-10.1.0.1 to an echo server on 10.2.0.1 every ``SEND_INTERVAL`` s, with no request to any daemon:
+A probe in the initiator's guest (``uml_probe.py send``) sends a UDP datagram (its sequence
+number) from its protected address to an echo server on the responder's every
+``SEND_INTERVAL`` s, with no request to any daemon:
 the first one meets the trap, the kernel raises an ACQUIRE and the daemon negotiates.  Timed:
-first probe sent -> first echo back (guest a's clock).  Per cycle:
+first probe sent -> first echo back (the initiator guest's clock).  Per cycle:
 
 - cold: no SA at all (fresh daemons, later after the IKE SA was terminated; the trap stays);
 - warm: the IKE SA kept, only the Child SA closed with the daemon's own control (agent:
@@ -18,17 +22,17 @@ first probe sent -> first echo back (guest a's clock).  Per cycle:
   ``child``), so only Phase 2 (CREATE_CHILD_SA) is negotiated; checked: the same IKE SA before
   and after, on both ends.
 
-Before each probe: no ESP SA in either kernel, the trap's out policy in guest a's kernel and
-in the daemon's own list.  Also reported per probe: which probe came back first and which never
+Before each probe: no ESP SA in either kernel, the trap's out policy in the initiator's kernel
+and in the daemon's own list.  Also reported per probe: which probe came back first and which never
 did (the agent sets ``xfrm_larval_drop`` to 0, so the kernel holds what meets the trap and
 sends it once the SAs are in; charon leaves it at 1: those packets are dropped), and from
-``ip -ts xfrm monitor`` in guest a: first probe -> ACQUIRE, first probe -> the last SA added
+``ip -ts xfrm monitor`` in the initiator's guest: first probe -> ACQUIRE, first probe -> the last SA added
 before the echo (the time ``ip`` read it: at or after the add; none if only after the
 echo), that SA -> echo; and the IKE requests either daemon re-sent until both had the SAs (a
 lost packet, not a slow daemon: charon re-sends after 4 s, the agent here after 2 s, as in
 ``kernel_esp``).  ``reps`` cycles count; one more first, not counted, warms
-the daemons up.  Both guests get the kernel's defaults (``xfrm_larval_drop`` 1,
-``xfrm_acq_expires`` 30) before each phase.
+the daemons up.  Every guest starts with the kernel's defaults (``xfrm_larval_drop`` 1,
+``xfrm_acq_expires`` 30).
 """
 
 from __future__ import annotations
@@ -44,23 +48,18 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from kernel_esp import (
-    CHILD,
     ECHO_PORT,
-    ESP,
-    IKE,
     LABELS,
     PROBE,
     UPSTREAM,
     esp_states,
-    ids,
     net,
     wait_for,
     warm_crypto,
 )
+from trap_daemons import AgentOps, CharonOps
 
-from ikelab_testing.charon import Child, Connection, Secret
-from ikelab_testing.guest_agent import GuestAgent, xfrm_policies
-from ikelab_testing.guest_charon import LAB_PACKAGE_DIR, GuestCharon
+from ikelab_testing.guest_agent import xfrm_policies
 from ikelab_testing.netns import Lab
 from ikelab_testing.uml import Guest, UmlLab, available
 
@@ -69,7 +68,6 @@ PROBE_TIMEOUT = 30.0  # seconds without an echo: the probe gives up
 DRAIN = 1.0  # seconds to listen for echoes of earlier probes after the first one
 WAIT = 60.0  # deadline of every other wait (SAs in or out, IKE SAs gone)
 KINDS = ("cold", "warm")
-_RETRANSMIT = re.compile(r"retransmit \d+ of request")  # charon's log (IKE level 1)
 _MONITOR = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})\] (.*)$")
 
 
@@ -101,9 +99,9 @@ class Phase:
     label: str
     cold: list[Probe] = field(default_factory=list)
     warm: list[Probe] = field(default_factory=list)
-    larval_drop: str | None = None  # guest a's xfrm_larval_drop with the trap installed
+    larval_drop: str | None = None  # the initiator's xfrm_larval_drop with the trap installed
     notes: list[str] = field(default_factory=list)  # failed cycles, warm-up included
-    host: dict[str, Any] = field(default_factory=dict)  # the machine during the phase
+    host: dict[str, Any] = field(default_factory=dict)  # the machine during the measurement
     error: str = ""
 
     def ok(self, kind: str) -> list[Probe]:
@@ -120,138 +118,6 @@ class Phase:
                 doc[f"{kind}_{name}_median"] = self.median(kind, name)
             doc[f"{kind}_first_seqs"] = [p.seq for p in self.ok(kind)]
         return doc
-
-
-# --- the daemons, driven over their own control sockets --------------------------------------
-
-
-def ctl(g: Guest, kind: str, target: str, req: dict[str, Any]) -> dict[str, Any]:
-    """One request on a daemon's socket in guest ``g`` (``uml_probe.py ctl``)."""
-    argv = [g.uml.python, "-I", "-S", str(PROBE), "ctl", kind, target, json.dumps(req)]
-    r = g.run([*argv, LAB_PACKAGE_DIR], timeout=WAIT + 30)
-    try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RuntimeError(f"{kind} {req}: {(r.stdout + r.stderr)[-300:]}") from None
-
-
-class AgentOps:
-    key = "agent"
-
-    def __init__(self, psk: str) -> None:
-        self.psk = psk
-
-    def start(self, me: Guest, peer: Guest, trap: bool) -> GuestAgent:
-        local, remote = ids(me, peer)
-        child = {
-            "local_ts": [net(me)],
-            "remote_ts": [net(peer)],
-            "esp_proposals": [ESP],
-            "start_action": "trap" if trap else "none",
-        }
-        conn = {
-            "version": 2,
-            "local_addrs": [me.address],
-            "remote_addrs": [peer.address],
-            "proposals": [IKE],
-            "local": {"auth": "psk", "id": local},
-            "remote": {"auth": "psk", "id": remote},
-            "children": {CHILD: child},
-        }
-        config = {
-            "agent": {"retransmit_timeout": 2.0},
-            "connections": {f"site-{peer.name}": conn},
-            "secrets": {"ike-lab": {"id": sorted([local, remote]), "secret": self.psk}},
-        }
-        return GuestAgent(me, config, dataplane="xfrm").start()
-
-    def _call(self, d: GuestAgent, req: dict[str, Any]) -> Any:
-        reply = ctl(d.guest, "agent", d.socket_path, req)
-        if not reply.get("ok"):
-            raise RuntimeError(f"agent {req['cmd']}: {reply.get('error', reply)}")
-        return reply.get("result")
-
-    def ike_sas(self, d: GuestAgent) -> set[tuple[int, int]]:
-        sas = self._call(d, {"cmd": "list-sas"})
-        return {
-            (int(s["spi_i"], 16), int(s["spi_r"], 16)) for s in sas if s["state"] == "ESTABLISHED"
-        }
-
-    def retransmits(self, d: GuestAgent) -> int:
-        return int(self._call(d, {"cmd": "status"})["stats"]["engine"].get("retransmits", 0))
-
-    def trapped(self, d: GuestAgent) -> bool:
-        return any(t["child"] == CHILD for t in self._call(d, {"cmd": "list-traps"}))
-
-    def close_child(self, d: GuestAgent) -> None:
-        result = self._call(d, {"cmd": "down", "name": CHILD, "timeout": 20})
-        if not result.get("terminated"):
-            raise RuntimeError(f"agent down {CHILD}: {result}")
-
-    def close_ike(self, d: GuestAgent, peer: Guest) -> None:
-        self._call(d, {"cmd": "down", "name": f"site-{peer.name}", "timeout": 20})
-
-
-class CharonOps:
-    key = "charon"
-
-    def __init__(self, psk: str) -> None:
-        self.psk = psk
-
-    def start(self, me: Guest, peer: Guest, trap: bool) -> GuestCharon:
-        local, remote = ids(me, peer)
-        charon = GuestCharon(me).start()
-        child = Child(
-            CHILD,
-            [net(me)],
-            [net(peer)],
-            esp_proposals=(ESP,),
-            start_action="trap" if trap else "none",
-        )
-        conn = Connection(
-            name=f"site-{peer.name}",
-            local_addrs=[me.address],
-            remote_addrs=[peer.address],
-            local_id=local,
-            remote_id=remote,
-            proposals=(IKE,),
-            children=[child],
-        )
-        charon.load([conn], [Secret("lab", sorted([local, remote]), self.psk)])
-        return charon
-
-    def _call(self, d: GuestCharon, req: dict[str, Any]) -> dict[str, Any]:
-        reply = ctl(d.guest, "vici", d.vici_path, req)
-        if reply.get("ok") is False or reply.get("success") == "no":
-            raise RuntimeError(
-                f"VICI {req['command']}: {reply.get('error') or reply.get('errmsg')}"
-            )
-        return reply
-
-    def ike_sas(self, d: GuestCharon) -> set[tuple[int, int]]:
-        events = self._call(d, {"command": "list-sas", "event": "list-sa"})["events"]
-        return {
-            (int(sa["initiator-spi"], 16), int(sa["responder-spi"], 16))
-            for event in events
-            for sa in event.values()
-            if sa.get("state") == "ESTABLISHED"
-        }
-
-    def retransmits(self, d: GuestCharon) -> int:
-        return len(_RETRANSMIT.findall(d.log_text()))
-
-    def trapped(self, d: GuestCharon) -> bool:
-        req = {"command": "list-policies", "msg": {"trap": "yes"}, "event": "list-policy"}
-        events = self._call(d, req)["events"]
-        return any(p.get("child") == CHILD for event in events for p in event.values())
-
-    def close_child(self, d: GuestCharon) -> None:
-        self._call(d, {"command": "terminate", "msg": {"child": CHILD, "timeout": "20000"}})
-
-    def close_ike(self, d: GuestCharon, peer: Guest) -> None:
-        self._call(
-            d, {"command": "terminate", "msg": {"ike": f"site-{peer.name}", "timeout": "20000"}}
-        )
 
 
 # --- the guests' kernels ------------------------------------------------------------------------
@@ -344,7 +210,7 @@ def _settled(
         wait_for(lambda: not ops.ike_sas(da) and not ops.ike_sas(db), WAIT, "no IKE SA left")
     else:
         _check(ops.ike_sas(da) == ike and ops.ike_sas(db) == ike, "the IKE SA did not stay")
-    _check(trap_policy(a, b), "the trap's policy left guest a's kernel")
+    _check(trap_policy(a, b), "the trap's policy left the initiator's kernel")
     _check(ops.trapped(da), "the daemon no longer lists its trap")
 
 
@@ -401,60 +267,96 @@ def _load() -> float:
         return float(f.read().split()[0])
 
 
-def run_phase(phase: Phase, a: Guest, b: Guest, ops: Any, reps: int) -> None:
-    da = db = monitor = None
-    before, load, started = _cpu_ticks(), _load(), time.monotonic()
-    try:
-        for g in (a, b):
-            sysctls(g, larval_drop=1, acq_expires=30)  # the kernel's defaults
-        db, da = ops.start(b, a, trap=False), ops.start(a, b, trap=True)
-        phase.larval_drop = sysctls(a)
-        monitor = a.spawn(
-            ["/bin/sh", "-c", "exec ip -ts xfrm monitor | grep --line-buffered '^\\['"]
+class PhaseRun:
+    """One daemon pair in its own two guests (a: initiator with the trap, b: responder), run
+    a cycle at a time so that the two pairs' cycles can take turns."""
+
+    def __init__(self, phase: Phase, a: Guest, b: Guest, ops: Any) -> None:
+        self.phase, self.a, self.b, self.ops = phase, a, b, ops
+        self.da: Any = None
+        self.db: Any = None
+        self.monitor: Any = None
+        self.failures = 0
+
+    def start(self) -> bool:
+        a, b = self.a, self.b
+        try:
+            for g in (a, b):
+                sysctls(g, larval_drop=1, acq_expires=30)  # the kernel's defaults
+            self.db = self.ops.start(b, a, trap=False)
+            self.da = self.ops.start(a, b, trap=True)
+            self.phase.larval_drop = sysctls(a)
+            monitor = ["/bin/sh", "-c", "exec ip -ts xfrm monitor | grep --line-buffered '^\\['"]
+            self.monitor = a.spawn(monitor)
+            time.sleep(0.5)
+            return True
+        except Exception as exc:
+            self._fail(exc)
+            return False
+
+    def cycle(self, n: int, count: bool) -> bool:
+        """Cycle ``n``; False once the phase gave up (more than two cycles failed)."""
+        if self.phase.error:
+            return False
+        try:
+            _cycle(self.phase, self.a, self.b, self.ops, self.da, self.db, self.monitor, count)
+            return True
+        except Exception as exc:
+            self.failures += 1
+            self.phase.notes.append(f"cycle {n}: {type(exc).__name__}: {exc}".splitlines()[0][:300])
+            for d in (self.da, self.db):
+                print(f"--- {d} log ---\n{d.log_tail(30)}", file=sys.stderr)
+            if self.failures > 2:
+                self._fail(exc)
+                return False
+        try:  # back to cold: no IKE SA, no ESP SA
+            self.ops.close_ike(self.da, self.b)
+        except Exception as exc:
+            self.phase.notes.append(f"cycle {n}: reset: {exc}".splitlines()[0][:300])
+        return True
+
+    def stop(self) -> None:
+        """Stop the monitor and both daemons (each tried), then check both kernels are clean."""
+        a, b = self.a, self.b
+        steps = [p.stop for p in (self.monitor, self.da, self.db) if p is not None]
+        steps.append(
+            lambda: wait_for(
+                lambda: not esp_states(a) and not esp_states(b), WAIT, "a clean kernel"
+            )
         )
-        time.sleep(0.5)
-        failures = 0
-        for n in range(reps + 1):
+        for step in steps:
             try:
-                _cycle(phase, a, b, ops, da, db, monitor, count=n > 0)
+                step()
             except Exception as exc:
-                failures += 1
-                phase.notes.append(f"cycle {n}: {type(exc).__name__}: {exc}".splitlines()[0][:300])
-                for d in (da, db):
-                    print(f"--- {d} log ---\n{d.log_tail(30)}", file=sys.stderr)
-                if failures > 2:
-                    raise
-                try:  # back to cold: no IKE SA, no ESP SA
-                    ops.close_ike(da, b)
-                except Exception as again:
-                    phase.notes.append(f"cycle {n}: reset: {again}".splitlines()[0][:300])
-    except Exception as exc:
-        phase.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    finally:
-        if monitor is not None:
-            monitor.stop(5)
-        for d in (da, db):
-            if d is not None:
-                d.stop()
-    spent = [x - y for x, y in zip(_cpu_ticks(), before, strict=True)]
-    total = sum(spent[:8]) or 1
-    # the guests and daemons are this phase's own load; steal is the hypervisor's (another
-    # machine's work on the same cores): a run with much of it is not comparable
-    phase.host = {
-        "seconds": round(time.monotonic() - started, 1),
-        "load1_start": load,
-        "load1_end": _load(),
-        "busy_percent": round(100 * (total - spent[3] - spent[4]) / total, 1),
-        "steal_percent": round(100 * spent[7] / total, 1) if len(spent) > 7 else None,
-    }
-    try:
-        wait_for(lambda: not esp_states(a) and not esp_states(b), WAIT, "a clean kernel")
-    except RuntimeError as exc:
-        phase.error = phase.error or str(exc)
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.phase.error = self.phase.error or f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+class HostUsage:
+    """The machine's CPU time and load over a measurement (``/proc/stat``, ``/proc/loadavg``)."""
+
+    def __init__(self) -> None:
+        self.ticks, self.load, self.started = _cpu_ticks(), _load(), time.monotonic()
+
+    def summary(self) -> dict[str, Any]:
+        spent = [x - y for x, y in zip(_cpu_ticks(), self.ticks, strict=True)]
+        total = sum(spent[:8]) or 1  # user nice system idle iowait irq softirq steal
+        # the guests and daemons are the bench's own load; steal is the hypervisor's (other
+        # virtual machines on the same cores): a run with much of it is not comparable
+        return {
+            "seconds": round(time.monotonic() - self.started, 1),
+            "load1_start": self.load,
+            "load1_end": _load(),
+            "busy_percent": round(100 * (total - spent[3] - spent[4]) / total, 1),
+            "steal_percent": round(100 * spent[7] / total, 1) if len(spent) > 7 else None,
+        }
 
 
 def measure_trap(*, reps: int = 5) -> list[Phase]:
-    """Boot two guests and measure both phases (see the module's docstring)."""
+    """Boot four guests and measure both pairs, their cycles taking turns (see the module's
+    docstring)."""
     phases = [Phase(k, LABELS[k]) for k in ("agent", "charon")]
     reason = available()
     if reason:
@@ -464,18 +366,35 @@ def measure_trap(*, reps: int = 5) -> list[Phase]:
     psk = "k" + secrets.token_urlsafe(32)  # fresh per run, never printed; never "0x"/"0s"
     with Lab() as lab:
         uml = UmlLab(lab)
+        runs: list[PhaseRun] = []
         try:
-            a, b = uml.boot("a", "b")
-            for g in (a, b):
+            a, b, c, d = uml.boot("a", "b", "c", "d")
+            for g in (a, b, c, d):
                 warm_crypto(g)
                 g.run(["ip", "route", "add", "default", "via", UPSTREAM], check=True)
-            echo = [uml.python, "-I", "-S", str(PROBE), "echo", b.protected_address, str(ECHO_PORT)]
-            b.spawn(echo).wait_log("ready", 60)
-            run_phase(phases[0], a, b, AgentOps(psk), reps)
-            run_phase(phases[1], a, b, CharonOps(psk), reps)
+            for g in (b, d):
+                echo = [uml.python, "-I", "-S", str(PROBE), "echo", g.protected_address]
+                g.spawn([*echo, str(ECHO_PORT)]).wait_log("ready", 60)
+            runs = [
+                PhaseRun(phases[0], a, b, AgentOps(psk)),
+                PhaseRun(phases[1], c, d, CharonOps(psk)),
+            ]
+            usage = HostUsage()
+            live = [r for r in runs if r.start()]
+            for n in range(reps + 1):
+                # turns: agent first in even rounds, charon first in odd ones
+                live = [r for r in (live if n % 2 == 0 else live[::-1]) if r.cycle(n, n > 0)]
+                live = sorted(live, key=runs.index)
+            host = usage.summary()
+            for p in phases:
+                p.host = host
         except Exception as exc:
             for p in phases:
                 p.error = p.error or f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         finally:
-            uml.close()
+            try:
+                for r in runs:
+                    r.stop()
+            finally:
+                uml.close()
     return phases

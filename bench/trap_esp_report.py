@@ -97,14 +97,15 @@ def detail_table(phases: list[Phase]) -> str:
 
 def report(phases: list[Phase], reps: int) -> str:
     lines = [
-        f"On-demand tunnels in UML guests (kernel XFRM): a UDP probe every"
-        f" {SEND_INTERVAL * 1000:g} ms 10.1.0.1 -> 10.2.0.1 meets guest a's trap; first probe"
-        f" sent -> first echo, median of {reps} (IKEv2 {IKE} PSK / ESP {ESP})",
+        f"On-demand tunnels in UML guests (kernel XFRM; agent a -> b, charon c -> d, cycles"
+        f" taking turns): a UDP probe every {SEND_INTERVAL * 1000:g} ms from the initiator's"
+        f" subnet meets its trap; first probe sent -> first echo, median of {reps} (IKEv2 {IKE}"
+        f" PSK / ESP {ESP})",
         "cold: no SA at all (IKE_SA_INIT + IKE_AUTH); warm: the IKE SA kept, only the Child SA"
         " closed (CREATE_CHILD_SA only)",
         main_table(phases),
         "",
-        "Medians in ms from the first probe sent (guest a's ip -ts xfrm monitor): the kernel's"
+        "Medians in ms from the first probe sent (the initiator's ip -ts xfrm monitor): the kernel's"
         " ACQUIRE, the last ESP SA added before the first echo, from it to that echo; the first"
         " probe's own echo (runs where it came: held, not dropped); probes never echoed; IKE"
         " requests re-sent (all runs)",
@@ -114,15 +115,14 @@ def report(phases: list[Phase], reps: int) -> str:
     parts = [f"{k} {v:.2f}" for k, v in r.items() if v is not None]
     if parts:
         lines.append("ratios: " + ", ".join(parts))
+    h = next((p.host for p in phases if p.host), None)
+    if h:
+        lines.append(
+            f"machine during the cycles: {h['seconds']:g} s, load {h['load1_start']:.2f} ->"
+            f" {h['load1_end']:.2f}, CPUs busy {h['busy_percent']:g}% (the guests' own work"
+            f" included), stolen by the hypervisor {_fmt(h['steal_percent'], 'g')}%"
+        )
     for p in phases:
-        h = p.host
-        if h:
-            lines.append(
-                f"machine during {p.key}: {h['seconds']:g} s, load {h['load1_start']:.2f} ->"
-                f" {h['load1_end']:.2f}, CPUs busy {h['busy_percent']:g}%"
-                f" (the guests' own work included), stolen by the hypervisor"
-                f" {_fmt(h['steal_percent'], 'g')}%"
-            )
         for note in p.notes:
             lines.append(f"  {p.key}: {note}")
     return "\n".join(lines)
