@@ -48,7 +48,10 @@ TCP SYN: the sender sees no error, no EAGAIN), up to 100 per policy, and retries
 after 0.1 s, doubling the wait each time (dropped when it reaches 60 s: kernel source). The SA
 does not run the queue, so packets sent after it would overtake the held ones; a policy replaced
 (UPDPOLICY) hands its queue over and runs it at once, so the first pair of a trapped reqid
-re-sends its out policies: the held packets leave in order right after the SAs are in.
+re-sends its out policies right after its outbound SA is added: the held packets leave then,
+in their order. A packet sent in the short window between that add and the re-send takes the
+direct path and can overtake them (seen with probes every 5 ms in ``bench/run --trap``; pings
+a second apart keep their order).
 ``acquire_retry`` sets ``xfrm_acq_expires`` (how long the ACQUIRE's larval state blocks the
 next one; default 30 s) to the contract's ``ACQUIRE_RETRY``; held packets outlive it.
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -58,33 +59,41 @@ def _config(
     )
 
 
+@contextlib.asynccontextmanager
+async def _two_agents(**child_a: object):
+    """Agents a (127.0.0.1, its child with ``child_a``) and b (127.0.0.2), started on free
+    ports with memory data planes; shut down and cleaned up afterwards."""
+    tmp = tempfile.mkdtemp(prefix="ika-")
+    a_addr, b_addr = "127.0.0.1", "127.0.0.2"
+    pa, na = _free_port(a_addr), _free_port(a_addr)
+    pb, nb = _free_port(b_addr), _free_port(b_addr)
+    a = Agent(
+        _config(a_addr, b_addr, pa, na, pb, "10.1.0.0/24", "10.2.0.0/24", **child_a),
+        MemoryDataplane(),
+        socket_path=os.path.join(tmp, "a.sock"),
+        listen=(a_addr,),
+        shutdown_grace=1.0,
+    )
+    b = Agent(
+        _config(b_addr, a_addr, pb, nb, pa, "10.2.0.0/24", "10.1.0.0/24"),
+        MemoryDataplane(),
+        socket_path=os.path.join(tmp, "b.sock"),
+        listen=(b_addr,),
+        shutdown_grace=1.0,
+    )
+    await a.start()
+    await b.start()
+    try:
+        yield a, b, (pa, pb)
+    finally:
+        await a.shutdown()
+        await b.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_two_agents_establish_and_delete_over_udp():
     async def scenario():
-        tmp = tempfile.mkdtemp(prefix="ika-")
-        a_addr, b_addr = "127.0.0.1", "127.0.0.2"
-        pa, na, pb, nb = (
-            _free_port(a_addr),
-            _free_port(a_addr),
-            _free_port(b_addr),
-            _free_port(b_addr),
-        )
-        a = Agent(
-            _config(a_addr, b_addr, pa, na, pb, "10.1.0.0/24", "10.2.0.0/24"),
-            MemoryDataplane(),
-            socket_path=os.path.join(tmp, "a.sock"),
-            listen=(a_addr,),
-            shutdown_grace=1.0,
-        )
-        b = Agent(
-            _config(b_addr, a_addr, pb, nb, pa, "10.2.0.0/24", "10.1.0.0/24"),
-            MemoryDataplane(),
-            socket_path=os.path.join(tmp, "b.sock"),
-            listen=(b_addr,),
-            shutdown_grace=1.0,
-        )
-        await a.start()
-        await b.start()
-        try:
+        async with _two_agents() as (a, b, (pa, pb)):
             up = await asyncio.to_thread(
                 request, a.socket_path, "up", {"name": "site", "timeout": 10}, wait=15
             )
@@ -135,10 +144,6 @@ def test_two_agents_establish_and_delete_over_udp():
             assert gone == {"ok": True, "result": {"terminated": True}}, gone
             (left,) = (await asyncio.to_thread(request, a.socket_path, "list-sas"))["result"]
             assert left["state"] == "ESTABLISHED" and left["children"] == []
-        finally:
-            await a.shutdown()
-            await b.shutdown()
-            shutil.rmtree(tmp, ignore_errors=True)
 
     asyncio.run(scenario())
 
@@ -152,41 +157,7 @@ def test_trap_acquire_and_inactivity_through_the_runtime():
     from ikeagent.dataplane.base import Acquire
 
     async def scenario():
-        tmp = tempfile.mkdtemp(prefix="ika-")
-        a_addr, b_addr = "127.0.0.1", "127.0.0.2"
-        pa, na, pb, nb = (
-            _free_port(a_addr),
-            _free_port(a_addr),
-            _free_port(b_addr),
-            _free_port(b_addr),
-        )
-        a = Agent(
-            _config(
-                a_addr,
-                b_addr,
-                pa,
-                na,
-                pb,
-                "10.1.0.0/24",
-                "10.2.0.0/24",
-                start_action="trap",
-                inactivity=1,
-            ),
-            MemoryDataplane(),
-            socket_path=os.path.join(tmp, "a.sock"),
-            listen=(a_addr,),
-            shutdown_grace=1.0,
-        )
-        b = Agent(
-            _config(b_addr, a_addr, pb, nb, pa, "10.2.0.0/24", "10.1.0.0/24"),
-            MemoryDataplane(),
-            socket_path=os.path.join(tmp, "b.sock"),
-            listen=(b_addr,),
-            shutdown_grace=1.0,
-        )
-        await a.start()
-        await b.start()
-        try:
+        async with _two_agents(start_action="trap", inactivity=1) as (a, b, (pa, pb)):
             (reqid,) = a.dataplane.traps
             (trap,) = (await asyncio.to_thread(request, a.socket_path, "list-traps"))["result"]
             assert (trap["reqid"], trap["active"], trap["reason"]) == (reqid, False, "start_action")
@@ -215,10 +186,6 @@ def test_trap_acquire_and_inactivity_through_the_runtime():
             (trap,) = (await asyncio.to_thread(request, a.socket_path, "list-traps"))["result"]
             assert (trap["acquires"], trap["active"]) == (1, False)
             assert "no CHILD_SA, 1 acquire" in format_traps([trap])
-        finally:
-            await a.shutdown()
-            await b.shutdown()
-            shutil.rmtree(tmp, ignore_errors=True)
 
     asyncio.run(scenario())
 
