@@ -19,7 +19,7 @@ from ikeagent.dataplane.base import (
 from ikeagent.engine.addresses import addr_ok, is_ip
 from ikeagent.engine.deadlines import Deadlines
 from ikeagent.engine.entropy import RandomSource
-from ikeagent.engine.events import Datagram, Event
+from ikeagent.engine.events import Datagram, DeleteChild, Event
 from ikeagent.engine.ikev1.engine import V1Engine
 from ikeagent.engine.ikev2 import ike_init
 from ikeagent.engine.ikev2.child_create import CreateChildTask
@@ -37,6 +37,9 @@ from ikeagent.wire import v2 as w
 from ikeagent.wire.errors import DecodeError, InvalidLength, Truncated
 
 MAX_DATAGRAM = 65535
+# a pair replaced by a newer one of its reqid (rekey, reauthentication) stays in the data plane
+# this long after the peer was told: what the peer sent on it before it heard is still received
+INBOUND_LINGER = 1.0
 
 
 class UnknownConnection(KeyError):
@@ -79,6 +82,7 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         self._deadlines: Deadlines[IkeSa] = Deadlines(self._by_uid.get)
         self._after: list[Callable[[], None]] = []
         self._path: tuple[Endpoint, Endpoint] | None = None
+        self._lingering: deque[tuple[float, DeleteChild]] = deque()
         self.v1 = V1Engine(self)
         self.ondemand = OnDemand(self)
 
@@ -254,12 +258,26 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         return sorted(v2 + self.v1.list_sas(), key=lambda s: s.uid)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (Timers.get_timer(self), self.v1.get_timer()) if t is not None]
+        linger = self._lingering[0][0] if self._lingering else None
+        times = [t for t in (Timers.get_timer(self), self.v1.get_timer(), linger) if t is not None]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         Timers.handle_timer(self, now)
         self.v1.handle_timer(now)
+        self.drop_lingering(now)
+
+    def linger_pair(self, reqid: int, spi_in: int, spi_out: int, now: float) -> None:
+        """Remove a replaced pair from the data plane ``INBOUND_LINGER`` seconds from now (its
+        successor already carries our traffic: the data plane sends on a reqid's newest pair)."""
+        self._lingering.append((now + INBOUND_LINGER, DeleteChild(reqid, spi_in, spi_out)))
+
+    def drop_lingering(self, now: float | None = None) -> None:
+        """Remove the lingering pairs whose time is up (all of them without ``now``)."""
+        while self._lingering and (now is None or self._lingering[0][0] <= now):
+            _, event = self._lingering.popleft()
+            self.emit(event)
+            self.release_spi_in(event.spi_in)
 
     # ---- configuration and commands ----------------------------------------------------------
 
@@ -423,6 +441,7 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         for sa in list(self.sas.values()):
             self.delete_ike(sa, "agent shutting down", now)
         self.v1.shutdown(now)
+        self.drop_lingering()
 
     # ---- input -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ Requests and results (``ok: true``):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
 
 Command = Callable[["Agent", dict[str, Any]], Awaitable[Any]]
 MAX_TIMEOUT = 600.0
+log = logging.getLogger(__name__)
+
+
+def _ask(agent: Agent, method: str) -> Any:
+    """The engine's answer to a query; if the engine fails, the command fails (an empty answer
+    would read as "no SAs")."""
+    if agent.engine is None:
+        return None
+    try:
+        return getattr(agent.engine, method)()
+    except Exception as e:
+        log.exception("engine.%s failed", method)
+        raise CommandError(f"the engine failed to answer ({method}): {type(e).__name__}") from e
 
 
 def _name(agent: Agent, request: dict[str, Any]) -> str:
@@ -66,12 +80,12 @@ def _counters(agent: Agent) -> Callable[[int, int, int], Any]:
 def _sas(agent: Agent, name: str | None = None) -> list[dict[str, Any]]:
     now = agent.now()
     lookup = _counters(agent)
-    sas = agent.engine_call("list_sas") or []
+    sas = _ask(agent, "list_sas") or []
     return [ike_sa_view(sa, lookup, now) for sa in sas if name is None or sa.name == name]
 
 
 async def status(agent: Agent, request: dict[str, Any]) -> Any:
-    sas = agent.engine_call("list_sas") or []
+    sas = _ask(agent, "list_sas") or []
     return {
         "version": ikeagent.__version__,
         "pid": os.getpid(),
@@ -97,9 +111,9 @@ async def list_sas(agent: Agent, request: dict[str, Any]) -> Any:
 async def list_traps(agent: Agent, request: dict[str, Any]) -> Any:
     name = request.get("name")
     now = agent.now()
-    sas = agent.engine_call("list_sas") or []
+    sas = _ask(agent, "list_sas") or []
     up = {c.reqid for sa in sas for c in sa.children}
-    traps = agent.engine_call("list_traps") if hasattr(agent.engine, "list_traps") else []
+    traps = _ask(agent, "list_traps") if hasattr(agent.engine, "list_traps") else []
     return [
         trap_view(t, now, t.reqid in up)
         for t in traps or []

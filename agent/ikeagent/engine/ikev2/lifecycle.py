@@ -217,11 +217,16 @@ class Lifecycle:
         if child in holder.children:
             holder.children.remove(child)
         self.ondemand.retiring(child)
-        self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
-        self.release_spi_in(child.spi_in)
         # the policy stays while a pair holds its reqid (a rekeyed pair, or one of another IKE
         # SA with the same policy); the Child SA is down when its rekey chain has no pair left
         left = [c for s in self.sas.values() for c in s.children if c.reqid == child.reqid]
+        if any(c.state is ChildState.INSTALLED for c in left):
+            # replaced (rekey, reauthentication): the peer may have sent on this pair just
+            # before it heard; its inbound SA stays a moment for that
+            self.linger_pair(child.reqid, child.spi_in, child.spi_out, now)
+        else:
+            self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))
+            self.release_spi_in(child.spi_in)
         if not left:
             self.ondemand.pairs_gone(child.reqid)
         if not any(c.lineage == child.lineage for c in left):

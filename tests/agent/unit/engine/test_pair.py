@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from harness import Pair, assert_matching_children, site_config
 
+from ikeagent.engine.core import INBOUND_LINGER
 from ikeagent.engine.events import IkeSaDown
 from ikeagent.engine.ikev2.state import IkeState
 from ikeagent.wire import v2 as w
@@ -147,11 +148,27 @@ def test_child_rekey_each_side(who: str) -> None:
     before = {sa.inbound.spi for sa in p.a.pairs()}
     p.side(who).engine.rekey(f"to-{'b' if who == 'a' else 'a'}", p.now, ike=False)
     p.run()
+    # the replaced pairs stay a moment for what the peer sent on them before it heard
+    assert len(p.a.pairs()) == 2 and len(p.b.pairs()) == 2
+    assert before <= {sa.inbound.spi for sa in p.a.pairs()}
+    p.advance(INBOUND_LINGER)
     assert assert_matching_children(p.a, p.b) == 1
     after = {sa.inbound.spi for sa in p.a.pairs()}
     assert before.isdisjoint(after)
     # the reqid (policy) survived
     assert list(p.a.dp.pairs) == [1] and list(p.b.dp.pairs) == [1]
+
+
+def test_shutdown_does_not_wait_for_lingering_pairs() -> None:
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    (first,) = p.a.pairs()
+    p.a.engine.rekey("to-b", p.now, ike=False)
+    p.run()
+    assert first.inbound.spi in {sa.inbound.spi for sa in p.a.pairs()}
+    p.a.engine.shutdown(p.now)
+    p.flush()
+    assert first.inbound.spi not in {sa.inbound.spi for sa in p.a.pairs()}
 
 
 @pytest.mark.parametrize("who", ["a", "b"])
@@ -170,6 +187,7 @@ def test_ike_rekey_each_side_keeps_children(who: str) -> None:
     # the new IKE SA works: a child rekey over it succeeds
     p.a.engine.rekey("to-b", p.now, ike=False)
     p.run()
+    p.advance(INBOUND_LINGER)
     assert assert_matching_children(p.a, p.b) == 1
     assert not p.a.downs() and not p.b.downs()
 
@@ -331,6 +349,7 @@ def test_pfs_child_rekey() -> None:
     established(p)
     p.b.engine.rekey("to-a", p.now, ike=False)
     p.run()
+    p.advance(INBOUND_LINGER)
     assert assert_matching_children(p.a, p.b) == 1
     assert p.a.engine.list_sas()[0].children[0].dh == "CURVE_25519"
 
@@ -508,7 +527,7 @@ def test_identical_policies_share_a_reqid_and_policy_goes_with_the_last() -> Non
     b_pairs = p.b.pairs()
     assert len(b_pairs) == 2 and len({pair.reqid for pair in b_pairs}) == 1
     p.b.engine.destroy_ike(first, "test: first goes", p.now)
-    p.flush()
+    p.advance(INBOUND_LINGER)  # another pair holds the reqid: the first lingers a moment
     assert len(p.b.pairs()) == 1 and p.b.dp.policies
     for sa in list(p.b.engine.sas.values()):
         p.b.engine.destroy_ike(sa, "test: last goes", p.now)
@@ -551,6 +570,7 @@ def test_volume_lifetime_events_rekey_then_delete() -> None:
         SaExpired(pair.reqid, pair.outbound.spi, ExpireKind.SOFT), p.now
     )
     p.run()
+    p.advance(INBOUND_LINGER)
     [new] = p.a.pairs()
     assert new.inbound.spi != pair.inbound.spi  # soft limit: rekeyed
     assert assert_matching_children(p.a, p.b) == 1

@@ -329,3 +329,21 @@ def test_up_returns_at_once_when_already_up():
             assert ("initiate", "site-b") not in agent.engine.calls
 
     asyncio.run(scenario())
+
+
+def test_an_engine_failure_is_the_commands_error_not_an_empty_answer():
+    async def scenario():
+        async with running_agent() as agent:
+
+            def broken() -> list:
+                raise ValueError("status field mismatch")
+
+            agent.engine.list_sas = broken
+            for cmd in ("list-sas", "status"):
+                response = await _call(agent, cmd)
+                assert response["ok"] is False, cmd
+                assert "engine failed" in response["error"] and "ValueError" in response["error"]
+            # the agent carries on
+            assert (await _call(agent, "list-conns"))["ok"] is True
+
+    asyncio.run(scenario())
