@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Any
 
@@ -60,7 +61,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-def _create_dataplane(config: AgentConfig) -> tuple[Any, str]:
+def _create_dataplane(config: AgentConfig, socket_path: str) -> tuple[Any, str]:
     from ikeagent.dataplane.factory import choose_dataplane, create_dataplane
 
     name, reason = choose_dataplane(config.dataplane)
@@ -70,6 +71,10 @@ def _create_dataplane(config: AgentConfig) -> tuple[Any, str]:
             "install_routes": config.install_routes,
             "routing_table": config.routing_table,
             "routing_priority": config.routing_priority,
+            # beside the control socket (a private directory): the sysctls to put back
+            "sysctl_state": os.path.join(
+                os.path.dirname(os.path.abspath(socket_path)), "xfrm-sysctls.json"
+            ),
         }
     return create_dataplane(name, **options), reason
 
@@ -103,7 +108,7 @@ def run(argv: list[str] | None = None) -> int:
     config = resolve_names(config)
 
     try:
-        dataplane, reason = _create_dataplane(config)
+        dataplane, reason = _create_dataplane(config, args.socket)
     except Exception as e:
         log.error("no data plane: %s", e)
         return 1

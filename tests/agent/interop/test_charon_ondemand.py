@@ -165,6 +165,9 @@ def test_lifetimes_rekey_child_and_ike_sas_under_a_continuous_ping_without_loss(
         sent, received, out = ping.stop()
         assert len(children) >= 4, f"only {len(children)} Child SAs seen"
         assert len(ikes) >= 2, f"only {len(ikes)} IKE SAs seen"
+        if received != sent:
+            stats = agent.agent.status()["stats"]["dataplane"]
+            print(f"--- agent data plane ---\n{stats}")
         assert sent >= 300 and received == sent, f"lost {sent - received} of {sent}\n{out[-2000:]}"
         # and the ends agree at the end: one IKE SA, one Child SA each
         # (a reauthentication may be half done when the ping stops: wait for it to end)

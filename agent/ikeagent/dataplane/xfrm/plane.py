@@ -125,6 +125,7 @@ class XfrmDataplane:
         hold_packets: bool = True,
         acquire_retry: int | None = int(ACQUIRE_RETRY),
         sysctl_root: str = SYSCTL_ROOT,
+        sysctl_state: str | None = None,
     ) -> None:
         if not 0 < owner_mask <= 0xFFFF_FFFF:
             raise ValueError("owner_mask must be a non-zero 32-bit mask")
@@ -141,7 +142,8 @@ class XfrmDataplane:
         # ``acquire_retry`` s (xfrm_acq_expires); None/False leave the namespace's values
         self.hold_packets = hold_packets
         self.acquire_retry = acquire_retry
-        self._sysctls = NamespaceSysctls(netns, sysctl_root)
+        # ``sysctl_state``: where the values to restore are kept (see ``sysctls``)
+        self._sysctls = NamespaceSysctls(netns, sysctl_root, sysctl_state)
         self._routes = (
             RouteTable(netns, routing_table, routing_priority, iproute) if install_routes else None
         )
@@ -180,6 +182,7 @@ class XfrmDataplane:
         try:
             if self.reconcile_on_start:
                 self.reconcile()
+                self._sysctls.recover()
             if self._routes is not None:
                 self._routes.start(self.reconcile_on_start)
             if self.events_enabled:

@@ -6,6 +6,7 @@ the kernel hold packets, and the ACQUIRE a trap raises."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import socket
 import struct
@@ -356,6 +357,32 @@ def test_unwritable_sysctls_do_not_stop_a_trap(
     sysctls = NamespaceSysctls("ikelab-no-such-netns", str(tmp_path))
     sysctls.set("xfrm_larval_drop", 0, "test")
     assert sysctls.changed() == {}
+
+
+def test_sysctls_left_by_a_killed_agent_are_put_back_by_the_next(
+    sysctl_dir: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "run" / "xfrm-sysctls.json"
+    first = trap_plane(FakeKernel(), sysctl_dir, sysctl_state=str(state))
+    first.install_trap(trap())
+    assert (sysctl_dir / "xfrm_larval_drop").read_text() == "0\n"
+    assert json.loads(state.read_text()) == {"xfrm_larval_drop": "1", "xfrm_acq_expires": "30"}
+    assert state.stat().st_mode & 0o777 == 0o600
+    # killed: no close(); the next agent starts (reconciling) with no trap configured
+    second = trap_plane(FakeKernel(), sysctl_dir, sysctl_state=str(state))
+    assert (sysctl_dir / "xfrm_larval_drop").read_text() == "1\n"
+    assert (sysctl_dir / "xfrm_acq_expires").read_text() == "30\n"
+    assert not state.exists()
+    # a clean stop leaves no record either
+    second.install_trap(trap())
+    assert state.exists()
+    second.close()
+    assert not state.exists() and (sysctl_dir / "xfrm_larval_drop").read_text() == "1\n"
+    # a record naming something else is not written to /proc
+    state.write_text(json.dumps({"ip_forward": "1", "xfrm_acq_expires": "x"}))
+    (sysctl_dir / "ip_forward").write_text("0\n")
+    assert NamespaceSysctls(None, str(sysctl_dir), str(state)).recover() == {}
+    assert (sysctl_dir / "ip_forward").read_text() == "0\n" and not state.exists()
 
 
 # -- ACQUIREs --------------------------------------------------------------------------------
