@@ -182,3 +182,44 @@ def test_lifetimes_rekey_child_and_ike_sas_under_a_continuous_ping_without_loss(
     finally:
         codes = tunnel.stop()
     assert codes == {"a": 0, "b": 0}, codes
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("action", ["start", "trap"])
+def test_close_action_when_charon_deletes_the_child(topology, version: int, action: str) -> None:
+    """charon closes the Child SA (``swanctl --terminate --child``: an IKEv2 INFORMATIONAL
+    Delete, an IKEv1 Delete notification) and keeps the IKE SA. The agent's child follows
+    ``close_action``: ``start`` brings a new Child SA up at once, ``trap`` arms a trap that the
+    next ping springs; either way over the IKE SA that stayed, and the ping crosses."""
+    factories = (
+        agent_factory({"start_action": "start", "close_action": action}),
+        charon_factory(),
+    )
+    tunnel = Tunnel(topology, *factories, SPECS[version]).start()
+    try:
+        agent, charon = agent_of(tunnel), charon_of(tunnel)
+        agent.wait_up(15)
+        wait_for(lambda: charon_children(charon), 10, "charon's child")
+        ike = agent_ike(agent)
+        first = {c["spi_in"] for c in agent_children(agent)}
+        charon.charon.terminate(child=SPECS[version].child)
+        if action == "trap":
+            wait_for(lambda: not agent_children(agent), 10, "the agent to drop the child")
+            (status,) = agent.agent.ikectl("list-traps")
+            assert (status["reason"], status["active"]) == ("close_action", False)
+            assert ping(topology.host_a, topology.spec.host_b_addr, count=3)
+        wait_for(
+            lambda: (
+                {c["spi_in"] for c in agent_children(agent)} - first and charon_children(charon)
+            ),
+            20,
+            "a new Child SA",
+        )
+        assert agent_ike(agent) == ike and charon_ike(charon) == ike
+        assert ping(topology.host_a, topology.spec.host_b_addr, count=3) == {1, 2, 3}
+    except BaseException:
+        print_logs(tunnel.peer_a, tunnel.peer_b)
+        raise
+    finally:
+        codes = tunnel.stop()
+    assert codes == {"a": 0, "b": 0}, codes
