@@ -337,10 +337,18 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         return [s for s in self.sas.values() if s.conn is not None and s.conn.name == name]
 
     def initiate(
-        self, name: str, now: float, children: list[str] | None = None, *, keying_try: int = 1
+        self,
+        name: str,
+        now: float,
+        children: list[str] | None = None,
+        *,
+        keying_try: int = 1,
+        packet: tuple[str, str] | None = None,
     ) -> None:
         """Bring up ``children`` (default: all) of connection ``name``: on its IKE SA when
-        there is one, else with a new one (attempt ``keying_try`` of ``keyingtries``)."""
+        there is one, else with a new one (attempt ``keying_try`` of ``keyingtries``).
+        ``packet``: (source, destination) of the packet that asked for them (IKEv2 offers its
+        selectors first, RFC 7296 2.9)."""
         self.now = now
         conn = self._conn(name)
         if not conn.remote_addrs:
@@ -370,7 +378,11 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
                 if cfg is not None:
                     busy.add(cfg.name)
             if sa.state is IkeState.CONNECTING:
-                sa.pending_children.extend(c for c in cfgs if c.name not in busy)
+                for c in cfgs:
+                    if c.name not in busy:
+                        sa.pending_children.append(c)
+                        if packet is not None:
+                            sa.packet_hints[c.name] = packet
                 return
             # a child being deleted (e.g. closed for inactivity) does not stop a new one
             live = {
@@ -380,7 +392,7 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
             }
             for cfg in cfgs:
                 if cfg.name not in live and cfg.name not in busy:
-                    self.queue_task(sa, CreateChildTask(cfg), now)
+                    self.queue_task(sa, CreateChildTask(cfg, packet=packet), now)
             return
         remote_ip = conn.remote_addrs[0]
         local_ip = conn.local_addrs[0] if conn.local_addrs else ""
@@ -398,6 +410,8 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         )
         sa.force_encap = self.force_encap or conn.encap
         sa.pending_children = cfgs
+        if packet is not None:
+            sa.packet_hints = {c.name: packet for c in cfgs}
         sa.keying_try = keying_try
         self.register(sa)
         self.log.info(

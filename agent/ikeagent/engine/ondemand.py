@@ -161,7 +161,7 @@ class OnDemand:
             event.src,
             event.dst,
         )
-        self._start(trap.conn, [trap.child], now, "acquire")
+        self._start(trap.conn, [trap.child], now, "acquire", (event.src, event.dst))
 
     def list_traps(self) -> list[TrapStatus]:
         return [
@@ -316,11 +316,18 @@ class OnDemand:
         self.log.info("%s: close_action start: initiating %s again", conn.name, ", ".join(names))
         self._start(conn.name, names, now, "close_action start")
 
-    def _start(self, name: str, children: list[str], now: float, why: str) -> None:
+    def _start(
+        self,
+        name: str,
+        children: list[str],
+        now: float,
+        why: str,
+        packet: tuple[str, str] | None = None,
+    ) -> None:
         from ikeagent.engine.core import UnknownConnection
 
         try:
-            self.core.initiate(name, now, children)
+            self.core.initiate(name, now, children, packet=packet)
         except (UnknownConnection, KeyError) as exc:
             self.core.count("start_failed")
             self.log.error("%s: cannot start (%s): %s", name, why, exc.args[0] if exc.args else exc)

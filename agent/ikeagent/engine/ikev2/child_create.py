@@ -56,9 +56,16 @@ class CreateChildTask:
 
     exchange = w.ExchangeType.CREATE_CHILD_SA
 
-    def __init__(self, cfg: ChildConfig, rekey_of: ChildEntry | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ChildConfig,
+        rekey_of: ChildEntry | None = None,
+        *,
+        packet: tuple[str, str] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.rekey_of = rekey_of
+        self.packet = packet  # (source, destination) of the packet that asked for a new child
         self.spi_in = 0
         self.ni = b""
         self.ke: KeyExchange | None = None
@@ -78,8 +85,11 @@ class CreateChildTask:
             old.set_state(ChildState.REKEYING)
             self.local_ts, self.remote_ts = old.local_ts, old.remote_ts
         else:
-            self.local_ts = selectors.from_config(self.cfg.local_ts)
-            self.remote_ts = selectors.from_config(self.cfg.remote_ts)
+            self.local_ts, self.remote_ts = selectors.with_packet(
+                selectors.from_config(self.cfg.local_ts),
+                selectors.from_config(self.cfg.remote_ts),
+                self.packet,
+            )
         if not self.spi_in:
             self.spi_in = eng.new_spi_in()
         self.ni = eng.rng.randbytes(NONCE_LEN)

@@ -11,7 +11,7 @@ from ikeagent.dataplane.base import ChildSa, Lifetime, SaKeys
 from ikeagent.engine.events import ChildUp, InstallChild
 from ikeagent.engine.ikev2.proposals import Chosen
 from ikeagent.engine.ikev2.sa import ChildEntry, IkeSa
-from ikeagent.engine.ikev2.selectors import TsRange, to_config
+from ikeagent.engine.ikev2.selectors import TsRange, covering, to_config
 
 if TYPE_CHECKING:
     from ikeagent.engine.core import Engine
@@ -77,7 +77,10 @@ def install(
         out_e, out_a, in_e, in_a = keys.encr_r, keys.integ_r, keys.encr_i, keys.integ_i
     integ_id = chosen.integ.id if chosen.integ else None
     if reqid is None:
-        reqid = eng.policy_reqid((sa.name, cfg.name, local_ts, remote_ts, sa.remote[0]))
+        # the packet selectors an acquire put first (RFC 7296 2.9) lie within the others: a
+        # child that got both shares the reqid of its configured policy (a trap's)
+        key = (cfg.name, covering(local_ts), covering(remote_ts), sa.remote[0])
+        reqid = eng.policy_reqid((sa.name, *key))
     if lineage is None:
         lineage = eng.new_lineage()
     entry = ChildEntry(

@@ -154,16 +154,13 @@ class IkeAuthTask:
                     )
                 )
             )
-            payloads.append(
-                w.TrafficSelectorsInitiator(
-                    tuple(t.to_wire() for t in selectors.from_config(self.child.local_ts))
-                )
+            tsi, tsr = selectors.with_packet(
+                selectors.from_config(self.child.local_ts),
+                selectors.from_config(self.child.remote_ts),
+                sa.packet_hints.get(self.child.name),
             )
-            payloads.append(
-                w.TrafficSelectorsResponder(
-                    tuple(t.to_wire() for t in selectors.from_config(self.child.remote_ts))
-                )
-            )
+            payloads.append(w.TrafficSelectorsInitiator(tuple(t.to_wire() for t in tsi)))
+            payloads.append(w.TrafficSelectorsResponder(tuple(t.to_wire() for t in tsr)))
         payloads.append(notify(w.NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
         return payloads
 

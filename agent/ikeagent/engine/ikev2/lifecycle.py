@@ -83,7 +83,8 @@ class Lifecycle:
 
     def start_pending_children(self: Engine, sa: IkeSa, now: float) -> None:
         while sa.pending_children:
-            self.queue_task(sa, CreateChildTask(sa.pending_children.pop(0)), now)
+            cfg = sa.pending_children.pop(0)
+            self.queue_task(sa, CreateChildTask(cfg, packet=sa.packet_hints.get(cfg.name)), now)
 
     def schedule_retry(self: Engine, sa: IkeSa, cfg: ChildConfig, at: float) -> None:
         while sa.replaced_by is not None and sa.replaced_by.state is not IkeState.DESTROYED:

@@ -124,6 +124,9 @@ class IkeSa:
     half_open_key: tuple[int, str, int] | None = None
     delete_at: float | None = None  # REKEYED SAs: destroy if the peer never deletes
     pending_children: list[ChildConfig] = field(default_factory=list)
+    # child name -> (source, destination) of the packet that asked for it (an acquire): its
+    # selectors go first in the child's TSi/TSr (RFC 7296 2.9)
+    packet_hints: dict[str, tuple[str, str]] = field(default_factory=dict)
     child_retries: list[tuple[float, ChildConfig]] = field(default_factory=list)
     deadline: float | None = None  # the earliest timer of this SA, as last pushed
     fail_reason: str | None = None

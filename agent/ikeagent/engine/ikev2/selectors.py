@@ -79,6 +79,38 @@ def from_config(ts: tuple[TrafficSelector, ...]) -> tuple[TsRange, ...]:
     )
 
 
+def with_packet(
+    local: tuple[TsRange, ...], remote: tuple[TsRange, ...], packet: tuple[str, str] | None
+) -> tuple[tuple[TsRange, ...], tuple[TsRange, ...]]:
+    """RFC 7296 2.9: a Child SA raised by a packet offers, first in TSi and TSr, selectors of
+    just that packet's source and destination (each within the configured selector that holds
+    it, so its protocol and ports), then the configured ones: a responder that cannot take the
+    whole range picks the part this traffic needs. Without a packet, or when an address lies
+    in no configured selector, the configured ones alone."""
+    if packet is None:
+        return local, remote
+    first = []
+    for ranges, text in ((local, packet[0]), (remote, packet[1])):
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            return local, remote
+        holder = next(
+            (r for r in ranges if r.version == addr.version and r.start <= addr <= r.end), None
+        )
+        if holder is None:
+            return local, remote
+        host = TsRange(addr, addr, holder.protocol, holder.port_start, holder.port_end)
+        first.append((host,) if host != holder else ())
+    return first[0] + local, first[1] + remote
+
+
+def covering(ranges: tuple[TsRange, ...]) -> tuple[TsRange, ...]:
+    """``ranges`` without those another one holds (a packet's selectors beside the range they
+    came from): what a Child SA's policy really covers."""
+    return tuple(r for r in ranges if not any(o != r and o.contains(r) for o in ranges))
+
+
 def from_wire(selectors: tuple[WireTs, ...]) -> tuple[TsRange, ...]:
     out = []
     for s in selectors:

@@ -558,3 +558,38 @@ def test_ikev1_reauth_time_is_when_the_new_phase1_comes() -> None:
         "a", conn={"version": 1, "reauth_time": "30m", "rekey_time": "10m"}, **V1_ALGS
     )
     assert parse_config(cfg).connections["to-b"].rekey_time == 600
+
+
+def test_an_acquired_ikev2_child_offers_the_packets_selectors_first() -> None:
+    """RFC 7296 2.9: the packet that sprang the trap goes first in TSi/TSr, then the configured
+    ranges; a responder that takes both gives a child under the trap's reqid (IKE_AUTH, and
+    CREATE_CHILD_SA on the IKE SA that stayed)."""
+    p = pair(2, a_child={"inactivity": 20})
+    p.start()
+    reqid = trap_reqid(p)
+
+    acquire(p, reqid)
+    (child,) = children(p.a)
+    assert child.local_ts == ["10.1.0.5/32", NETS["a"]]
+    assert child.remote_ts == ["10.2.0.7/32", NETS["b"]]
+    (theirs,) = children(p.b)
+    assert (theirs.local_ts, theirs.remote_ts) == (child.remote_ts, child.local_ts)
+    assert list(p.a.dp.pairs) == [reqid]
+    # idle, then a packet between two other hosts: Phase 2 offers that one first
+    p.advance(45)
+    assert children(p.a) == []
+    p.a.engine.handle_dataplane_event(Acquire(reqid, "10.1.0.9", "10.2.0.3"), p.now)
+    p.run()
+    (child,) = children(p.a)
+    assert (child.local_ts, child.remote_ts) == (
+        ["10.1.0.9/32", NETS["a"]],
+        ["10.2.0.3/32", NETS["b"]],
+    )
+    assert list(p.a.dp.pairs) == [reqid]
+    # a child asked for by a command offers only the configured ranges
+    p.a.engine.terminate("to-b", p.now)
+    p.run()
+    p.a.engine.initiate("to-b", p.now)
+    p.run()
+    (child,) = children(p.a)
+    assert (child.local_ts, child.remote_ts) == ([NETS["a"]], [NETS["b"]])
