@@ -4,7 +4,7 @@ A rekey (CREATE_CHILD_SA) renews the IKE SA's keys but never authenticates the p
 reauthentication does (RFC 7296 2.8.3): when ``reauth_time`` (less random jitter) has passed,
 the end with the peer's address builds a new IKE SA (IKE_SA_INIT, IKE_AUTH: credentials are
 checked again) carrying the old one's children, without INITIAL_CONTACT. Once every child is up
-on the new IKE SA, the old one is deleted with its pairs (``OLD_SA_DELETE_DELAY`` later). The new pairs take the same reqids
+on the new IKE SA, the old one is deleted with its pairs. The new pairs take the same reqids
 (the same policies), so the data plane sends on them as they come and the policies never lapse:
 no packet waits for the exchange. If the new IKE SA fails, the old one carries on and tries
 again a minute later (its hard lifetime still applies).
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     from ikeagent.engine.core import Engine
 
 REAUTH_RETRY = 60.0  # seconds before another try when a reauthentication failed
-# seconds between the new IKE SA taking the children over and the old one's Delete: what we
-# sent on the old pairs just before is still in flight, and a peer that deletes an IKE SA's
-# pairs at once (charon keeps rekeyed pairs a while, not those of a deleted IKE SA) would drop it
-OLD_SA_DELETE_DELAY = 1.0
 
 
 class Reauth:
@@ -111,14 +107,9 @@ class Reauth:
         new.reauth_at = self._ike_reauth_deadline(new, now)
         old.replaced_by = new  # its children now live on ``new``: no IKE_SA down event
         self.log.info(
-            "%s: reauthenticated as %s[%d]: the old IKE_SA goes in %.0f s",
+            "%s: reauthenticated as %s[%d]: deleting the old IKE_SA",
             old.peer_label(),
             new.name,
             new.uid,
-            OLD_SA_DELETE_DELAY,
         )
-        for c in old.children:
-            c.rekey_at = None  # its pairs are on their way out
-        old.delete_at = now + OLD_SA_DELETE_DELAY
-        old.delete_reason = "reauthenticated"
-        self._refresh(old)
+        self.delete_ike(old, "reauthenticated", now)

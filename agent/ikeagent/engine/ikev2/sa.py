@@ -123,7 +123,6 @@ class IkeSa:
     # responder: its key in Engine.half_open (the IKE_SA_INIT's source: ``remote`` may float)
     half_open_key: tuple[int, str, int] | None = None
     delete_at: float | None = None  # REKEYED SAs: destroy if the peer never deletes
-    delete_reason: str | None = None  # why, when it is not that (a reauthenticated SA)
     pending_children: list[ChildConfig] = field(default_factory=list)
     # child name -> (source, destination) of the packet that asked for it (an acquire): its
     # selectors go first in the child's TSi/TSr (RFC 7296 2.9)

@@ -75,7 +75,7 @@ class Timers:
             return
         if sa.delete_at is not None and sa.delete_at <= now:
             sa.delete_at = None
-            self.delete_ike(sa, sa.delete_reason or "replaced SA was not deleted by the peer", now)
+            self.delete_ike(sa, "replaced SA was not deleted by the peer", now)
             return
         if sa.outstanding is not None and sa.outstanding.deadline <= now:
             self._retransmit(sa, now)
