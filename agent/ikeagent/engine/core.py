@@ -76,6 +76,7 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         self._reqid_of: dict[tuple, int] = {}
         self._policy_of: dict[int, tuple] = {}
         self._lineage = 0
+        self._installs = 0
         self._spis_in: set[int] = set()
         self._ike_spis: set[int] = set()
         self._by_uid: dict[int, IkeSa] = {}
@@ -112,6 +113,11 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
             self._reqid_of[policy] = reqid
             self._policy_of[reqid] = policy
         return reqid
+
+    def next_install(self) -> int:
+        """A number that grows with every pair sent to the data plane (its install order)."""
+        self._installs += 1
+        return self._installs
 
     def new_lineage(self) -> int:
         self._lineage += 1

@@ -95,6 +95,7 @@ def install(
         installed_at=now,
         nonces=(ni, nr),
         lineage=lineage,
+        order=eng.next_install(),
     )
     entry.rekey_at, entry.expire_at = rekey_deadlines(eng, cfg, now)
     lifetime = volume_lifetime(cfg)

@@ -221,9 +221,11 @@ class Lifecycle:
         # the policy stays while a pair holds its reqid (a rekeyed pair, or one of another IKE
         # SA with the same policy); the Child SA is down when its rekey chain has no pair left
         left = [c for s in self.sas.values() for c in s.children if c.reqid == child.reqid]
-        if any(c.state is ChildState.INSTALLED for c in left):
+        if any(c.state is ChildState.INSTALLED and c.order > child.order for c in left):
             # replaced (rekey, reauthentication): the peer may have sent on this pair just
-            # before it heard; its inbound SA stays a moment for that
+            # before it heard; its inbound SA stays a moment for that. Only when a newer pair
+            # is there: the data plane sends on a reqid's newest pair, and a lingering pair
+            # must never be that one
             self.linger_pair(child.reqid, child.spi_in, child.spi_out, now)
         else:
             self.emit(DeleteChild(child.reqid, child.spi_in, child.spi_out))

@@ -41,6 +41,7 @@ class ChildEntry:
     idle_base: float = 0.0  # the rekey chain's last known use (or its first install)
     idle_packets: int = 0  # its packet count (both directions) at the last check
     idle_checked: bool = False  # its use was read once already
+    order: int = 0  # when its pair went to the data plane, against other pairs (a counter)
 
     def set_state(self, new: ChildState) -> None:
         self.state = check_child(self.state, new)

@@ -159,6 +159,26 @@ def test_child_rekey_each_side(who: str) -> None:
     assert list(p.a.dp.pairs) == [1] and list(p.b.dp.pairs) == [1]
 
 
+def test_only_a_pair_older_than_another_of_its_reqid_lingers() -> None:
+    """The data plane sends on a reqid's newest pair: the newest going (here the second IKE
+    SA's, while the first one's stays) leaves at once, or traffic would go on a dead pair."""
+    p = Pair(site_config("a"), site_config("b", start=False))
+    established(p)
+    p.a.engine.is_first_contact = lambda sa: False  # type: ignore[method-assign]
+    for sa in list(p.a.engine.sas.values()):
+        p.a.engine.destroy_ike(sa, "test: forget silently", p.now)
+    p.flush()
+    p.a.engine.initiate("to-b", p.now)
+    p.run()
+    older, newer = sorted(p.b.engine.sas.values(), key=lambda s: s.uid)
+    (newest_pair,) = newer.children
+    assert len(p.b.pairs()) == 2
+    p.b.engine.destroy_ike(newer, "test: the newer goes", p.now)
+    p.flush()
+    assert newest_pair.spi_in not in {sa.inbound.spi for sa in p.b.pairs()}
+    assert len(p.b.pairs()) == 1 and older.children
+
+
 def test_shutdown_does_not_wait_for_lingering_pairs() -> None:
     p = Pair(site_config("a"), site_config("b", start=False))
     established(p)
@@ -527,7 +547,9 @@ def test_identical_policies_share_a_reqid_and_policy_goes_with_the_last() -> Non
     b_pairs = p.b.pairs()
     assert len(b_pairs) == 2 and len({pair.reqid for pair in b_pairs}) == 1
     p.b.engine.destroy_ike(first, "test: first goes", p.now)
-    p.advance(INBOUND_LINGER)  # another pair holds the reqid: the first lingers a moment
+    p.flush()
+    assert len(p.b.pairs()) == 2  # a newer pair holds the reqid: the first lingers a moment
+    p.advance(INBOUND_LINGER)
     assert len(p.b.pairs()) == 1 and p.b.dp.policies
     for sa in list(p.b.engine.sas.values()):
         p.b.engine.destroy_ike(sa, "test: last goes", p.now)
