@@ -532,6 +532,36 @@ def test_ikev2_reauthentication_is_make_before_break() -> None:
     assert new.reauth_at is not None and new.reauth_at > p.now + 80
 
 
+def test_ikev2_reauthentication_deletes_the_old_ike_sa_after_its_exchange_in_flight() -> None:
+    """A child rekey on the old IKE SA is unanswered (its response lost) when the new IKE SA
+    takes over: the old SA's Delete waits for it, so the peer deletes that SA too (a Delete in
+    the rekey's message ID would get the cached rekey answer and delete nothing)."""
+    p = pair(2, a_child={"start_action": "start"}, a_conn={"reauth_time": 1000})
+    p.start()
+    (old,) = p.a.engine.sas.values()
+    dropped: list[int] = []
+
+    def lose_first_rekey_answer(src: str, d: Any) -> bool:
+        h = w.Header.from_bytes(d.data)
+        if src == "b" and h.exchange == w.ExchangeType.CREATE_CHILD_SA and not dropped:
+            dropped.append(h.message_id)
+            return False
+        return True
+
+    p.filter = lose_first_rekey_answer
+    p.a.engine.rekey("to-b", p.now, ike=False)
+    p.run()
+    assert dropped and old.outstanding is not None  # the rekey waits for its answer
+    p.a.engine.reauthenticate(old, p.now)
+    p.run()
+    assert len(p.a.engine.list_sas()) == 2  # the new one took over; the old one waits
+    p.advance(30)  # the rekey is retransmitted and answered, then the old SA goes
+    assert len(p.a.engine.list_sas()) == 1 and len(p.b.engine.list_sas()) == 1
+    assert p.a.engine.list_sas()[0].uid != old.uid
+    assert assert_matching_children(p.a, p.b) == 1
+    assert not p.a.downs()
+
+
 def test_ikev2_failed_reauthentication_keeps_the_ike_sa_and_tries_again() -> None:
     p = pair(2, a_child={"start_action": "start"}, a_conn={"reauth_time": 100})
     p.start()
