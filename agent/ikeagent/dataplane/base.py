@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -193,7 +193,10 @@ DataplaneEvent = SaExpired | Acquire | SaUsage
 
 # Called by a data plane that owns the UDP-encapsulation socket for every datagram that is not
 # ESP (i.e. IKE after the non-ESP marker was stripped): (data, local endpoint, remote endpoint).
-IkeSink = Callable[[bytes, Endpoint, Endpoint], None]
+# It may return an object with ``wait(timeout) -> bool`` (a ``threading.Event``) that is set once
+# the message has been handled, SAs it installed included: ESP that came after it with an SPI
+# not known yet waits for that (an IKE_AUTH answer, then the peer's first packet on its SA).
+IkeSink = Callable[[bytes, Endpoint, Endpoint], Any]
 
 
 @runtime_checkable

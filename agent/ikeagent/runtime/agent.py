@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import random
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -112,7 +113,7 @@ class Agent(Waiting):
         self._closed = False
         # IKE datagrams handed over by the data plane's thread: appended there, drained here;
         # one loop wake-up per batch (``_ike_wake`` is set while one is scheduled)
-        self._ike_in: deque[tuple[bytes, Endpoint, Endpoint]] = deque()
+        self._ike_in: deque[tuple[bytes, Endpoint, Endpoint, threading.Event]] = deque()
         self._ike_wake = False
         # (local endpoint, remote ip, remote port is 4500) -> (socket, NAT-T framing)
         self._routes: dict[tuple[Endpoint, str, bool], tuple[UdpSocket, bool]] = {}
@@ -200,14 +201,17 @@ class Agent(Waiting):
         assert loop is not None  # internal invariant, not peer input
         queue = self._ike_in
 
-        def sink(data: bytes, local: Endpoint, remote: Endpoint) -> None:
+        def sink(data: bytes, local: Endpoint, remote: Endpoint) -> threading.Event:
             # runs on the data plane's thread: queue, and wake the loop once per batch (the
-            # loop clears the flag before it drains, so nothing queued is left behind)
-            queue.append((data, local, remote))
+            # loop clears the flag before it drains, so nothing queued is left behind); the
+            # event is set once the message was handled (ESP behind it may wait for that)
+            handled = threading.Event()
+            queue.append((data, local, remote, handled))
             if not self._ike_wake:
                 self._ike_wake = True
                 with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                     loop.call_soon_threadsafe(self._drain_ike)
+            return handled
 
         s.read_by_dataplane = bool(self.dp("attach_encap_socket", s.sock, (s.addr, s.port), sink))
         if s.read_by_dataplane:
@@ -347,12 +351,15 @@ class Agent(Waiting):
         self._ike_wake = False
         queue = self._ike_in
         if self._closed:
-            queue.clear()
+            while queue:
+                queue.popleft()[3].set()
             return
         fed = 0
+        handled = []
         while queue and fed < RX_BATCH:
-            data, local, remote = queue.popleft()
+            data, local, remote, done = queue.popleft()
             fed += 1
+            handled.append(done)
             self._feed(data, local, remote)
         if queue and not self._ike_wake:  # more than a batch: continue on the next turn
             self._ike_wake = True
@@ -361,6 +368,8 @@ class Agent(Waiting):
         if fed:
             self._count("rx_ike", fed)
             self.process()
+        for done in handled:  # the SAs these messages brought are in the data plane now
+            done.set()
 
     def _feed(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
         engine = self.engine

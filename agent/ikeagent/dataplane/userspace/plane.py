@@ -39,6 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ikeagent.crypto.esp import EspAuthError, EspError, EspPadError, EspTruncated
 
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 
 NON_ESP_MARKER = b"\0\0\0\0"
 SEND_WAIT_MS = 50
+IKE_ORDER_WAIT = 0.05  # s an unknown SPI waits for the IKE message read before it (see _pump_sock)
 BATCH_FOREVER = -1  # a pump limit that never reaches zero
 _HEADER = struct.Struct(">II")
 _POLLIN = select.POLLIN
@@ -135,6 +137,8 @@ class UserspaceDataplane(TrapPath):
         self._wake_in = self._wake_out = (-1, -1)
         # (socket, local endpoint, sink) per attached encap socket; socks by address family
         self._encap: tuple[tuple[socket.socket, Endpoint, IkeSink], ...] = ()
+        # what the last IKE message handed to a sink returned: set once it was handled
+        self._ike_handled: Any = None
         self._socks: dict[int, socket.socket] = {}
         self._gso = True  # UDP_SEGMENT sends work (cleared at the first refusal)
         self._events: list[DataplaneEvent] = []
@@ -142,7 +146,7 @@ class UserspaceDataplane(TrapPath):
         self._wakeup: Callable[[], None] | None = None
         self._in_stats = dict.fromkeys(DROP_REASONS, 0)
         self._out_stats = dict.fromkeys(DROP_REASONS, 0)
-        self._in_stats.update(esp_in=0, ike_in=0, keepalive_in=0, dummy_in=0)
+        self._in_stats.update(esp_in=0, ike_in=0, keepalive_in=0, dummy_in=0, waited_for_ike=0)
         self._out_stats.update(
             esp_out=0, acquires=0, held=0, held_sent=0, held_expired=0, trap_queue_full=0
         )
@@ -531,16 +535,27 @@ class UserspaceDataplane(TrapPath):
                             stats["keepalive_in"] += 1
                         elif n > 4 and rbuf[off : off + 4] == NON_ESP_MARKER:
                             stats["ike_in"] += 1
-                            sink(bytes(rmv[off + 4 : off + n]), local, addr)
+                            self._ike_handled = sink(bytes(rmv[off + 4 : off + n]), local, addr)
                         else:
                             stats["truncated"] += 1
                         continue
                     spi, seq = unpack(rbuf, off)
                     if spi == 0:
                         stats["ike_in"] += 1
-                        sink(bytes(rmv[off + 4 : off + n]), local, addr)
+                        self._ike_handled = sink(bytes(rmv[off + 4 : off + n]), local, addr)
                         continue
                     sa = sas.get(spi)
+                    if sa is None:
+                        # an IKE message read before this packet may install its SA (the
+                        # peer sends on a new pair once it has answered): wait for it, so the
+                        # socket's order holds
+                        handled = self._ike_handled
+                        if handled is not None:
+                            self._ike_handled = None
+                            if handled.wait(IKE_ORDER_WAIT):
+                                stats["waited_for_ike"] += 1
+                                sas = self._sad.inbound
+                                sa = sas.get(spi)
                     if sa is None:
                         stats["unknown_spi"] += 1
                         continue

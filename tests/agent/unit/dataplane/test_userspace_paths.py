@@ -9,6 +9,8 @@ import ipaddress
 import os
 import socket
 import struct
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -601,3 +603,48 @@ def test_virtio_header_is_stripped_from_packets_read(pair: tuple[Side, Side]) ->
     assert a.plane._pump_tun(a.buffers, 4) is True
     b.pump_in()
     assert b.delivered() == [ping]
+
+
+def test_esp_behind_an_ike_message_waits_for_the_sa_it_brings(pair: tuple[Side, Side]) -> None:
+    """The peer answers (IKE_AUTH, CREATE_CHILD_SA) and then sends on the new pair: both come
+    in that order on the encap socket, and the ESP must not overtake the IKE message that
+    installs its SA (the sink hands IKE to another thread and returns an event set once it
+    was handled, SAs included)."""
+    a, b = pair
+    a.plane.install_child(child(a, b, 0x1001, 0x2001))  # A has the pair, B not yet
+    ike = b"\0\0\0\0" + b"IKE answer"
+    esp = esp_on_wire(a, b, ipv4("10.1.0.1", "10.2.0.1"))
+
+    def handled_later(data: bytes, local: tuple, remote: tuple) -> threading.Event:
+        b.sunk.append((data, local, remote))
+        done = threading.Event()
+
+        def engine() -> None:  # the runtime's loop: installs what the message brought
+            time.sleep(0.01)
+            b.plane.install_child(
+                child(b, a, 0x2001, 0x1001, local=(ts("10.2.0.0/24"),), remote=(ts("10.1.0.0/24"),))
+            )
+            done.set()
+
+        threading.Thread(target=engine).start()
+        return done
+
+    b.sink = handled_later  # type: ignore[method-assign]
+    for d in (ike, esp):
+        a.encap.sendto(d, ("127.0.0.1", b.port))
+    time.sleep(0.05)  # both queued on B's socket before it reads
+    b.pump_in()
+    assert [s[0] for s in b.sunk] == [b"IKE answer"]
+    assert len(b.delivered()) == 1
+    stats = b.plane.stats()
+    assert (stats["unknown_spi"], stats["waited_for_ike"]) == (0, 1)
+    # an SPI no IKE message brings waits at most IKE_ORDER_WAIT, once, and is dropped
+    b.sink = lambda data, local, remote: threading.Event()  # type: ignore[method-assign]
+    stranger = struct.pack(">I", 0x7777) + esp[4:]
+    for d in (ike, stranger):
+        a.encap.sendto(d, ("127.0.0.1", b.port))
+    time.sleep(0.05)
+    started = time.monotonic()
+    b.pump_in()
+    assert time.monotonic() - started < 0.5
+    assert b.plane.stats()["unknown_spi"] == 1
