@@ -21,6 +21,11 @@ from ikeagent.engine.deadlines import Deadlines
 from ikeagent.engine.entropy import RandomSource
 from ikeagent.engine.events import Datagram, DeleteChild, Event
 from ikeagent.engine.ikev1.engine import V1Engine
+
+# a pair replaced by a newer one of its reqid (rekey, reauthentication) stays in the data plane
+# this long after the peer was told, in both IKE versions: what the peer sent on it before it
+# heard is still received
+from ikeagent.engine.ikev1.lifecycle import INBOUND_LINGER
 from ikeagent.engine.ikev2 import ike_init
 from ikeagent.engine.ikev2.child_create import CreateChildTask
 from ikeagent.engine.ikev2.ike_init import IkeInitTask
@@ -37,9 +42,6 @@ from ikeagent.wire import v2 as w
 from ikeagent.wire.errors import DecodeError, InvalidLength, Truncated
 
 MAX_DATAGRAM = 65535
-# a pair replaced by a newer one of its reqid (rekey, reauthentication) stays in the data plane
-# this long after the peer was told: what the peer sent on it before it heard is still received
-INBOUND_LINGER = 1.0
 
 
 class UnknownConnection(KeyError):

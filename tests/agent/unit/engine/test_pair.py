@@ -159,9 +159,9 @@ def test_child_rekey_each_side(who: str) -> None:
     assert list(p.a.dp.pairs) == [1] and list(p.b.dp.pairs) == [1]
 
 
-def test_only_a_pair_older_than_another_of_its_reqid_lingers() -> None:
-    """The data plane sends on a reqid's newest pair: the newest going (here the second IKE
-    SA's, while the first one's stays) leaves at once, or traffic would go on a dead pair."""
+def second_ike_sa_with_the_same_policy() -> Pair:
+    """B holds two IKE SAs of one connection, each with a pair of the same policy: A forgot
+    its first one silently and came again without INITIAL_CONTACT (as a restarted peer)."""
     p = Pair(site_config("a"), site_config("b", start=False))
     established(p)
     p.a.engine.is_first_contact = lambda sa: False  # type: ignore[method-assign]
@@ -170,6 +170,13 @@ def test_only_a_pair_older_than_another_of_its_reqid_lingers() -> None:
     p.flush()
     p.a.engine.initiate("to-b", p.now)
     p.run()
+    return p
+
+
+def test_only_a_pair_older_than_another_of_its_reqid_lingers() -> None:
+    """The data plane sends on a reqid's newest pair: the newest going (here the second IKE
+    SA's, while the first one's stays) leaves at once, or traffic would go on a dead pair."""
+    p = second_ike_sa_with_the_same_policy()
     older, newer = sorted(p.b.engine.sas.values(), key=lambda s: s.uid)
     (newest_pair,) = newer.children
     assert len(p.b.pairs()) == 2
@@ -534,16 +541,8 @@ def test_half_open_table_empties_after_nat_t_float() -> None:
 def test_identical_policies_share_a_reqid_and_policy_goes_with_the_last() -> None:
     """Two IKE SAs of one connection with the same child policy share the reqid (as strongSwan
     does); the policy is removed only when the last pair under it goes."""
-    p = Pair(site_config("a"), site_config("b", start=False))
-    established(p)
-    first = next(iter(p.b.engine.sas.values()))
-    # a second IKE SA of the same connection (as a peer that restarted without INITIAL_CONTACT)
-    p.a.engine.is_first_contact = lambda sa: False  # type: ignore[method-assign]
-    for sa in list(p.a.engine.sas.values()):
-        p.a.engine.destroy_ike(sa, "test: forget silently", p.now)
-    p.flush()
-    p.a.engine.initiate("to-b", p.now)
-    p.run()
+    p = second_ike_sa_with_the_same_policy()
+    first = min(p.b.engine.sas.values(), key=lambda s: s.uid)
     b_pairs = p.b.pairs()
     assert len(b_pairs) == 2 and len({pair.reqid for pair in b_pairs}) == 1
     p.b.engine.destroy_ike(first, "test: first goes", p.now)
