@@ -15,6 +15,8 @@ pings until one echo comes back (the agent's data plane sets it to 0 and holds t
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -61,6 +63,17 @@ def ping_until_answered(me: Guest, peer: Guest, timeout: float = UP_TIMEOUT) -> 
     """Ping until one echo comes back: the first ones raise the tunnel (the trapping kernel
     drops what meets its trap while charon negotiates; UML needs seconds for that)."""
     wait(lambda: ping_from(me, peer, count=1), timeout, "a ping to get through the trap")
+
+
+@contextmanager
+def traffic(me: Guest, peer: Guest) -> Iterator[None]:
+    """A ping each 0.5 s from ``me`` while the body checks the tunnel that is up: a loaded guest
+    can spend longer than ``IDLE`` on those checks, and the idle child would rightly go."""
+    proc = me.spawn(["ping", "-n", "-i", "0.5", "-I", me.protected_address, peer.protected_address])
+    try:
+        yield
+    finally:
+        proc.stop()
 
 
 def agent_ike(agent: GuestAgent) -> list[tuple[str, str]]:
@@ -110,11 +123,12 @@ def test_trap_idle_close_and_phase2_only_return(
 
         # traffic raises the tunnel
         ping_until_answered(src, dst)
-        theirs = charon.wait_child_installed(CHILD, UP_TIMEOUT)
-        ours_child = wait_installed(agent, CHILD, UP_TIMEOUT)
-        assert spi(ours_child["spi_in"]) == spi(theirs["spi-out"])
-        ike_spis = agent_ike(agent)
-        assert len(ike_spis) == 1 and charon_ike(charon) == ike_spis
+        with traffic(src, dst):
+            theirs = charon.wait_child_installed(CHILD, UP_TIMEOUT)
+            ours_child = wait_installed(agent, CHILD, UP_TIMEOUT)
+            assert spi(ours_child["spi_in"]) == spi(theirs["spi-out"])
+            ike_spis = agent_ike(agent)
+            assert len(ike_spis) == 1 and charon_ike(charon) == ike_spis
 
         # idle: the trapping end closes the Child SA; both keep the IKE SA
         wait(
@@ -130,13 +144,12 @@ def test_trap_idle_close_and_phase2_only_return(
             assert len(owned(xfrm_policies(src))) == 3
 
         # the next packets: a new Child SA over the same IKE SA, carrying every packet at once
-        # (pinged before the slow checks below: a loaded guest can spend longer than IDLE on
-        # them, and the trapping end would rightly close the child again)
         ping_until_answered(src, dst)
-        assert ping_from(src, dst, count=3) == 3
-        again = wait_installed(agent, CHILD, UP_TIMEOUT)
-        assert again["spi_in"] != ours_child["spi_in"]
-        assert agent_ike(agent) == ike_spis and charon_ike(charon) == ike_spis
+        with traffic(src, dst):
+            assert ping_from(src, dst, count=3) == 3
+            again = wait_installed(agent, CHILD, UP_TIMEOUT)
+            assert again["spi_in"] != ours_child["spi_in"]
+            assert agent_ike(agent) == ike_spis and charon_ike(charon) == ike_spis
     except BaseException:
         print(f"--- agent log ---\n{agent.log_tail(80)}")
         print(f"--- charon log ---\n{charon.log_tail(80)}")
