@@ -125,6 +125,16 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
         self._lineage += 1
         return self._lineage
 
+    def lineage_for(self, reqid: int) -> int:
+        """The rekey chain of a new pair that is not a rekey: that of a live pair of the same
+        reqid (the policy), if any (a reauthentication's, a duplicate's: the tunnel never went
+        down, and the old pair's going is no CHILD_SA down), else a new one."""
+        for sa in [*self.sas.values(), *self.v1.sas.values()]:
+            for c in sa.children:
+                if c.reqid == reqid and c.state is not ChildState.DESTROYED:
+                    return int(c.lineage)
+        return self.new_lineage()
+
     def release_reqid(self, reqid: int) -> None:
         """No Child SA holds ``reqid`` any more: its policy gets a new one next time."""
         policy = self._policy_of.pop(reqid, None)
@@ -370,6 +380,7 @@ class Engine(TaskManager, Lifecycle, Reauth, Timers):
             s
             for s in self.sas_of(name)
             if s.state in (IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.REKEYING)
+            and s.closing is None
         ]
         if active:
             sa = max(active, key=lambda s: s.uid)

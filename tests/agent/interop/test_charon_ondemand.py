@@ -19,6 +19,7 @@ from ikelab_testing.ondemand import (
     charon_children,
     charon_factory,
     charon_ike,
+    kept_busy,
     ping,
 )
 from ikelab_testing.peers import Tunnel, TunnelSpec
@@ -62,10 +63,11 @@ def test_on_demand_tunnel_comes_up_goes_idle_and_comes_back_on_the_same_ike_sa(
         assert replies, "no reply: the trap did not bring the tunnel up"
         # the packet that raised the tunnel was held and delivered, not dropped
         assert 1 in replies, f"the first echo request was lost: replies {sorted(replies)}"
-        wait_for(lambda: agent_children(agent) and charon_children(charon), 10, "both children")
-        ike = agent_ike(agent)
-        assert len(ike) == 1 and charon_ike(charon) == ike
-        first_spis = {c["spi_in"] for c in agent_children(agent)}
+        with kept_busy(topology.host_a, dst):
+            wait_for(lambda: agent_children(agent) and charon_children(charon), 10, "children")
+            ike = agent_ike(agent)
+            assert len(ike) == 1 and charon_ike(charon) == ike
+            first_spis = {c["spi_in"] for c in agent_children(agent)}
 
         # idle: the Child SA goes on both ends, the IKE SA stays on both
         wait_for(
@@ -77,9 +79,10 @@ def test_on_demand_tunnel_comes_up_goes_idle_and_comes_back_on_the_same_ike_sa(
 
         # the next packet: Phase 2 only, on the IKE SA that stayed
         assert ping(topology.host_a, dst, count=3)
-        wait_for(lambda: agent_children(agent) and charon_children(charon), 10, "children again")
-        assert agent_ike(agent) == ike and charon_ike(charon) == ike
-        assert {c["spi_in"] for c in agent_children(agent)}.isdisjoint(first_spis)
+        with kept_busy(topology.host_a, dst):
+            wait_for(lambda: agent_children(agent) and charon_children(charon), 10, "again")
+            assert agent_ike(agent) == ike and charon_ike(charon) == ike
+            assert {c["spi_in"] for c in agent_children(agent)}.isdisjoint(first_spis)
         assert_encrypted(cap.summary(), topology, udp=True)
     except BaseException:
         print_logs(tunnel.peer_a, tunnel.peer_b)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ikelab_testing.checks import assert_encrypted
-from ikelab_testing.ondemand import agent_children, agent_factory, agent_ike, ping
+from ikelab_testing.ondemand import agent_children, agent_factory, agent_ike, kept_busy, ping
 from ikelab_testing.peers import AgentPeer, Tunnel, TunnelSpec
 
 pytestmark = [pytest.mark.netns]
@@ -46,11 +46,12 @@ def test_both_ends_trap_and_the_ike_sa_outlives_idle_children(
         assert a.agent.list_sas() == [] and b.agent.list_sas() == []
         # from A's side first: its trap fires, its first echo request is delivered
         assert 1 in ping(topology.host_a, topology.spec.host_b_addr, count=3)
-        wait_for(lambda: agent_children(a) and agent_children(b), 10, "both children")
-        ike = agent_ike(a)
-        assert len(ike) == 1 and agent_ike(b) == ike
-        (ta,) = a.agent.ikectl("list-traps")
-        assert (ta["active"], ta["acquires"]) == (True, 1)
+        with kept_busy(topology.host_a, topology.spec.host_b_addr):
+            wait_for(lambda: agent_children(a) and agent_children(b), 10, "both children")
+            ike = agent_ike(a)
+            assert len(ike) == 1 and agent_ike(b) == ike
+            (ta,) = a.agent.ikectl("list-traps")
+            assert (ta["active"], ta["acquires"]) == (True, 1)
         # idle on both ends (each has inactivity): the children go, the IKE SA stays
         wait_for(
             lambda: not agent_children(a) and not agent_children(b), IDLE * 3 + 5, "idle close"
@@ -58,10 +59,11 @@ def test_both_ends_trap_and_the_ike_sa_outlives_idle_children(
         assert agent_ike(a) == ike and agent_ike(b) == ike
         # now from B's side: B's trap fires and reuses the IKE SA (B is its responder)
         assert 1 in ping(topology.host_b, topology.spec.host_a_addr, count=3)
-        wait_for(lambda: agent_children(a) and agent_children(b), 10, "children again")
-        assert agent_ike(a) == ike and agent_ike(b) == ike
-        (tb,) = b.agent.ikectl("list-traps")
-        assert tb["acquires"] >= 1
+        with kept_busy(topology.host_b, topology.spec.host_a_addr):
+            wait_for(lambda: agent_children(a) and agent_children(b), 10, "children again")
+            assert agent_ike(a) == ike and agent_ike(b) == ike
+            (tb,) = b.agent.ikectl("list-traps")
+            assert tb["acquires"] >= 1
         assert_encrypted(cap.summary(), topology, udp=True)
     except BaseException:
         for p in (tunnel.peer_a, tunnel.peer_b):

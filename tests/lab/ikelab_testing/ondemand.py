@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ikelab_testing.netns import Namespace
@@ -45,6 +46,23 @@ def ping(ns: Namespace, dst: str, count: int = 5, interval: float = 0.2) -> set[
         timeout=count * interval + 10,
     ).stdout
     return {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=", out)}
+
+
+@contextmanager
+def kept_busy(ns: Namespace, dst: str, interval: float = 0.5) -> Iterator[None]:
+    """A ping each ``interval`` s while the body checks an on-demand tunnel that is up: a
+    loaded machine can spend longer than the idle timeout on those checks, and the idle child
+    would rightly go."""
+    proc = subprocess.Popen(
+        ns.argv(["ping", "-n", "-q", "-i", str(interval), dst]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def agent_ike(peer: AgentPeer) -> list[tuple[str, str]]:

@@ -85,7 +85,7 @@ def install(
         reqid = eng.core.policy_reqid(
             ("v1", sa.name, cfg.name, (task.local_ts,), (task.remote_ts,), sa.remote[0])
         )
-        lineage = eng.core.new_lineage()
+        lineage = eng.core.lineage_for(reqid)
     child = V1Child(
         config=cfg,
         reqid=reqid,

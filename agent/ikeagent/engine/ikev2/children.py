@@ -82,7 +82,7 @@ def install(
         key = (cfg.name, covering(local_ts), covering(remote_ts), sa.remote[0])
         reqid = eng.policy_reqid((sa.name, *key))
     if lineage is None:
-        lineage = eng.new_lineage()
+        lineage = eng.lineage_for(reqid)
     entry = ChildEntry(
         config=cfg,
         reqid=reqid,

@@ -146,14 +146,40 @@ class Lifecycle:
         if sa.state is IkeState.CONNECTING or sa.sk_out is None or sa.state is IkeState.CREATED:
             self.destroy_ike(sa, reason, now)
             return
+        out = sa.outstanding
+        if sa.closing is not None or (out is not None and isinstance(out.task, DeleteIkeTask)):
+            return  # on its way already
         sa.queue.clear()
-        if sa.outstanding is not None:
-            # abandon it: the delete supersedes whatever was in flight, and takes its message
-            # ID (a peer that never got that request would wait for it forever, RFC 7296
-            # 2.3; one that did answers the Delete with its cached reply, which ends it too)
-            sa.next_msgid = sa.outstanding.message_id
-            sa.outstanding = None
+        sa.rekey_at = sa.reauth_at = None
+        for c in sa.children:
+            c.rekey_at = None  # its pairs go with it
+        if out is not None:
+            # one request in flight (RFC 7296 2.3): the Delete goes once it is answered. A Delete
+            # in its message ID instead would get the peer's cached answer to it, if the peer
+            # got it, and delete nothing. It is sent again now: a live peer answers at once
+            # (again, if only its answer was lost). Unanswered by the next retransmit time,
+            # the peer most likely never got it, and the Delete takes its message ID.
+            sa.closing = reason
+            out.give_way = True
+            out.deadline = now + self.config.retransmit_timeout
+            self.count("retransmits")
+            self._send(sa, out.datagrams)
         self.queue_task(sa, DeleteIkeTask(reason), now)
+
+    def delete_instead(self: Engine, sa: IkeSa, now: float) -> None:
+        """The exchange a Delete waited behind went unanswered: the Delete takes its message ID
+        (a peer that never got that request waits for that ID, RFC 7296 2.3)."""
+        out = sa.outstanding
+        assert out is not None
+        self.log.info(
+            "%s: %s unanswered: the IKE_SA's Delete takes its message ID %d",
+            sa.peer_label(),
+            out.task.describe(),
+            out.message_id,
+        )
+        sa.next_msgid = out.message_id
+        sa.outstanding = None
+        self._kick(sa, now)
 
     def destroy_ike(self: Engine, sa: IkeSa, reason: str, now: float) -> None:
         if sa.state is IkeState.DESTROYED:
@@ -362,6 +388,9 @@ class Lifecycle:
         )
         self.queue_task(old, DeleteIkeTask("rekeyed"), now)
         self._kick(new, now)
+        if old.closing is not None:
+            # the rekey was in flight when the SA was to go: its successor goes in its place
+            self.delete_ike(new, old.closing, now)
 
     def peer_rekey_wins(self: Engine, old: IkeSa, theirs: IkeSa, now: float) -> None:
         self._move_children(old, theirs)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from ikeagent.engine.addresses import is_ip
 from ikeagent.engine.ikev2.child_create import CreateChildTask
 from ikeagent.engine.ikev2.ike_init import IkeInitTask
-from ikeagent.engine.ikev2.informational import DeleteIkeTask
 from ikeagent.engine.ikev2.sa import IkeSa
 from ikeagent.engine.ikev2.state import ChildState, IkeState
 
@@ -114,9 +113,5 @@ class Reauth:
             new.uid,
         )
         # after the exchange in flight on it, if any (a child rekey): abandoning that one
-        # would leave the peer with pairs we never had, and a Delete in its message ID would
-        # get the peer's cached answer to it instead of deleting anything
-        old.queue.clear()
-        for c in old.children:
-            c.rekey_at = None  # its pairs go with it
-        self.queue_task(old, DeleteIkeTask("reauthenticated"), now)
+        # would leave the peer with pairs we never had (see delete_ike)
+        self.delete_ike(old, "reauthenticated", now)

@@ -60,6 +60,9 @@ class Outstanding:
     datagrams: list[bytes]
     tries: int
     deadline: float
+    # a Delete of the IKE SA waits behind it: if it is not answered by ``deadline`` the Delete
+    # takes its message ID instead of it being retransmitted again
+    give_way: bool = False
 
 
 @dataclass(eq=False)
@@ -124,6 +127,7 @@ class IkeSa:
     # responder: its key in Engine.half_open (the IKE_SA_INIT's source: ``remote`` may float)
     half_open_key: tuple[int, str, int] | None = None
     delete_at: float | None = None  # REKEYED SAs: destroy if the peer never deletes
+    closing: str | None = None  # why a Delete of this SA waits behind its exchange in flight
     pending_children: list[ChildConfig] = field(default_factory=list)
     # child name -> (source, destination) of the packet that asked for it (an acquire): its
     # selectors go first in the child's TSi/TSr (RFC 7296 2.9)

@@ -78,7 +78,10 @@ class Timers:
             self.delete_ike(sa, "replaced SA was not deleted by the peer", now)
             return
         if sa.outstanding is not None and sa.outstanding.deadline <= now:
-            self._retransmit(sa, now)
+            if sa.outstanding.give_way:
+                self.delete_instead(sa, now)
+            else:
+                self._retransmit(sa, now)
             if sa.state is IkeState.DESTROYED:
                 return
         expire_fragments(sa, now)
