@@ -18,6 +18,10 @@ direction instead; measured slower, as the two then keep handing the GIL to each
 Packets are read into and sealed or opened in preallocated buffers (``os.readv``,
 ``socket.recvmsg_into``, in-place AEAD), so the per-packet path allocates little.
 
+The two directions live in mixins: ``outbound`` (TUN -> ESP), whose packets without a usable
+SA take ``trap_path``, and ``inbound`` (UDP -> TUN); this module holds the lifecycle, the
+``Dataplane`` methods, events and the thread loops that drive both.
+
 Every method of the ``Dataplane`` protocol is called from the runtime's thread; changes to the
 SA database replace whole dicts and tuples (see ``sad``), and events are queued under a lock
 and announced through the wakeup callback.
@@ -34,46 +38,31 @@ import logging
 import os
 import select
 import socket
-import struct
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-
-from ikeagent.crypto.esp import EspAuthError, EspError, EspPadError, EspTruncated
 
 from ..base import (
     ChildSa,
     DataplaneEvent,
     Endpoint,
-    ExpireKind,
     IkeSink,
     SaCounters,
     SaExpired,
     TrapPolicy,
 )
-from .buffers import MAX_PACKET, PAYLOAD_POS, _Batch, _Buffers
-from .gro import PLAIN_HDR, VNET_HDR_LEN, Coalescer
+from .buffers import _Buffers
+from .inbound import InboundPath
 from .link_worker import LinkWorker
+from .outbound import OutboundPath
 from .sad import Policy, Sad, _Metered
-from .trap_path import TrapPath
 from .tun import open_tun
-from .udp import (
-    GRO_ANC_SIZE,
-    enable_gro,
-    gro_size,
-    send_segmented,
-    widen_buffers,
-)
+from .udp import enable_gro, widen_buffers
 
 log = logging.getLogger(__name__)
 
-NON_ESP_MARKER = b"\0\0\0\0"
-SEND_WAIT_MS = 50
-IKE_ORDER_WAIT = 0.05  # s an unknown SPI waits for the IKE message read before it (see _pump_sock)
 BATCH_FOREVER = -1  # a pump limit that never reaches zero
-_HEADER = struct.Struct(">II")
 _POLLIN = select.POLLIN
 
 DROP_REASONS = (
@@ -95,7 +84,7 @@ DROP_REASONS = (
 )
 
 
-class UserspaceDataplane(TrapPath):
+class UserspaceDataplane(OutboundPath, InboundPath):
     """ESP in userspace over a TUN device; see the module docstring."""
 
     name = "userspace"
@@ -355,294 +344,6 @@ class UserspaceDataplane(TrapPath):
                 drained &= self._pump_sock(sock, local, sink, buffers, reads)
             if drained and poller.poll() and self._running:
                 _drain_pipe(wake)
-
-    # -- outbound: TUN -> ESP ---------------------------------------------------------------
-
-    def _pump_tun(self, buffers: _Buffers, limit: int) -> bool:
-        """Move up to ``limit`` packets from the TUN device; True when it ran dry.
-
-        Sealed packets of one SA are laid out back to back in ``buffers.out`` and leave
-        together (one ``UDP_SEGMENT`` send) when the batch is full, the SA or the packet size
-        changes, or the TUN device runs dry; nothing is held back when this returns."""
-        if self._releases:
-            self._release_traps(buffers)
-        tun = self._tun_fd
-        buf = buffers.out
-        mv = buffers.out_mv
-        readv = os.readv
-        monotonic = time.monotonic
-        stats = self._out_stats
-        lookup = self._sad.lookup_outbound
-        socks = self._socks
-        batch = buffers.batch
-        batch.reset()
-        pos = PAYLOAD_POS
-        dry = False
-        vhl = VNET_HDR_LEN if self._vnet else 0
-        head = buffers.vnet_mv[:vhl]
-        while limit and self._running:
-            limit -= 1
-            try:
-                n = readv(tun, [head, mv[pos : pos + MAX_PACKET]]) - vhl
-            except BlockingIOError:
-                dry = True
-                break
-            except OSError as exc:
-                if self._running:
-                    log.warning("TUN read failed: %s", exc)
-                    stats["error"] += 1
-                dry = True
-                break
-            try:
-                policy = lookup(buf, pos, n)
-                if policy is None:
-                    stats["no_sa" if n and buf[pos] >> 4 in (4, 6) else "not_ip"] += 1
-                    continue
-                sa = policy.out
-                if sa is None or sa.hard_done:
-                    sa = self._without_sa(policy, sa, buffers, pos, n)
-                    if sa is None:
-                        continue
-                seq = sa.seq + 1
-                if seq > sa.seq_max:
-                    stats["seq_overflow"] += 1
-                    sa.hard_done = True
-                    self._raise(SaExpired(sa.reqid, sa.spi, ExpireKind.HARD))
-                    continue
-                cipher = sa.cipher
-                if sa is not batch.sa and batch.count:
-                    # another SA: send what is pending before this header may overwrite it
-                    pos = self._flush(batch, pos, n)
-                sock = socks.get(sa.family)
-                if sock is None:
-                    socks = self._socks
-                    sock = socks.get(sa.family)
-                    if sock is None:
-                        stats["no_socket"] += 1
-                        continue
-                sa.seq = seq
-                end = cipher.seal_inplace(mv, pos, sa.spi, seq, n, 41 if buf[pos] >> 4 == 6 else 4)
-                size = end - pos + cipher.prefix_len
-                sa.packets += 1
-                sa.bytes += n
-                sa.last_used = monotonic()
-                if batch.count:
-                    if size > batch.size:  # cannot follow the batch's segments
-                        self._send(batch)
-                        batch.start(sa, sock, end - size, size, n)
-                    else:
-                        batch.add(size, n)
-                else:
-                    batch.start(sa, sock, end - size, size, n)
-                if size < batch.size or batch.full(end):
-                    self._send(batch)
-                    pos = PAYLOAD_POS
-                else:
-                    pos = end + cipher.prefix_len
-                if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
-                    self._lifetime(sa)
-            except Exception:
-                stats["error"] += 1
-                log.exception("outbound packet failed")
-        if batch.count:
-            self._send(batch)
-        return dry
-
-    def _flush(self, batch: _Batch, pos: int, n: int) -> int:
-        """Send the pending batch and move the packet just read (``n`` bytes at ``pos``) to
-        the start of the buffer; returns its new position."""
-        self._send(batch)
-        mv = batch.mv
-        mv[PAYLOAD_POS : PAYLOAD_POS + n] = bytes(mv[pos : pos + n])
-        return PAYLOAD_POS
-
-    def _send(self, batch: _Batch) -> None:
-        """Send the batch's datagrams (one segmented send when there are several)."""
-        stats = self._out_stats
-        sa = batch.sa
-        count = batch.count
-        data = batch.mv[batch.begin : batch.end]
-        if count == 1:
-            try:
-                batch.sock.sendto(data, sa.remote)
-                sent = 1
-            except BlockingIOError:
-                sent = 1 if _send_later(batch.sock, data, sa.remote) else 0
-            except OSError:
-                sent = 0
-        else:
-            sent, self._gso = send_segmented(batch.sock, data, batch.size, sa.remote, self._gso)
-        stats["esp_out"] += sent
-        if sent < count:
-            failed = count - sent
-            stats["send_failed"] += failed
-            sa.packets -= failed
-            sa.bytes -= batch.inner if not sent else failed * (batch.inner // count)
-        batch.reset()
-
-    # -- inbound: UDP -> TUN ----------------------------------------------------------------
-
-    def _pump_sock(
-        self,
-        sock: socket.socket,
-        local: Endpoint,
-        sink: IkeSink,
-        buffers: _Buffers,
-        limit: int,
-    ) -> bool:
-        """Process up to ``limit`` reads from ``sock``; True when it ran dry. A read may hold
-        several datagrams of one size (``UDP_GRO``), processed one by one."""
-        rbuf = buffers.rx
-        rmv = buffers.rx_mv
-        target = buffers.rx_target
-        obuf = buffers.plain
-        omv = buffers.plain_mv
-        recv = sock.recvmsg_into
-        tun = self._tun_fd
-        write = os.write
-        writev = os.writev
-        unpack = _HEADER.unpack_from
-        monotonic = time.monotonic
-        stats = self._in_stats
-        gro = None
-        if self._vnet:
-            gro = buffers.gro
-            if gro is None or gro.fd != tun:
-                gro = buffers.gro = Coalescer(tun)
-        while limit and self._running:
-            limit -= 1
-            try:
-                total, anc, _, addr = recv(target, GRO_ANC_SIZE)
-            except BlockingIOError:
-                if gro is not None:
-                    self._tun_lost(gro.flush())
-                return True
-            except OSError as exc:
-                log.warning("encap socket read failed: %s", exc)
-                stats["error"] += 1
-                if gro is not None:
-                    self._tun_lost(gro.flush())
-                return True
-            size = gro_size(anc) if anc else 0
-            if size <= 0 or size >= total:
-                size = total
-            sas = self._sad.inbound
-            for off in range(0, total, size) if total else (0,):
-                n = min(size, total - off)
-                try:
-                    if n < 8:
-                        if n == 1 and rbuf[off] == 0xFF:
-                            stats["keepalive_in"] += 1
-                        elif n > 4 and rbuf[off : off + 4] == NON_ESP_MARKER:
-                            stats["ike_in"] += 1
-                            self._ike_handled = sink(bytes(rmv[off + 4 : off + n]), local, addr)
-                        else:
-                            stats["truncated"] += 1
-                        continue
-                    spi, seq = unpack(rbuf, off)
-                    if spi == 0:
-                        stats["ike_in"] += 1
-                        self._ike_handled = sink(bytes(rmv[off + 4 : off + n]), local, addr)
-                        continue
-                    sa = sas.get(spi)
-                    if sa is None:
-                        # an IKE message read before this packet may install its SA (the
-                        # peer sends on a new pair once it has answered): wait for it, so the
-                        # socket's order holds
-                        handled = self._ike_handled
-                        if handled is not None:
-                            self._ike_handled = None
-                            if handled.wait(IKE_ORDER_WAIT):
-                                stats["waited_for_ike"] += 1
-                                sas = self._sad.inbound
-                                sa = sas.get(spi)
-                    if sa is None:
-                        stats["unknown_spi"] += 1
-                        continue
-                    if sa.hard_done:
-                        stats["expired"] += 1
-                        continue
-                    window = sa.window
-                    if sa.esn:
-                        seq = window.infer(seq)
-                    if not window.check(seq):
-                        stats["replay"] += 1
-                        sa.replay_drops += 1
-                        continue
-                    try:
-                        nh, start, length = sa.cipher.open_into(rmv[off : off + n], omv, seq >> 32)
-                    except EspAuthError:
-                        stats["auth"] += 1
-                        sa.auth_failures += 1
-                        continue
-                    except EspPadError:
-                        stats["pad"] += 1
-                        continue
-                    except EspTruncated:
-                        stats["truncated"] += 1
-                        continue
-                    window.update(seq)
-                    if nh != 4 and nh != 41:
-                        stats["dummy_in" if nh == 59 else "next_header"] += 1
-                        continue
-                    if not length or (obuf[start] >> 4 == 6) != (nh == 41):
-                        stats["next_header"] += 1
-                        continue
-                    if not sa.policy.allows_inbound(obuf, start, length):
-                        stats["selector"] += 1
-                        continue
-                    if gro is None:
-                        try:
-                            write(tun, omv[start : start + length])
-                        except OSError:
-                            stats["tun_write"] += 1
-                            continue
-                    else:
-                        lost = gro.add(sa, obuf, omv, start, length)
-                        if lost < 0:  # not mergeable: after what is pending, alone
-                            self._tun_lost(gro.flush())
-                            try:
-                                writev(tun, [PLAIN_HDR, omv[start : start + length]])
-                            except OSError:
-                                stats["tun_write"] += 1
-                                continue
-                        elif lost:
-                            self._tun_lost(lost)
-                    stats["esp_in"] += 1
-                    sa.packets += 1
-                    sa.bytes += length
-                    sa.last_used = monotonic()
-                    if sa.activates is not None:
-                        sa.activate()
-                    if sa.bytes >= sa.check_bytes or sa.packets >= sa.check_packets:
-                        self._lifetime(sa)
-                except EspError:
-                    stats["truncated"] += 1
-                except Exception:
-                    stats["error"] += 1
-                    log.exception("inbound datagram failed")
-        if gro is not None:
-            self._tun_lost(gro.flush())
-        return False
-
-    def _tun_lost(self, count: int) -> None:
-        """``count`` inbound packets, counted as delivered, failed to reach the TUN device."""
-        if count:
-            self._in_stats["tun_write"] += count
-            self._in_stats["esp_in"] -= count
-
-
-def _send_later(sock: socket.socket, packet: memoryview, remote: tuple) -> bool:
-    """The socket buffer is full: wait briefly for room, then try once more."""
-    poller = select.poll()
-    poller.register(sock, select.POLLOUT)
-    if not poller.poll(SEND_WAIT_MS):
-        return False
-    try:
-        sock.sendto(packet, remote)
-    except OSError:
-        return False
-    return True
 
 
 def _drain_pipe(fd: int) -> None:
