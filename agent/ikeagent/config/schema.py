@@ -2,7 +2,9 @@
 
 ``load_config(path)`` / ``parse_config(mapping, base_dir=None)`` return an ``AgentConfig`` or
 raise ``ConfigError`` listing every problem as ``dotted.path: reason``. ``config_schema()``
-describes the same keys as a JSON-schema-like dict; both come from the field tables below.
+describes the same keys as a JSON-schema-like dict; both come from the field tables: the agent
+section and the top level below, the others in ``connections``, ``children``, ``authentication``
+and ``credentials``.
 
 Example::
 
@@ -53,8 +55,8 @@ relative to the including file, whose ``connections`` and ``secrets`` are merged
 validated on its own first, so a problem names its file, and a name defined twice is an error.
 This is how one file per tunnel is managed (``include: [tunnels.d/*.yaml]``).
 
-Derived values are filled in here, so the engine receives concrete numbers: a 0 that reaches
-the engine means "disabled" (rekey_time, life limits) or "no jitter" (rand_time).
+Derived values are filled in while parsing, so the engine receives concrete numbers: a 0 that
+reaches the engine means "disabled" (rekey_time, life limits) or "no jitter" (rand_time).
 IKEv1 (version 1, aggressive) is accepted as configuration.
 """
 
@@ -62,44 +64,25 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import ipaddress
 import os
-import stat
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from ikeagent.config import ikev1, pki
-from ikeagent.config.errors import INVALID, ConfigError, Context, Invalid, join
+from ikeagent.config import pki
+from ikeagent.config.connections import CONNECTION
+from ikeagent.config.credentials import SECRET
+from ikeagent.config.errors import INVALID, ConfigError, Context
 from ikeagent.config.model import (
     AgentConfig,
-    AuthConfig,
     AuthMethod,
-    ChildConfig,
     ConnectionConfig,
     PrivateKey,
     SharedSecret,
-    StartAction,
 )
-from ikeagent.config.sections import DERIVED, REQUIRED, Field, MapOf, Raw, Section
-from ikeagent.config.values import (
-    Address,
-    Bool,
-    Choice,
-    Count,
-    Duration,
-    IdentityValue,
-    Int,
-    ListOf,
-    Number,
-    Port,
-    Proposals,
-    SecretValue,
-    Str,
-    TrafficSelectorValue,
-    Version,
-)
+from ikeagent.config.sections import Field, MapOf, Raw, Section
+from ikeagent.config.values import Bool, Choice, Duration, Int, ListOf, Number, Port, Str
 
 __all__ = ["ConfigError", "config_schema", "load_config", "parse_config"]
 
@@ -127,359 +110,6 @@ AGENT_FIELDS = (
     Field("retransmit_base", Number(1.0), 1.8, "exponential backoff base"),
 )
 
-AUTH_FIELDS = (
-    Field(
-        "auth",
-        Choice("psk", "pubkey", names={"psk": AuthMethod.PSK, "pubkey": AuthMethod.PUBKEY}),
-        AuthMethod.PUBKEY,
-        "authentication method",
-    ),
-    Field("id", IdentityValue(), None, "IKE identity (default: IP address / %any)"),
-    Field(
-        "certs",
-        ListOf(Str()),
-        (),
-        "certificate files (x509/): local, ours then intermediates; remote, the peer's (pinned)",
-    ),
-    Field("cacerts", ListOf(Str()), (), "CA certificate files (x509ca/) the peer must chain to"),
-    Field("crls", ListOf(Str()), (), "CRL files (x509crl/, which is always read) for the peer"),
-    Field(
-        "revocation",
-        Choice("strict", "ifuri", "relaxed"),
-        "relaxed",
-        "strict: a current CRL is required for every CA of the peer's chain",
-    ),
-)
-
-CHILD_FIELDS = (
-    Field(
-        "local_ts",
-        ListOf(TrafficSelectorValue(), min_items=1),
-        REQUIRED,
-        "local traffic selectors",
-        required_reason="required (swanctl's default 'dynamic' is not supported)",
-    ),
-    Field(
-        "remote_ts",
-        ListOf(TrafficSelectorValue(), min_items=1),
-        REQUIRED,
-        "remote traffic selectors",
-        required_reason="required (swanctl's default 'dynamic' is not supported)",
-    ),
-    Field("esp_proposals", Proposals("ESP"), Raw("default"), "ESP proposals"),
-    Field(
-        "start_action",
-        Choice("none", "start", "trap", names={a.value: a for a in StartAction}),
-        StartAction.NONE,
-        "what to do after loading",
-    ),
-    Field("mode", Choice("tunnel"), "tunnel", "IPsec mode (tunnel only)"),
-    Field("rekey_time", Duration(), 3600.0, "CHILD_SA rekey interval (0: off)"),
-    Field("life_time", Duration(), DERIVED, "hard lifetime (default rekey_time + 10%)"),
-    Field("rand_time", Duration(), DERIVED, "rekey jitter (default life_time - rekey_time)"),
-    Field("rekey_bytes", Count(), 0, "bytes before rekeying (0: off)"),
-    Field("life_bytes", Count(), DERIVED, "hard byte limit (default rekey_bytes + 10%)"),
-    Field("rekey_packets", Count(), 0, "packets before rekeying (0: off)"),
-    Field("life_packets", Count(), DERIVED, "hard packet limit (default rekey_packets + 10%)"),
-    Field("replay_window", Int(0, 2**32 - 1), 32, "replay window in packets"),
-    Field("inactivity", Duration(), 0.0, "close the CHILD_SA after this idle time (0: off)"),
-    Field("dpd_action", Choice("clear", "trap", "restart"), "clear", "action on DPD timeout"),
-    Field("close_action", Choice("none", "trap", "start"), "none", "action when peer closes"),
-)
-
-
-def _build_child(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
-    rekey = v["rekey_time"]
-    life = v.get("life_time", rekey + rekey / 10)
-    if "life_time" in v and rekey and life and life <= rekey:
-        return ctx.error(join(path, "life_time"), "must be greater than rekey_time")
-    rand = v.get("rand_time", max(life - rekey, 0.0) if rekey else 0.0)
-    for unit in ("bytes", "packets"):
-        soft = v[f"rekey_{unit}"]
-        hard = v.get(f"life_{unit}", soft + soft // 10)
-        if f"life_{unit}" in v and soft and hard and hard <= soft:
-            return ctx.error(join(path, f"life_{unit}"), f"must be greater than rekey_{unit}")
-        v[f"life_{unit}"] = hard
-    return ChildConfig(
-        name=name,
-        local_ts=v["local_ts"],
-        remote_ts=v["remote_ts"],
-        esp_proposals=v["esp_proposals"],
-        start_action=v["start_action"],
-        mode=v["mode"],
-        rekey_time=rekey,
-        life_time=life,
-        rand_time=rand,
-        rekey_bytes=v["rekey_bytes"],
-        life_bytes=v["life_bytes"],
-        rekey_packets=v["rekey_packets"],
-        life_packets=v["life_packets"],
-        replay_window=v["replay_window"],
-        inactivity=v["inactivity"],
-        dpd_action=v["dpd_action"],
-        close_action=v["close_action"],
-    )
-
-
-def _build_auth(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
-    local = path.rsplit(".", 1)[-1].startswith("local")
-    files = {k: v[k] for k in ("certs", "cacerts", "crls") if v[k]}
-    if v["auth"] is AuthMethod.PSK:
-        if files:
-            key = next(iter(files))
-            return ctx.error(join(path, key), "certificates need auth: pubkey")
-        return AuthConfig(auth=v["auth"], id=v["id"])
-    bad = False
-    if local:
-        for key in ("cacerts", "crls"):
-            if key in files:
-                ctx.error(join(path, key), "only used in remote (what the peer is checked with)")
-                bad = True
-        if not v["certs"]:
-            return ctx.error(join(path, "certs"), "required with auth: pubkey (our certificate)")
-    elif not v["certs"] and not v["cacerts"]:
-        return ctx.error(
-            join(path, "cacerts"),
-            "required with auth: pubkey (the CA certificates the peer's chain must end in)",
-        )
-    loaded: dict[str, tuple[Any, ...]] = {}
-    for key in ("certs", "cacerts"):
-        try:
-            loaded[key] = pki.load_certs(v[key], key, ctx.base_dir)
-        except Invalid as e:
-            ctx.error(join(path, key), str(e))
-            bad = True
-    try:
-        crls = pki.load_crls(v["crls"], ctx.base_dir) + (
-            () if local else pki.folder_crls(ctx.base_dir)
-        )
-    except Invalid as e:
-        ctx.error(join(path, "crls"), str(e))
-        bad = True
-    if bad:
-        return INVALID
-    ident = v["id"]
-    if local:
-        from ikeagent.crypto.pki.names import cert_matches_identity, describe, subject_identity
-
-        cert = loaded["certs"][0]
-        if ident is None:
-            ident = subject_identity(cert)
-        elif not cert_matches_identity(cert, ident):
-            return ctx.error(
-                join(path, "id"),
-                f"'{ident}' is not in certificate {describe(cert)} "
-                "(neither its subject nor a subjectAltName)",
-            )
-    return AuthConfig(
-        auth=v["auth"],
-        id=ident,
-        certs=loaded["certs"],
-        cacerts=loaded["cacerts"],
-        crls=crls,
-        revocation=v["revocation"],
-    )
-
-
-AUTH = Section(AUTH_FIELDS, _build_auth, "one authentication round")
-CHILD = Section(CHILD_FIELDS, _build_child, "a CHILD_SA")
-
-CONNECTION_FIELDS = (
-    Field("version", Version(), 2, "IKE version: 1 or 2"),
-    Field("local_addrs", ListOf(Address()), (), "local addresses (default %any)"),
-    Field(
-        "remote_addrs",
-        ListOf(Address(ranges=True)),
-        (),
-        "remote addresses, names, subnets or ranges (default %any)",
-    ),
-    Field("local_port", Port(), DERIVED, "local IKE port (default: agent port)"),
-    Field("remote_port", Port(), 500, "remote IKE port"),
-    Field("proposals", Proposals("IKE"), Raw("default"), "IKE proposals"),
-    Field("local", AUTH, Raw({}), "local authentication", aliases=("local-1",)),
-    Field("remote", AUTH, Raw({}), "remote authentication", aliases=("remote-1",)),
-    Field("dpd_delay", Duration(), 0.0, "liveness check interval (0: off)"),
-    Field("dpd_timeout", Duration(), 0.0, "IKEv1 DPD timeout"),
-    Field("rekey_time", Duration(), 14400.0, "IKE SA rekey interval (0: off)"),
-    Field("over_time", Duration(), DERIVED, "hard limit after rekey_time (default 10%)"),
-    Field("rand_time", Duration(), DERIVED, "rekey jitter (default over_time)"),
-    Field("reauth_time", Duration(), 0.0, "reauthentication interval (0: off)"),
-    Field("encap", Bool(), False, "force UDP encapsulation"),
-    Field("mobike", Bool(), True, "MOBIKE (RFC 4555)"),
-    Field("fragmentation", Bool(), True, "IKE fragmentation (RFC 7383)"),
-    Field("aggressive", Bool(), False, "IKEv1 Aggressive Mode"),
-    Field("allow_aggressive_psk", Bool(), False, "allow IKEv1 Aggressive Mode with PSK"),
-    Field("keyingtries", Int(0), 1, "initiation attempts (0: forever)"),
-    Field(
-        "inactivity_close_ike",
-        Bool(),
-        False,
-        "close the IKE SA too when its last CHILD_SA was closed for inactivity",
-    ),
-    Field("unique", Choice("no", "never", "keep", "replace"), "no", "uniqueness policy"),
-    Field("children", MapOf(CHILD), {}, "CHILD_SAs"),
-)
-
-
-def _build_connection(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
-    bad = False
-    if v["aggressive"] and v["version"] != 1:
-        ctx.error(join(path, "aggressive"), "Aggressive Mode needs version: 1")
-        bad = True
-    elif (
-        v["aggressive"]
-        and not v["allow_aggressive_psk"]
-        and AuthMethod.PSK
-        in (getattr(v["local"], "auth", None), getattr(v["remote"], "auth", None))
-    ):
-        ctx.error(
-            join(path, "allow_aggressive_psk"),
-            "Aggressive Mode with a pre-shared key sends a hash of the key that can be guessed "
-            "offline: set allow_aggressive_psk: true to accept that risk, or use Main Mode",
-        )
-        bad = True
-    if v["version"] == 1 and not ikev1.check_connection(v, path, ctx):
-        bad = True
-    for action in (StartAction.START, StartAction.TRAP):
-        starting = [c.name for c in v["children"].values() if c.start_action is action]
-        if starting and not v["remote_addrs"]:
-            ctx.error(
-                join(path, "remote_addrs"),
-                f"required when a child has start_action {action.value} ({', '.join(starting)})",
-            )
-            bad = True
-            break
-        if starting and action is StartAction.TRAP and not _initiable(v["remote_addrs"][0]):
-            ctx.error(
-                join(path, "remote_addrs"),
-                f"start_action trap ({', '.join(starting)}) needs an address to initiate to "
-                f"first, not {v['remote_addrs'][0]!r}",
-            )
-            bad = True
-    # dpd_action/close_action trap and restart/start initiate later: they need a peer address
-    later = [
-        f"{c.name} ({key} {value})"
-        for c in v["children"].values()
-        for key, value in (("dpd_action", c.dpd_action), ("close_action", c.close_action))
-        if value in ("trap", "restart", "start")
-    ]
-    if later and not bad and not (v["remote_addrs"] and _initiable(v["remote_addrs"][0])):
-        first = repr(v["remote_addrs"][0]) if v["remote_addrs"] else "none"
-        ctx.error(
-            join(path, "remote_addrs"),
-            f"{', '.join(later)} initiates to the peer: the first remote address must be an "
-            f"IP address (it is {first})",
-        )
-        bad = True
-    if bad:
-        return INVALID
-    rekey = v["rekey_time"]
-    reauth = v["reauth_time"]
-    if v["version"] == 1 and reauth > 0 and (rekey <= 0 or reauth < rekey):
-        # IKEv1 replaces its ISAKMP SA with a new Phase 1, which authenticates again: the
-        # shorter of the two intervals is when that happens
-        rekey = reauth
-    over = v.get("over_time", rekey / 10)
-    rand = v.get("rand_time", over)
-    return ConnectionConfig(
-        name=name,
-        version=v["version"],
-        local_addrs=v["local_addrs"],
-        remote_addrs=v["remote_addrs"],
-        proposals=v["proposals"],
-        local=v["local"],
-        remote=v["remote"],
-        children=v["children"],
-        local_port=v.get("local_port", ctx.settings.get("port", 500)),
-        remote_port=v["remote_port"],
-        dpd_delay=v["dpd_delay"],
-        dpd_timeout=v["dpd_timeout"],
-        rekey_time=rekey,
-        over_time=over,
-        rand_time=rand,
-        reauth_time=v["reauth_time"],
-        encap=v["encap"],
-        mobike=v["mobike"],
-        fragmentation=v["fragmentation"],
-        aggressive=v["aggressive"],
-        allow_aggressive_psk=v["allow_aggressive_psk"],
-        keyingtries=v["keyingtries"],
-        unique=v["unique"],
-        inactivity_close_ike=v["inactivity_close_ike"],
-    )
-
-
-def _initiable(addr: str) -> bool:
-    """An IP address (not a subnet, range or name): what a trap can initiate to."""
-    try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return True
-
-
-SECRET_FIELDS = (
-    Field("id", ListOf(IdentityValue()), (), "identities (id, id-1, id-2...)", pattern=r"id(-.+)?"),
-    Field(
-        "secret",
-        SecretValue(),
-        DERIVED,
-        "ike*: the PSK, a string, 0x<hex> or 0s<base64>; private*: the key file's passphrase",
-    ),
-    Field(
-        "file",
-        Str(),
-        DERIVED,
-        "ike*: file holding the PSK; private*: the private key file (private/); mode 0600",
-    ),
-)
-PRIVATE_KEY_SECRETS = ("private", "rsa", "ecdsa", "pkcs8")
-
-
-def _read_secret_file(name: str, base_dir: str | None) -> bytes:
-    path = name if os.path.isabs(name) or base_dir is None else os.path.join(base_dir, name)
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise Invalid(
-                    f"{path} is accessible by group or others "
-                    f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it"
-                )
-            data = f.read()
-    except OSError as e:
-        raise Invalid(f"cannot read {path}: {e.strerror}")
-    data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
-    if not data:
-        raise Invalid(f"{path} is empty")
-    return data
-
-
-def _build_private_key(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
-    if v["id"]:
-        return ctx.error(join(path, "id"), "a private key is found by its certificate, not by id")
-    if "file" not in v:
-        return ctx.error(join(path, "file"), "required: the private key file")
-    return pki.load_key(name, pki.resolve(v["file"], "key", ctx.base_dir), v.get("secret"))
-
-
-def _build_secret(name: str, v: dict[str, Any], path: str, ctx: Context) -> Any:
-    if name.startswith(PRIVATE_KEY_SECRETS):
-        return _build_private_key(name, v, path, ctx)
-    if ("secret" in v) == ("file" in v):
-        return ctx.error(path, "give exactly one of secret or file")
-    if "file" in v:
-        try:
-            secret = _read_secret_file(v["file"], ctx.base_dir)
-        except Invalid as e:
-            return ctx.error(join(path, "file"), str(e))
-    else:
-        secret = v["secret"]
-    return SharedSecret(name=name, ids=tuple(v["id"]), secret=secret)
-
-
-CONNECTION = Section(CONNECTION_FIELDS, _build_connection, "an IKE connection")
-SECRET = Section(SECRET_FIELDS, _build_secret, "an IKE pre-shared key")
 AGENT = Section(AGENT_FIELDS, lambda name, v, path, ctx: v, "agent-wide settings")
 
 TOP_FIELDS = (
