@@ -553,6 +553,15 @@ from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_backend import
     TunnelBackend,
     run_module,
 )
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import (  # noqa: E402
+    AUTH_METHODS,
+    IKE_VERSIONS,
+    START_ACTIONS,
+)
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_settings import (  # noqa: E402
+    CLOSE_ACTIONS,
+    DPD_ACTIONS,
+)
 
 
 def main() -> None:
@@ -560,7 +569,7 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {"type": "str", "default": "present", "choices": list(STATES)},
-            "version": {"type": "int", "choices": [1, 2]},
+            "version": {"type": "int", "choices": list(IKE_VERSIONS)},
             "aggressive": {"type": "bool"},
             "allow_aggressive_psk": {"type": "bool"},
             "local_addrs": {"type": "list", "elements": "str"},
@@ -568,7 +577,7 @@ def main() -> None:
             "local_id": {"type": "str"},
             "remote_id": {"type": "str"},
             "psk": {"type": "str", "no_log": True},
-            "auth": {"type": "str", "default": "psk", "choices": ["psk", "pubkey"]},
+            "auth": {"type": "str", "default": "psk", "choices": list(AUTH_METHODS)},
             "certs": {"type": "list", "elements": "path"},
             "private_key": {"type": "path", "no_log": False},
             "cacerts": {"type": "list", "elements": "path"},
@@ -577,15 +586,11 @@ def main() -> None:
             "local_ts": {"type": "list", "elements": "str"},
             "remote_ts": {"type": "list", "elements": "str"},
             "child": {"type": "str", "default": "net"},
-            "start_action": {
-                "type": "str",
-                "default": "none",
-                "choices": ["none", "start", "trap"],
-            },
+            "start_action": {"type": "str", "default": "none", "choices": list(START_ACTIONS)},
             "dpd_delay": {"type": "raw"},
             "dpd_timeout": {"type": "raw"},
-            "dpd_action": {"type": "str", "choices": ["clear", "trap", "restart"]},
-            "close_action": {"type": "str", "choices": ["none", "trap", "start"]},
+            "dpd_action": {"type": "str", "choices": list(DPD_ACTIONS)},
+            "close_action": {"type": "str", "choices": list(CLOSE_ACTIONS)},
             "inactivity": {"type": "raw"},
             "inactivity_close_ike": {"type": "bool"},
             "keyingtries": {"type": "int", "no_log": False},
