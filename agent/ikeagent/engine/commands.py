@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ikeagent.config.model import AgentConfig, ConnectionConfig, StartAction
+from ikeagent.config.model import AgentConfig, ChildConfig, ConnectionConfig, StartAction
 from ikeagent.engine.addresses import is_ip
 from ikeagent.engine.ikev2.child_create import CreateChildTask
 from ikeagent.engine.ikev2.ike_init import IkeInitTask
@@ -140,19 +140,8 @@ class Commands:
         remote_ip = conn.remote_addrs[0]
         local_ip = conn.local_addrs[0] if conn.local_addrs else ""
         _check_addresses(name, conn)
-        sa = IkeSa(
-            uid=self.new_uid(),
-            conn=conn,
-            initiator=True,
-            spi_i=self.new_ike_spi(),
-            spi_r=0,
-            local=(local_ip, conn.local_port),
-            remote=(remote_ip, conn.remote_port),
-            created_at=now,
-            last_recv=now,
-        )
+        sa = self.new_initiator_sa(conn, local_ip, cfgs, now)
         sa.force_encap = self.force_encap or conn.encap
-        sa.pending_children = cfgs
         if packet is not None:
             sa.packet_hints = {c.name: packet for c in cfgs}
         sa.keying_try = keying_try
@@ -161,6 +150,23 @@ class Commands:
             "%s: initiating IKE_SA to %s:%d", sa.peer_label(), remote_ip, conn.remote_port
         )
         self.queue_task(sa, IkeInitTask(), now)
+
+    def new_initiator_sa(
+        self: Engine, conn: ConnectionConfig, local_ip: str, cfgs: list[ChildConfig], now: float
+    ) -> IkeSa:
+        """An IKE SA we initiate to ``conn``'s first remote address, to bring ``cfgs`` up."""
+        return IkeSa(
+            uid=self.new_uid(),
+            conn=conn,
+            initiator=True,
+            spi_i=self.new_ike_spi(),
+            spi_r=0,
+            local=(local_ip, conn.local_port),
+            remote=(conn.remote_addrs[0], conn.remote_port),
+            created_at=now,
+            last_recv=now,
+            pending_children=cfgs,
+        )
 
     def terminate(
         self: Engine, name: str, now: float, reason: str = "terminated by command"

@@ -52,19 +52,8 @@ class Reauth:
             return
         self.log.info("%s: reauthenticating: a new IKE_SA takes over", old.peer_label())
         local_ip = conn.local_addrs[0] if conn.local_addrs else old.local[0]
-        new = IkeSa(
-            uid=self.new_uid(),
-            conn=conn,
-            initiator=True,
-            spi_i=self.new_ike_spi(),
-            spi_r=0,
-            local=(local_ip, conn.local_port),
-            remote=(conn.remote_addrs[0], conn.remote_port),
-            created_at=now,
-            last_recv=now,
-        )
+        new = self.new_initiator_sa(conn, local_ip, cfgs, now)
         new.force_encap = old.force_encap
-        new.pending_children = cfgs
         new.reauth_of = old
         self.register(new)
         self.count("reauthentications")
