@@ -3,6 +3,10 @@
 After every input (a datagram, the timer, a data-plane event, a control command) the agent
 drains the engine: events first (so a CHILD_SA is installed before the message completing it
 leaves), then datagrams, then it re-arms its single timer from ``engine.get_timer()``.
+
+The Agent holds the state, the lifecycle and the outputs; the rest lives in mixins:
+``Receiver`` (receiver.py: datagrams and data plane events coming in), ``EventHandlers``
+(handlers.py: the engine's events applied to the data plane) and ``Waiting`` (waiters.py).
 """
 
 from __future__ import annotations
@@ -23,19 +27,19 @@ from typing import Any, Protocol
 
 from ikeagent.config.errors import ConfigError
 from ikeagent.config.model import AgentConfig
-from ikeagent.dataplane.base import Dataplane, DataplaneEvent, Endpoint, SaUsage
+from ikeagent.dataplane.base import Dataplane, DataplaneEvent, Endpoint
 from ikeagent.engine import events as ev
 from ikeagent.runtime import logging as agent_logging
 from ikeagent.runtime.control import DEFAULT_SOCKET, ControlServer
-from ikeagent.runtime.sockets import NON_ESP_MARKER, Kind, UdpSocket, classify_natt, family_of
+from ikeagent.runtime.handlers import EventHandlers
+from ikeagent.runtime.receiver import Receiver
+from ikeagent.runtime.sockets import NON_ESP_MARKER, UdpSocket, family_of
 from ikeagent.runtime.waiters import Waiter, Waiting
 
 log = logging.getLogger(__name__)
 
 # IKE uses port 4500 for NAT-T whatever port the agent listens on for it
 STANDARD_NATT_PORT = 4500
-# datagrams handled per wake-up before other callbacks get a turn
-RX_BATCH = 64
 
 
 class EngineLike(Protocol):
@@ -75,7 +79,7 @@ def needs_udp_encap(dataplane: Dataplane) -> bool:
     return bool(getattr(dataplane, "requires_udp_encap", dataplane.name == "userspace"))
 
 
-class Agent(Waiting):
+class Agent(Receiver, EventHandlers, Waiting):
     def __init__(
         self,
         config: AgentConfig,
@@ -196,27 +200,6 @@ class Agent(Waiting):
         if not self.sockets:
             raise OSError("no UDP socket could be bound")
 
-    def _offer_encap(self, s: UdpSocket) -> None:
-        loop = self._loop
-        assert loop is not None  # internal invariant, not peer input
-        queue = self._ike_in
-
-        def sink(data: bytes, local: Endpoint, remote: Endpoint) -> threading.Event:
-            # runs on the data plane's thread: queue, and wake the loop once per batch (the
-            # loop clears the flag before it drains, so nothing queued is left behind); the
-            # event is set once the message was handled (ESP behind it may wait for that)
-            handled = threading.Event()
-            queue.append((data, local, remote, handled))
-            if not self._ike_wake:
-                self._ike_wake = True
-                with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                    loop.call_soon_threadsafe(self._drain_ike)
-            return handled
-
-        s.read_by_dataplane = bool(self.dp("attach_encap_socket", s.sock, (s.addr, s.port), sink))
-        if s.read_by_dataplane:
-            log.debug("data plane reads the NAT-T socket %s:%d", s.addr, s.port)
-
     async def run(self, install_signal_handlers: bool = True) -> None:
         """Start, serve until SIGTERM/SIGINT or ``request_stop()``, then shut down."""
         await self.start()
@@ -308,97 +291,15 @@ class Agent(Waiting):
         log.info("configuration reloaded: %d connection(s)", len(config.connections))
         return config
 
-    # --- inputs ---------------------------------------------------------------------------
+    # --- inputs (datagrams and data plane events: receiver.py) ----------------------------
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
-
-    def _on_readable(self, s: UdpSocket) -> None:
-        receive = s.receive
-        port = s.port
-        fed = 0
-        for _ in range(RX_BATCH):  # bounded batch, then let others run
-            try:
-                data, local_ip, remote = receive()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as e:  # e.g. ICMP port unreachable reported on the socket
-                self._count("rx_errors")
-                log.debug("receive on port %d: %s", port, e)
-                break
-            if s.natt:
-                kind, data = classify_natt(data)
-                if kind != Kind.IKE:
-                    self._count("rx_keepalive" if kind == Kind.KEEPALIVE else "rx_esp_unhandled")
-                    continue
-            fed += 1
-            self._feed(data, (local_ip, port), remote)
-        if fed:
-            self._count("rx_ike", fed)
-        self.process()
-
-    def _on_ike(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
-        """An IKE datagram from the data plane's NAT-T reader (marker already stripped)."""
-        if self._closed:
-            return
-        self._count("rx_ike")
-        self._feed(data, local, remote)
-        self.process()
-
-    def _drain_ike(self) -> None:
-        """Feed what the data plane's reader queued (marker already stripped), then drain
-        the engine once for the whole batch."""
-        self._ike_wake = False
-        queue = self._ike_in
-        if self._closed:
-            while queue:
-                queue.popleft()[3].set()
-            return
-        fed = 0
-        handled = []
-        while queue and fed < RX_BATCH:
-            data, local, remote, done = queue.popleft()
-            fed += 1
-            handled.append(done)
-            self._feed(data, local, remote)
-        if queue and not self._ike_wake:  # more than a batch: continue on the next turn
-            self._ike_wake = True
-            assert self._loop is not None  # internal invariant, not peer input
-            self._loop.call_soon(self._drain_ike)
-        if fed:
-            self._count("rx_ike", fed)
-            self.process()
-        for done in handled:  # the SAs these messages brought are in the data plane now
-            done.set()
-
-    def _feed(self, data: bytes, local: Endpoint, remote: Endpoint) -> None:
-        engine = self.engine
-        if engine is None:
-            return
-        try:
-            engine.receive_datagram(data, local, remote, self.clock())
-        except Exception:
-            self._count("engine_errors")
-            log.exception("engine.receive_datagram failed")
 
     def _on_timer(self) -> None:
         self._timer = None
         self._deadline = None
         self.engine_call("handle_timer", self.clock())
-        self.process()
-
-    def _dataplane_wakeup(self) -> None:
-        loop = self._loop
-        if loop is not None and not self._closed:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._drain_dataplane)
-
-    def _drain_dataplane(self) -> None:
-        if self._closed:
-            return
-        for event in self.dp("poll_events"):
-            log.debug("data plane event %s", event)
-            self.engine_call("handle_dataplane_event", event, self.clock())
         self.process()
 
     def engine_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -413,7 +314,7 @@ class Agent(Waiting):
             log.exception("engine.%s failed", method)
             return None
 
-    # --- outputs --------------------------------------------------------------------------
+    # --- outputs (the engine's events applied: handlers.py) -------------------------------
 
     def process(self) -> None:
         """Drain the engine's events and datagrams, then re-arm the timer."""
@@ -478,65 +379,6 @@ class Agent(Waiting):
             self._count("tx_errors")
             log.warning("send to %s:%d failed: %s", d.remote[0], d.remote[1], e.strerror or e)
 
-    def _apply(self, event: ev.Event) -> None:
-        handler = _EVENT_HANDLERS.get(type(event))
-        if handler is None:
-            log.warning("unhandled engine event %r", event)
-            return
-        try:
-            handler(self, event)
-        except Exception:
-            self._count("dataplane_errors")
-            log.exception("applying %s failed", type(event).__name__)
-        if self.waiters:
-            for w in list(self.waiters):
-                w.feed(event)
-
-    def _install_child(self, e: ev.InstallChild) -> None:
-        log.info(
-            "installing CHILD_SA %s reqid %d SPIs in %08x out %08x",
-            e.sa.name,
-            e.sa.reqid,
-            e.sa.inbound.spi,
-            e.sa.outbound.spi,
-        )
-        self.dp("install_child", e.sa)
-
-    def _delete_child(self, e: ev.DeleteChild) -> None:
-        log.info("deleting SA pair reqid %d in %08x out %08x", e.reqid, e.spi_in, e.spi_out)
-        self.dp("delete_child_sas", e.reqid, e.spi_in, e.spi_out)
-
-    def _activate_outbound(self, e: ev.ActivateOutbound) -> None:
-        log.info("sending on SA pair reqid %d in %08x out %08x", e.reqid, e.spi_in, e.spi_out)
-        self.dp("activate_outbound", e.reqid, e.spi_in, e.spi_out)
-
-    def _remove_policy(self, e: ev.RemovePolicy) -> None:
-        log.info("removing policy reqid %d", e.reqid)
-        self.dp("remove_policy", e.reqid)
-
-    def _install_trap(self, e: ev.InstallTrap) -> None:
-        log.info(
-            "installing trap policy %s reqid %d: %s === %s",
-            e.trap.name,
-            e.trap.reqid,
-            ", ".join(map(str, e.trap.local_ts)),
-            ", ".join(map(str, e.trap.remote_ts)),
-        )
-        self.dp("install_trap", e.trap)
-
-    def _query_usage(self, e: ev.QueryUsage) -> None:
-        """Answer the engine at once with the pair's use (it decides on ``inactivity``)."""
-        try:
-            c = self.dp("counters", e.reqid, e.spi_in, e.spi_out)
-            usage = SaUsage(e.reqid, e.spi_in, e.spi_out, c.last_used, c.packets_in + c.packets_out)
-        except KeyError:
-            usage = SaUsage(e.reqid, e.spi_in, e.spi_out, None, None)
-        self.engine_call("handle_dataplane_event", usage, self.clock())
-
-    def _log_status(self, e: ev.Event) -> None:
-        if log.isEnabledFor(logging.INFO):  # no text built for a level that is off
-            log.info("%s", _describe(e))
-
     # --- commands (used by runtime.commands) ------------------------------------------------
 
     async def _command(self, request: dict[str, Any]) -> Any:
@@ -546,29 +388,3 @@ class Agent(Waiting):
 
     def now(self) -> float:
         return self.clock()
-
-
-def _describe(e: ev.Event) -> str:
-    if isinstance(e, ev.IkeSaUp):
-        return f"IKE SA {e.name}[{e.uid}] established"
-    if isinstance(e, ev.IkeSaDown):
-        return f"IKE SA {e.name}[{e.uid}] down: {e.reason}"
-    if isinstance(e, ev.ChildUp):
-        return f"CHILD_SA {e.ike_name}/{e.name} reqid {e.reqid} up"
-    if isinstance(e, ev.ChildDown):
-        return f"CHILD_SA {e.ike_name}/{e.name} reqid {e.reqid} down: {e.reason}"
-    return repr(e)
-
-
-_EVENT_HANDLERS: dict[type, Callable[[Agent, Any], None]] = {
-    ev.InstallChild: Agent._install_child,
-    ev.DeleteChild: Agent._delete_child,
-    ev.ActivateOutbound: Agent._activate_outbound,
-    ev.RemovePolicy: Agent._remove_policy,
-    ev.InstallTrap: Agent._install_trap,
-    ev.QueryUsage: Agent._query_usage,
-    ev.IkeSaUp: Agent._log_status,
-    ev.IkeSaDown: Agent._log_status,
-    ev.ChildUp: Agent._log_status,
-    ev.ChildDown: Agent._log_status,
-}
