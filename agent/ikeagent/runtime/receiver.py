@@ -70,14 +70,6 @@ class Receiver:
             self._count("rx_ike", fed)
         self.process()
 
-    def _on_ike(self: Agent, data: bytes, local: Endpoint, remote: Endpoint) -> None:
-        """An IKE datagram from the data plane's NAT-T reader (marker already stripped)."""
-        if self._closed:
-            return
-        self._count("rx_ike")
-        self._feed(data, local, remote)
-        self.process()
-
     def _drain_ike(self: Agent) -> None:
         """Feed what the data plane's reader queued (marker already stripped), then drain
         the engine once for the whole batch."""
