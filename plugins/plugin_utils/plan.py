@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.ikelab.ipsec.plugins.module_utils.tunnel_config import AUTH_METHODS
 from ansible_collections.ikelab.ipsec.plugins.plugin_utils.plan_checks import (
     PROPOSAL_VARS,
     check_routes,
@@ -112,7 +113,6 @@ DEFAULTS: dict[str, Any] = {
     "start_action": None,  # start or trap (plan_settings), and the tunnel module's settings:
     **dict.fromkeys(NAMED_SETTINGS),
 }
-AUTH_METHODS = ("psk", "pubkey")
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
 

@@ -28,7 +28,7 @@ from ikeagent.crypto.suites import Kind, Proposal, TransformType  # noqa: E402
 
 # the profile of an end whose proposals no setting names; on an IKEv1 tunnel the other one
 # (IKEv1 has no AEAD for the IKE SA and no ChaCha20 in ESP, and modern is AEAD only)
-DEFAULT_PROFILE = "modern"
+DEFAULT_PROFILE = resolver.DEFAULT_PROFILE
 IKEV1_PROFILE = resolver.IKEV1_PROFILE
 
 
