@@ -176,10 +176,16 @@ def save_record(state_dir: str, rec: InitRecord) -> InitRecord:
     return rec
 
 
-def _sshd_answers(address: str) -> bool:
+BANNER_WAIT = 10.0  # seconds for a connected sshd to send its banner
+
+
+def sshd_answers(address: str, banner_wait: float = BANNER_WAIT, port: int = 22) -> bool:
+    """sshd listens at ``address`` and sends its banner. A loaded guest's sshd may take
+    seconds for that (it starts a new process for each connection): closing sooner and trying
+    again would start that cost over each time, and never see the banner."""
     try:
-        with socket.create_connection((address, 22), timeout=0.5) as s:
-            s.settimeout(1.0)
+        with socket.create_connection((address, port), timeout=0.5) as s:
+            s.settimeout(banner_wait)
             return s.recv(64).startswith(b"SSH-")
     except OSError:
         return False
@@ -191,7 +197,8 @@ def wait_ready(sites: dict[str, tuple[str, str, str]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while pending:
         for name, (netns, state_dir, address) in list(pending.items()):
-            if _sshd_answers(address):
+            left = deadline - time.monotonic()
+            if sshd_answers(address, min(BANNER_WAIT, max(left, 1.0))):
                 del pending[name]
             elif running_init(state_dir, netns) is None:
                 raise LabError(f"the init of {name} exited:\n{log_tail(state_dir)}")
