@@ -26,7 +26,7 @@ SITES = 3
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     run = new_lab(tmp_path_factory.mktemp("lab"), "t", SITES)
-    ok, changed = run.playbook("lab.yml")
+    ok, changed = run.build()
     assert changed >= 1
     yield run
     if run.dir.exists() or run.leftovers():

@@ -23,7 +23,7 @@ AGGRESSIVE = {"ikelab_ike_version": 1, "ikelab_ike_aggressive": True}
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     run = new_lab(tmp_path_factory.mktemp("ikev1"), "v", len(HOSTS))
-    run.playbook("lab.yml")
+    run.build()
     yield run
     run.playbook("teardown.yml")
 

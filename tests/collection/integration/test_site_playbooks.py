@@ -40,7 +40,7 @@ SOCKET = "/run/ikelab/ikeagent.sock"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     run = new_lab(tmp_path_factory.mktemp("rollout"), "r", SITES)
-    run.playbook("lab.yml")
+    run.build()
     yield run
     run.playbook("teardown.yml")
 

@@ -27,7 +27,7 @@ PKI = "/etc/ikelab/pki"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     run = new_lab(tmp_path_factory.mktemp("pubkey"), "k", len(HOSTS))
-    run.playbook("lab.yml")
+    run.build()
     yield run
     run.playbook("teardown.yml")
 

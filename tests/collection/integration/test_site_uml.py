@@ -48,7 +48,7 @@ class LabNamespace:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     run = new_lab(tmp_path_factory.mktemp("uml"), "g", len(HOSTS))
     run.engine = "uml"
-    run.playbook("lab.yml")
+    run.build()
     yield run
     run.playbook("teardown.yml")
     # a guest's kernel stops without closing its TCP connections: Ansible's ssh masters would

@@ -4,6 +4,7 @@ sockets under a temporary directory, so it never meets another lab."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -109,6 +110,16 @@ class LabRun:
         ok, changed, unreachable, failed = map(int, m.groups())
         assert (unreachable, failed) == (0, 0)
         return ok, changed
+
+    def build(self) -> tuple[int, int]:
+        """Run playbooks/lab.yml; if it fails, tear down what it left (sites that did start)
+        before the failure is raised, so that it costs the next tests nothing."""
+        try:
+            return self.playbook("lab.yml")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.playbook("teardown.yml")
+            raise
 
     def adhoc(self, pattern: str, module: str, args: str | dict[str, Any]) -> dict[str, Any]:
         """Results per host of an ad-hoc task (the tree callback writes one JSON per host)."""
